@@ -1,0 +1,42 @@
+"""`joulebench` entry point.
+
+Every module in this package except `app` and private `_*` helpers holds one command (or one command
+group) and registers it on `harness.cli.app.app` when imported. `main` turns `InputError` into a
+one-line message.
+"""
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from traffic.errors import InputError
+
+from .app import app
+
+
+def _load_commands() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "app" and not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    _load_commands()
+    command = typer.main.get_command(app)
+    try:
+        # standalone_mode=False lets bad input surface here as InputError instead of a traceback.
+        status = command.main(args=argv, prog_name="joulebench", standalone_mode=False)
+    except InputError as exc:
+        print(f"joulebench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("joulebench: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as exc:
+        # typer's (vendored click) usage errors: one line like InputError; `--help` shows the usage.
+        print(f"joulebench: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    if isinstance(status, int) and status:
+        sys.exit(status)

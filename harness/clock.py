@@ -1,0 +1,65 @@
+"""One clock scheme for requests and power: monotonic nanoseconds plus an (epoch, monotonic) anchor.
+
+Schedules and durations use the monotonic clock (never the wall clock, which NTP may step). Every
+process that records times also records one anchor pair, so its monotonic times can be mapped to
+epoch time, and from there to another host's monotonic clock. Two processes on the same kernel
+(the same `boot_id`, containers included) share the monotonic clock and need no mapping at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """Identifies the kernel whose monotonic clock we read ('' where the OS does not expose it)."""
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class ClockAnchor:
+    """A simultaneous reading of the epoch and monotonic clocks, in integer nanoseconds."""
+
+    epoch_ns: int
+    mono_ns: int
+    boot_id: str = ""
+    uncertainty_ns: int = 0
+
+    @classmethod
+    def now(cls) -> ClockAnchor:
+        # Bracket the epoch read between two monotonic reads and keep the tightest of a few tries,
+        # so the pair is simultaneous to within `uncertainty_ns`.
+        best: tuple[int, int, int] | None = None
+        for _ in range(5):
+            m0 = time.monotonic_ns()
+            e = time.time_ns()
+            m1 = time.monotonic_ns()
+            if best is None or m1 - m0 < best[2]:
+                best = (e, (m0 + m1) // 2, m1 - m0)
+        assert best is not None
+        return cls(epoch_ns=best[0], mono_ns=best[1], boot_id=boot_id(), uncertainty_ns=best[2])
+
+    def to_epoch_ns(self, mono_ns: int) -> int:
+        return self.epoch_ns + (mono_ns - self.mono_ns)
+
+    def to_mono_ns(self, epoch_ns: int) -> int:
+        return self.mono_ns + (epoch_ns - self.epoch_ns)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClockAnchor:
+        return cls(
+            epoch_ns=int(data["epoch_ns"]),
+            mono_ns=int(data["mono_ns"]),
+            boot_id=str(data.get("boot_id", "")),
+            uncertainty_ns=int(data.get("uncertainty_ns", 0)),
+        )

@@ -1,0 +1,47 @@
+"""The power data contract between the readers (sidecar, Prometheus, dcgm-exporter) and the energy join.
+
+Every reader returns a `PowerData`: per GPU, a cumulative energy series on the *harness's* monotonic
+clock. Readers do the clock mapping (same kernel: monotonic times as they are; another host: epoch
+times shifted by the estimated offset) and stitch counter resets, so the join sees one non-decreasing
+series per GPU. What they could not fix (gaps, resets, stale series) they report in `issues`, never
+smooth over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class EnergySeries:
+    gpu: str  # GPU index as the source labels it ("0", "1", ...)
+    t_ns: np.ndarray  # int64, harness monotonic clock, strictly increasing
+    energy_j: np.ndarray  # float64, cumulative joules since an arbitrary origin, non-decreasing
+    power_w: np.ndarray | None = None  # float64 instant power at t_ns (shape only; NaN where unknown)
+    uuid: str | None = None
+    name: str | None = None
+    integrated: bool = False  # True when energy_j integrates power (no hardware counter)
+    source: str = ""  # "sidecar", "prometheus", "dcgm", ...
+    issues: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.t_ns = np.asarray(self.t_ns, dtype=np.int64)
+        self.energy_j = np.asarray(self.energy_j, dtype=np.float64)
+        if self.power_w is not None:
+            self.power_w = np.asarray(self.power_w, dtype=np.float64)
+        if self.t_ns.shape != self.energy_j.shape:
+            raise ValueError(f"GPU {self.gpu}: t_ns and energy_j differ in length")
+        if len(self.t_ns) > 1 and np.any(np.diff(self.t_ns) <= 0):
+            raise ValueError(f"GPU {self.gpu}: t_ns is not strictly increasing")
+        if len(self.energy_j) > 1 and np.any(np.diff(self.energy_j) < 0):
+            raise ValueError(f"GPU {self.gpu}: energy_j decreases (resets must be stitched by the reader)")
+
+
+@dataclass
+class PowerData:
+    series: list[EnergySeries]
+    source: str
+    clock: dict = field(default_factory=dict)  # how times were mapped: {"mode": "same-host"|"offset", ...}
+    issues: list[str] = field(default_factory=list)  # source-level problems (unreachable, stale, ...)

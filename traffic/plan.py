@@ -1,0 +1,247 @@
+"""The arrival plan: the data contract between `traffic` (what and when) and `harness` (how).
+
+A plan is written before anything is sent, so a run can be replayed exactly against another server.
+It is a table of rows (one per request) plus a header. On disk it is one Parquet file with the header
+JSON in the schema metadata, and a JSON file beside it for humans (`<name>.parquet.json`).
+
+Arms run one after another in header order; `offset_s` counts from the start of the row's arm.
+Closed-loop arms (`concurrency`) have no planned offsets: their `offset_s` is NaN and the runner
+sends each request when one of the arm's users becomes free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+
+PLAN_SCHEMA_VERSION = 1
+_METADATA_KEY = b"joulebench.plan"
+
+# name -> (pyarrow type, nullable). The order is the on-disk column order and the hashing order.
+PLAN_COLUMNS: dict[str, tuple[pa.DataType, bool]] = {
+    "request_id": (pa.int64(), False),  # unique in the plan, 0..N-1 in execution order
+    "arm": (pa.string(), False),  # ArmSpec.name
+    "seq": (pa.int64(), False),  # position within the arm, 0..n-1
+    "offset_s": (pa.float64(), True),  # seconds from the arm's start; NaN for closed-loop arms
+    "prompt_id": (pa.string(), False),  # stable id of the prompt within its source
+    "prompt": (pa.string(), True),  # completion-style text (None when only messages are given)
+    "messages": (pa.string(), True),  # JSON list of {"role", "content"} for chat endpoints, or None
+    "prompt_chars": (pa.int64(), False),
+    "prompt_tokens": (pa.int64(), True),  # by the plan's tokenizer, or the trace's input length
+    "max_tokens": (pa.int64(), True),
+    "ignore_eos": (pa.bool_(), False),
+    "temperature": (pa.float64(), True),
+}
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm: a schedule applied to the plan's prompt sequence."""
+
+    name: str  # unique within the plan; the `arm` column's value
+    kind: str  # fixed | uniform | bursty | poisson | gamma | concurrency | trace
+    params: dict[str, Any]  # resolved parameters (after --rate scaling)
+    spec: str  # the schedule as the user wrote it, e.g. "uniform:low=0.1,high=0.5"
+    mean_rate: float | None = None  # target requests/s; None for closed-loop arms
+    users: int | None = None  # closed-loop arms: number of concurrent users
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.kind == "concurrency"
+
+
+@dataclass(frozen=True)
+class PlanHeader:
+    seed: int
+    arms: tuple[ArmSpec, ...]
+    prompt_source: dict[str, Any]  # {"spec": ..., "content_hash": ..., "options": {...}}
+    n: int  # rows in the whole plan
+    target_mean_rate: float | None = None
+    plan_hash: str = ""
+    schema_version: int = PLAN_SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str, origin: str) -> PlanHeader:
+        try:
+            data = json.loads(text)
+            version = int(data.get("schema_version", -1))
+            if version != PLAN_SCHEMA_VERSION:
+                raise InputError(
+                    f"{origin}: plan schema version {version} is not supported "
+                    f"(this joulebench reads version {PLAN_SCHEMA_VERSION})"
+                )
+            arms = tuple(ArmSpec(**arm) for arm in data.pop("arms"))
+            return cls(arms=arms, **data)
+        except InputError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"{origin}: plan header is malformed ({exc})") from None
+
+
+@dataclass
+class Plan:
+    header: PlanHeader
+    rows: pd.DataFrame
+
+    def arm(self, name: str) -> pd.DataFrame:
+        return self.rows[self.rows["arm"] == name]
+
+
+def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with exactly the plan columns, in order, with their canonical dtypes."""
+    missing = [c for c in PLAN_COLUMNS if c not in rows.columns]
+    if missing:
+        raise InputError(f"plan rows lack column(s) {', '.join(missing)}")
+    table = pa.Table.from_pandas(rows[list(PLAN_COLUMNS)], schema=_arrow_schema(), preserve_index=False)
+    return table.to_pandas(types_mapper=_pandas_type)
+
+
+def plan_hash(rows: pd.DataFrame) -> str:
+    """SHA-256 over the canonical rows: one JSON line per row, floats by their shortest repr."""
+    digest = hashlib.sha256()
+    canonical = canonical_rows(rows)
+    columns = list(PLAN_COLUMNS)
+    for record in canonical.itertuples(index=False, name=None):
+        line = json.dumps([_canonical_value(v) for v in record], separators=(",", ":"), ensure_ascii=False)
+        digest.update(line.encode())
+        digest.update(b"\n")
+    digest.update(json.dumps(columns).encode())
+    return digest.hexdigest()
+
+
+def make_plan(header: PlanHeader, rows: pd.DataFrame) -> Plan:
+    """Validate rows against the header and seal the plan with its hash."""
+    rows = canonical_rows(rows)
+    _validate(header, rows, origin="plan")
+    sealed = PlanHeader(**{**_shallow(header), "plan_hash": plan_hash(rows), "n": len(rows)})
+    return Plan(header=sealed, rows=rows)
+
+
+def save_plan(plan: Plan, path: str | os.PathLike) -> Path:
+    """Write the plan atomically (a crash or an error never leaves a partial file)."""
+    path = Path(path)
+    table = pa.Table.from_pandas(canonical_rows(plan.rows), schema=_arrow_schema(), preserve_index=False)
+    table = table.replace_schema_metadata({_METADATA_KEY: plan.header.to_json().encode()})
+    human = json.dumps(json.loads(plan.header.to_json()), indent=2, sort_keys=True) + "\n"
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    _atomic_write(Path(f"{path}.json"), lambda tmp: Path(tmp).write_text(human))
+    return path
+
+
+def load_plan(path: str | os.PathLike, verify: bool = True) -> Plan:
+    """Read a plan; with `verify`, recompute its hash so an edited or damaged file is caught."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: plan file not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet plan ({_first_line(exc)})") from None
+    meta = table.schema.metadata or {}
+    if _METADATA_KEY not in meta:
+        raise InputError(f"{path}: Parquet file has no joulebench plan header")
+    header = PlanHeader.from_json(meta[_METADATA_KEY].decode(), origin=str(path))
+    rows = canonical_rows(table.to_pandas(types_mapper=_pandas_type))
+    _validate(header, rows, origin=str(path))
+    if verify and plan_hash(rows) != header.plan_hash:
+        raise InputError(f"{path}: plan rows do not match the plan_hash in its header (edited or damaged)")
+    return Plan(header=header, rows=rows)
+
+
+def _validate(header: PlanHeader, rows: pd.DataFrame, origin: str) -> None:
+    names = [arm.name for arm in header.arms]
+    if not names:
+        raise InputError(f"{origin}: plan has no arms")
+    if len(set(names)) != len(names):
+        raise InputError(f"{origin}: arm names are not unique: {names}")
+    unknown = set(rows["arm"].unique()) - set(names)
+    if unknown:
+        raise InputError(f"{origin}: rows name unknown arm(s) {sorted(unknown)}")
+    ids = rows["request_id"].to_numpy()
+    if len(ids) and not np.array_equal(ids, np.arange(len(ids))):
+        raise InputError(f"{origin}: request_id must be 0..N-1 in row order")
+    order = {name: i for i, name in enumerate(names)}
+    arm_pos = rows["arm"].map(order).to_numpy()
+    if len(arm_pos) and np.any(np.diff(arm_pos) < 0):
+        raise InputError(f"{origin}: rows must be grouped by arm in header order")
+    for arm in header.arms:
+        offsets = rows.loc[rows["arm"] == arm.name, "offset_s"].to_numpy(dtype=float)
+        if arm.closed_loop:
+            if not np.all(np.isnan(offsets)):
+                raise InputError(f"{origin}: closed-loop arm {arm.name!r} must have NaN offsets")
+            continue
+        if np.any(np.isnan(offsets)) or np.any(offsets < 0):
+            raise InputError(f"{origin}: arm {arm.name!r} has missing or negative offset_s")
+        if np.any(np.diff(offsets) < 0):
+            raise InputError(f"{origin}: arm {arm.name!r} offsets are not non-decreasing")
+    both_missing = rows["prompt"].isna() & rows["messages"].isna()
+    if both_missing.any():
+        first = int(rows.loc[both_missing, "request_id"].iloc[0])
+        raise InputError(f"{origin}: request {first} has neither prompt nor messages")
+
+
+def _arrow_schema() -> pa.Schema:
+    return pa.schema([pa.field(n, t, nullable=nullable) for n, (t, nullable) in PLAN_COLUMNS.items()])
+
+
+def _pandas_type(arrow_type: pa.DataType):
+    # Nullable extension dtypes keep integer columns integral when they hold nulls.
+    mapping = {
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.string(): pd.StringDtype(),
+    }
+    return mapping.get(arrow_type)
+
+
+def _canonical_value(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else repr(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _shallow(header: PlanHeader) -> dict[str, Any]:
+    return {f: getattr(header, f) for f in header.__dataclass_fields__}
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        # mkstemp creates files 0600; give the plan the permissions any new file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
