@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use for real: the Prometheus server and promtool.
+# Debian packages the tests use for real: the Prometheus server and promtool, docker-compose.
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+# docker-compose v1 validates docker-compose.yml (`config`) without a Docker engine.
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

@@ -16,14 +16,18 @@ from traffic.errors import InputError
 from .app import app
 
 
-def _load_commands() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name != "app" and not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+def _load_commands(argv: list[str]) -> None:
+    # Import only the command being run (module name = command name with '_' for '-'): the
+    # mock server and the sidecar start in tests many times, and the others import pandas/scipy.
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "app" and not m.name.startswith("_")]
+    wanted = argv[0].replace("-", "_") if argv else ""
+    for name in [wanted] if wanted in names else names:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    _load_commands()
+    argv = sys.argv[1:] if argv is None else argv
+    _load_commands(argv)
     command = typer.main.get_command(app)
     try:
         # standalone_mode=False lets bad input surface here as InputError instead of a traceback.

@@ -1,0 +1,1 @@
+"""Built-in calibration profiles, shipped as package data (one JSON file per profile)."""

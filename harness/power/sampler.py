@@ -1,0 +1,242 @@
+"""The sampler: fixed-cadence reading of every GPU on its own threads, into the sample ring and a status
+snapshot that the Prometheus exposition renders.
+
+Design, from what NVML costs on H100/H200 (see nvml.py):
+- three loops, each on its own thread with absolute deadlines (`start + k * period`, never relative
+  sleeps): `power` reads instant power at the sampling interval (10 Hz default, up to 100 Hz),
+  `counter` reads the energy counter every max(interval, 0.5 s) as the exact anchor, `state` reads
+  clocks/temperature/throttle/utilization/limit every max(interval, 1 s). A 15 ms counter call thus
+  never delays a power sample (pynvml releases the GIL while NVML runs);
+- a loop that falls behind skips the deadlines already past (counted as missed) instead of bursting
+  to catch up, and records each sample's lateness against its deadline (the lag histogram);
+- counter resets (driver reload, mock restart) are stitched so the exported total never decreases;
+- a GPU without a counter gets its energy by integrating instant power (trapezoids), labelled
+  "integrated";
+- a failing read is counted per GPU and reading, and never stops the other GPUs or loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from .backend import BackendError, GpuIdentity, GpuState, PowerBackend
+from .samplelog import FLAG_INTEGRATED, FLAG_POWER_USAGE, FLAG_RESET, SampleRing
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL_S = 0.01
+MAX_INTERVAL_S = 10.0
+# Upper bounds of the lag histogram (seconds); lateness beyond the interval means skipped deadlines.
+LAG_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LOOPS = ("power", "counter", "state")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    interval_s: float = 0.1
+    counter_interval_s: float | None = None  # None: max(interval, 0.5 s)
+    state_interval_s: float | None = None  # None: max(interval, 1 s)
+
+    def periods(self) -> dict[str, float]:
+        return {
+            "power": self.interval_s,
+            "counter": self.counter_interval_s or max(self.interval_s, 0.5),
+            "state": self.state_interval_s or max(self.interval_s, 1.0),
+        }
+
+
+@dataclass
+class LoopStats:
+    """Cadence health of one loop: samples taken, deadlines skipped, lateness distribution."""
+
+    period_s: float
+    samples: int = 0
+    missed: int = 0
+    lag_sum_s: float = 0.0
+    lag_buckets: list[int] = field(default_factory=lambda: [0] * len(LAG_BUCKETS))
+
+    def record(self, lag_s: float) -> None:
+        self.samples += 1
+        self.lag_sum_s += lag_s
+        for i, bound in enumerate(LAG_BUCKETS):
+            if lag_s <= bound:
+                self.lag_buckets[i] += 1
+                break
+
+
+@dataclass
+class GpuStatus:
+    """The latest of everything known about one GPU (a copy is handed to the exposition)."""
+
+    identity: GpuIdentity
+    method: str  # "counter" or "integrated"
+    energy_j: float | None = None  # stitched cumulative joules (counter) or the running integral
+    energy_t_ns: int | None = None  # when energy_j was read
+    resets: int = 0
+    power_w: float | None = None
+    power_avg_w: float | None = None
+    power_t_ns: int | None = None
+    state: GpuState = field(default_factory=GpuState)
+    state_t_ns: int | None = None
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOOPS, 0))
+
+
+class _Channel:
+    """Per-GPU bookkeeping that only the sampler threads touch (under the sampler's lock)."""
+
+    def __init__(self, identity: GpuIdentity) -> None:
+        self.status = GpuStatus(identity=identity, method="counter" if identity.has_counter else "integrated")
+        self.last_raw_j: float | None = None
+        self.offset_j = 0.0
+        self.integral_j = 0.0
+        self.integral_t_ns: int | None = None
+        self.emitted_t_ns: int | None = None
+        self.logged: set[str] = set()
+
+
+class Sampler:
+    def __init__(
+        self,
+        backend: PowerBackend,
+        ring: SampleRing,
+        config: SamplerConfig | None = None,
+    ) -> None:
+        self.backend = backend
+        self.ring = ring
+        self.config = config or SamplerConfig()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._channels = [_Channel(identity) for identity in backend.devices()]
+        self._loops = {name: LoopStats(period_s=p) for name, p in self.config.periods().items()}
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        ticks = {"power": self._power_tick, "counter": self._counter_tick, "state": self._state_tick}
+        for name in LOOPS:
+            thread = threading.Thread(target=self._run_loop, args=(name, ticks[name]), name=f"sampler-{name}")
+            thread.daemon = True
+            self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    # -- snapshots for the exposition and status endpoints ------------------------------------------
+
+    def gpus(self) -> list[GpuStatus]:
+        with self._lock:
+            return [replace(ch.status, errors=dict(ch.status.errors)) for ch in self._channels]
+
+    def loops(self) -> dict[str, LoopStats]:
+        with self._lock:
+            return {name: replace(s, lag_buckets=list(s.lag_buckets)) for name, s in self._loops.items()}
+
+    # -- the loops ---------------------------------------------------------------------------------
+
+    def _run_loop(self, name: str, tick: Callable[[], None]) -> None:
+        stats = self._loops[name]
+        period_ns = round(stats.period_s * 1e9)
+        start = time.monotonic_ns()
+        k = 0
+        while True:
+            deadline = start + k * period_ns
+            now = time.monotonic_ns()
+            while now < deadline:
+                if self._stop.wait((deadline - now) / 1e9):
+                    return
+                now = time.monotonic_ns()
+            if self._stop.is_set():
+                return
+            with self._lock:
+                stats.record((now - deadline) / 1e9)
+            tick()
+            # Skip deadlines that passed while this tick ran: a late loop takes the newest one
+            # (and counts the others as missed) rather than firing a burst of stale samples.
+            latest_due = (time.monotonic_ns() - start) // period_ns
+            if latest_due > k + 1:
+                with self._lock:
+                    stats.missed += latest_due - k - 1
+                k = latest_due
+            else:
+                k += 1
+
+    def _read(self, ch: _Channel, loop: str, read: Callable[[], object]) -> tuple[object, int] | None:
+        """Run one backend read; return (result, timestamp) or None after counting the failure."""
+        t0 = time.monotonic_ns()
+        try:
+            result = read()
+        except Exception as exc:  # one GPU's failure must never stop the loop for the others
+            with self._lock:
+                ch.status.errors[loop] += 1
+            key = f"{loop}:{type(exc).__name__}"
+            if key not in ch.logged:  # once per kind, so a dead GPU does not flood the log
+                ch.logged.add(key)
+                level = logging.WARNING if isinstance(exc, BackendError) else logging.ERROR
+                log.log(level, "GPU %d %s read failed: %s", ch.status.identity.index, loop, exc)
+            return None
+        t1 = time.monotonic_ns()
+        t_ns = getattr(result, "t_ns", None)
+        return result, t_ns if t_ns is not None else (t0 + t1) // 2
+
+    def _power_tick(self) -> None:
+        for ch in self._channels:
+            index = ch.status.identity.index
+            got = self._read(ch, "power", lambda index=index: self.backend.read_power(index))
+            if got is None:
+                continue
+            reading, t_ns = got
+            flags = FLAG_POWER_USAGE if ch.status.identity.instant_power == "power_usage" else 0
+            self.ring.append_power(t_ns, index, reading.instant_w, reading.average_w, flags)
+            with self._lock:
+                st = ch.status
+                prev_t, prev_w = ch.integral_t_ns, st.power_w
+                if st.method == "integrated" and prev_t is not None and prev_w is not None and t_ns > prev_t:
+                    ch.integral_j += (prev_w + reading.instant_w) / 2 * (t_ns - prev_t) / 1e9
+                if ch.integral_t_ns is None or t_ns > ch.integral_t_ns:
+                    ch.integral_t_ns = t_ns
+                st.power_w, st.power_avg_w, st.power_t_ns = reading.instant_w, reading.average_w, t_ns
+
+    def _counter_tick(self) -> None:
+        for ch in self._channels:
+            index = ch.status.identity.index
+            if ch.status.method == "counter":
+                got = self._read(ch, "counter", lambda index=index: self.backend.read_energy(index))
+                if got is None:
+                    continue
+                reading, t_ns = got
+                with self._lock:
+                    reset = ch.last_raw_j is not None and reading.energy_j < ch.last_raw_j
+                    if reset:
+                        # The counter restarted from zero: carry what it had counted before.
+                        ch.offset_j += ch.last_raw_j
+                        ch.status.resets += 1
+                    ch.last_raw_j = reading.energy_j
+                    total = ch.offset_j + reading.energy_j
+                    ch.status.energy_j, ch.status.energy_t_ns = total, t_ns
+                self.ring.append_energy(t_ns, index, total, FLAG_RESET if reset else 0)
+            else:
+                with self._lock:
+                    t_ns, total = ch.integral_t_ns, ch.integral_j
+                    if t_ns is None or t_ns == ch.emitted_t_ns:
+                        continue
+                    ch.emitted_t_ns = t_ns
+                    ch.status.energy_j, ch.status.energy_t_ns = total, t_ns
+                self.ring.append_energy(t_ns, index, total, FLAG_INTEGRATED)
+
+    def _state_tick(self) -> None:
+        for ch in self._channels:
+            index = ch.status.identity.index
+            got = self._read(ch, "state", lambda index=index: self.backend.read_state(index))
+            if got is not None:
+                with self._lock:
+                    ch.status.state, ch.status.state_t_ns = got

@@ -1,0 +1,129 @@
+"""The simulated backend: reads the mock server's simulated GPU (`GET {url}/sim/gpu`) as it would read NVML.
+
+The document's `energy_j` plays the hardware energy counter (exact, cumulative) and `power_w` the
+instant power field, so the whole chain — sampler, exposition, sample log, Prometheus, readers, join —
+runs without a GPU. The contract is in docs/contracts.md ("Simulated GPU").
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from harness.clock import boot_id
+from traffic.errors import InputError
+
+from .backend import BackendError, EnergyReading, GpuIdentity, GpuState, PowerReading, check_indices
+
+SIM_SCHEMA_VERSION = 1
+
+
+class SimulatedBackend:
+    name = "simulated"
+
+    def __init__(self, base_url: str, gpus: list[int] | None = None, timeout_s: float = 2.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InputError(f"--simulate-from: expected an http(s) URL, got {base_url!r}")
+        self.url = base_url.rstrip("/") + "/sim/gpu"
+        self._timeout = timeout_s
+        # One client per sampler thread: the power and counter loops read concurrently.
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
+        self._boot_id = boot_id()
+        try:
+            doc = self._fetch()
+        except BackendError as exc:
+            raise InputError(f"--simulate-from: {exc}") from None
+        indices = check_indices(gpus, [g["index"] for g in doc["gpus"]], self.url)
+        self._devices = {
+            g["index"]: GpuIdentity(
+                index=g["index"],
+                uuid=str(g.get("uuid", "")),
+                name=str(g.get("name", "")),
+                driver=str(g.get("driver", "")),
+                has_counter=True,
+                instant_power="simulated",
+            )
+            for g in doc["gpus"]
+            if g["index"] in indices
+        }
+
+    def _client(self) -> httpx.Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(timeout=self._timeout)
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    def _fetch(self) -> dict[str, Any]:
+        try:
+            response = self._client().get(self.url)
+            response.raise_for_status()
+            doc = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise BackendError(f"cannot read {self.url}: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("schema_version") != SIM_SCHEMA_VERSION:
+            raise BackendError(f"{self.url}: expected schema_version {SIM_SCHEMA_VERSION}")
+        gpus = doc.get("gpus")
+        if not isinstance(gpus, list) or not gpus:
+            raise BackendError(f"{self.url}: no 'gpus' in the document")
+        if not all(isinstance(g, dict) and isinstance(g.get("index"), int) for g in gpus):
+            raise BackendError(f"{self.url}: every GPU needs an integer 'index'")
+        return doc
+
+    def _gpu(self, index: int) -> tuple[dict[str, Any], int | None]:
+        doc = self._fetch()
+        for gpu in doc["gpus"]:
+            if gpu.get("index") == index:
+                break
+        else:
+            raise BackendError(f"GPU {index}: missing from {self.url}")
+        # On the same kernel the mock's monotonic stamp is ours: it says exactly when it computed
+        # the reading, which is better than the midpoint of our HTTP round trip.
+        clock = doc.get("clock") or {}
+        same_kernel = bool(self._boot_id) and clock.get("boot_id") == self._boot_id
+        return gpu, int(clock["mono_ns"]) if same_kernel and "mono_ns" in clock else None
+
+    def devices(self) -> list[GpuIdentity]:
+        return list(self._devices.values())
+
+    def read_power(self, index: int) -> PowerReading:
+        gpu, t_ns = self._gpu(index)
+        try:
+            return PowerReading(instant_w=float(gpu["power_w"]), t_ns=t_ns)
+        except (KeyError, TypeError, ValueError):
+            raise BackendError(f"GPU {index}: no valid power_w in {self.url}") from None
+
+    def read_energy(self, index: int) -> EnergyReading:
+        gpu, t_ns = self._gpu(index)
+        try:
+            return EnergyReading(energy_j=float(gpu["energy_j"]), t_ns=t_ns)
+        except (KeyError, TypeError, ValueError):
+            raise BackendError(f"GPU {index}: no valid energy_j in {self.url}") from None
+
+    def read_state(self, index: int) -> GpuState:
+        gpu, _ = self._gpu(index)
+
+        def num(key: str) -> float | None:
+            value = gpu.get(key)
+            return float(value) if isinstance(value, (int, float)) else None
+
+        return GpuState(
+            power_limit_w=num("power_limit_w"),
+            temperature_c=num("temperature_c"),
+            sm_clock_hz=num("sm_clock_hz"),
+            mem_clock_hz=num("mem_clock_hz"),
+            utilization_gpu=num("utilization_gpu"),
+            utilization_memory=num("utilization_memory"),
+        )
+
+    def close(self) -> None:
+        with self._clients_lock:
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
