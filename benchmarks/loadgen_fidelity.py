@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Load-generator fidelity: does `joulebench run` send a fixed schedule on time?
+
+For fixed schedules at each rate (streaming and not, per HTTP transport) it runs the real runner
+(`harness.runner.execute_plan`) against the mock server (`synthetic-fast` profile: 1 ms steps, never
+the bottleneck) in a separate process, and reports from the request log:
+
+  realized / planned rate   (n - 1) / (last sent - first sent) over (n - 1) / (last due - first due)
+  lateness p50 / p99 / max  sent_ns - planned_ns
+  client CPU per request    this process's CPU time over the run / requests
+
+plus, from a sweep of rates, the highest with p99 lateness under 1 ms. Targets (issue 4): realized
+rate within 0.5% and p99 lateness <= 1 ms up to 1,000 req/s.
+
+Writes to --out (default benchmarks/results/): loadgen_fidelity.json (every point, the machine, the
+command), loadgen_fidelity_requests.parquet (raw per-request times of every point) and
+loadgen_fidelity.md (the summary table). Numbers depend on the machine and on what else runs on it:
+the JSON records the CPU model and load average before and after each point.
+
+    python benchmarks/loadgen_fidelity.py                        # the full set (~3 minutes)
+    python benchmarks/loadgen_fidelity.py --rates 500 --duration 3 --transports aiohttp --no-sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.backends import resolve_target  # noqa: E402
+from harness.runfolder import RunFolder, cpu_model, versions  # noqa: E402
+from harness.runner import RunOptions, execute_plan  # noqa: E402
+from traffic.builder import build_plan  # noqa: E402
+from traffic.spec import PlanSpec  # noqa: E402
+
+TARGET_P99_MS = 1.0
+TARGET_RATE_ERROR = 0.005
+
+
+def start_mock() -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "mock-server", "--port", "0", "--profile", "synthetic-fast"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url.startswith("http"):
+        process.kill()
+        raise SystemExit(f"mock server did not start: {url!r}")
+    return process, url
+
+
+def run_point(url: str, rate: float, stream: bool, transport: str, duration: float, precise: bool = True,
+              profile: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:  # fmt: skip
+    n = max(50, int(rate * duration))
+    plan = build_plan(
+        PlanSpec.parse(
+            {"prompts": "synthetic", "schedules": [f"fixed:interval={1 / rate!r}"], "n": n, "max_tokens": 8,
+             "ignore_eos": True, "seed": 1}
+        )
+    )  # fmt: skip
+    target = asyncio.run(resolve_target(url))
+    # A client that cannot keep up stops sending after twice the planned span (the rest are not_sent),
+    # so one hopeless point cannot take the whole benchmark hostage.
+    options = RunOptions(
+        stream=stream, transport=transport, warmup=20, progress=False, precise_timer=precise,
+        time_limit_s=2 * duration, grace_s=5, timeout_s=30,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as out:
+        folder = RunFolder.create(out, plan)
+        load_before = os.getloadavg()
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        result = execute_plan(plan, target, folder, options)
+        if profiler:
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
+            profile.write_text(text.getvalue())
+        load_after = os.getloadavg()
+    rows = result.measured
+    sent = np.sort(rows["sent_ns"].dropna().to_numpy(dtype=np.int64))
+    due = np.sort(rows["planned_ns"].to_numpy(dtype=np.int64))
+    lateness_ms = rows["lateness_ns"].dropna().to_numpy(dtype=float) / 1e6
+    realized = (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
+    planned = (len(due) - 1) / ((due[-1] - due[0]) / 1e9)
+    point = {
+        "transport": transport,
+        "stream": stream,
+        "precise_timer": precise,
+        "rate": rate,
+        "requests": n,
+        "realized_rate": realized,
+        "planned_rate": planned,
+        "rate_ratio": realized / planned,
+        "lateness_ms": {
+            "p50": float(np.percentile(lateness_ms, 50)),
+            "p99": float(np.percentile(lateness_ms, 99)),
+            "max": float(lateness_ms.max()),
+        },
+        "status": {str(k): int(v) for k, v in rows["status"].value_counts().items()},
+        "client_cpu_us_per_request": 1e6 * result.client_cpu_s / (len(sent) + options.warmup),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+    }
+    # Raw data, compact: times relative to the point's first deadline.
+    t0 = int(due[0])
+    raw = pd.DataFrame(
+        {
+            "transport": transport,
+            "stream": stream,
+            "rate": rate,
+            "precise_timer": precise,
+            "request_id": rows["request_id"].to_numpy(dtype=np.int64),
+            "planned_ns": rows["planned_ns"].to_numpy(dtype=np.int64) - t0,
+            "lateness_ns": rows["lateness_ns"].astype("Int64"),
+            "e2e_ns": (rows["done_ns"] - rows["sent_ns"]).astype("Int64"),
+            "status": rows["status"].astype("category"),
+        }
+    )
+    return point, raw
+
+
+def _key(point: dict[str, Any]) -> tuple:
+    return point["transport"], point["stream"], point["rate"], point["precise_timer"]
+
+
+def passes(point: dict[str, Any]) -> bool:
+    return point["lateness_ms"]["p99"] <= TARGET_P99_MS and abs(point["rate_ratio"] - 1) <= TARGET_RATE_ERROR
+
+
+def summary_md(result: dict[str, Any]) -> str:
+    lines = [
+        "# Load-generator fidelity",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpu_model']}, {result['machine']['cpus']} CPUs; "
+        f"load average before the first point {result['machine']['loadavg_start'][0]:.2f}.  ",
+        "Target: the mock server (`synthetic-fast` profile, own process), fixed schedules, 8 output tokens.",
+        "",
+        "| transport | stream | timer | rate (req/s) | realized / planned | lateness p50 / p99 / max (ms) "
+        "| client CPU µs/req | load avg | meets target |",
+        "|---|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for p in result["points"]:
+        lat = p["lateness_ms"]
+        stream = "yes" if p["stream"] else "no"
+        timer = "precise" if p["precise_timer"] else "epoll"
+        ok = "yes" if passes(p) else "no"
+        lines.append(
+            f"| {p['transport']} | {stream} | {timer} | {p['rate']:g} | {p['rate_ratio']:.4f} "
+            f"| {lat['p50']:.3f} / {lat['p99']:.3f} / {lat['max']:.1f} "
+            f"| {p['client_cpu_us_per_request']:.0f} | {p['loadavg_after'][0]:.2f} | {ok} |"
+        )
+    lines += ["", "Highest rate in the sweep with p99 lateness <= 1 ms and realized rate within 0.5%:", ""]
+    for key, value in result["highest_passing_rate"].items():
+        lines.append(f"- {key}: {value if value is not None else 'none of the swept rates'} req/s")
+    lines += [
+        "",
+        "Raw data: loadgen_fidelity.json (points) and loadgen_fidelity_requests.parquet (every request).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--target", help="base URL of a running server (default: start the mock)")
+    parser.add_argument("--rates", default="100,500,1000,2000", help="comma-separated req/s")
+    parser.add_argument("--sweep", default="200,300,400,600,700,800,1200,1500",
+                        help="extra rates (with --rates) searched for the highest passing one")  # fmt: skip
+    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
+    parser.add_argument("--transports", default="aiohttp,httpx")
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile the 1,000 req/s streaming point"
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    transports = args.transports.split(",")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    mock = None
+    url = args.target
+    if url is None:
+        mock, url = start_mock()
+    points, raws = [], []
+    try:
+        result: dict[str, Any] = {
+            "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+            "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
+            "versions": versions(),
+            "targets": {"p99_lateness_ms": TARGET_P99_MS, "rate_error": TARGET_RATE_ERROR},
+        }
+        for transport in transports:
+            for stream in (False, True):
+                for rate in rates:
+                    point, raw = run_point(url, rate, stream, transport, args.duration)
+                    points.append(point)
+                    raws.append(raw)
+                    print(json.dumps(point), flush=True)
+        # What the precise timer buys: the default asyncio selector at one moderate rate.
+        point, raw = run_point(url, 500, False, transports[0], args.duration, precise=False)
+        points.append(point)
+        raws.append(raw)
+        print(json.dumps(point), flush=True)
+        highest: dict[str, float | None] = {}
+        if not args.no_sweep:
+            swept = sorted({*rates, *(float(r) for r in args.sweep.split(","))})
+            for stream in (False, True):
+                best = None
+                for rate in swept:
+                    point = next((p for p in points if _key(p) == (transports[0], stream, rate, True)), None)
+                    if point is None:
+                        point, raw = run_point(url, rate, stream, transports[0], args.duration)
+                        points.append(point)
+                        raws.append(raw)
+                        print(json.dumps(point), flush=True)
+                    if passes(point):
+                        best = rate
+                highest[f"{transports[0]}, {'streaming' if stream else 'non-streaming'}"] = best
+        if args.profile:
+            run_point(url, 1000, True, transports[0], args.duration, profile=args.out / "loadgen_profile.txt")
+    finally:
+        if mock is not None:
+            mock.terminate()
+            mock.wait(timeout=30)
+    result["points"] = points
+    result["highest_passing_rate"] = highest
+    (args.out / "loadgen_fidelity.json").write_text(json.dumps(result, indent=2) + "\n")
+    pd.concat(raws, ignore_index=True).to_parquet(
+        args.out / "loadgen_fidelity_requests.parquet", index=False, compression="zstd"
+    )
+    (args.out / "loadgen_fidelity.md").write_text(summary_md(result))
+    print(summary_md(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""httpx requests carried by aiohttp's connection pool (`--transport aiohttp`, the default).
+
+Why: httpcore's pool rescans every connection and every queued request on each request and each
+response end (httpx issue #3215), so its cost per request grows with the connections open; at the
+concurrency an open-loop run reaches, the client itself falls behind the schedule. aiohttp keeps idle
+connections in a per-host deque. `benchmarks/loadgen_fidelity.py` measures both transports (client CPU
+per request, lateness, realized rate); its results are in benchmarks/results/loadgen_fidelity.md.
+
+The client code above it still sees httpx: Request in, Response with an async byte stream out, and
+httpx's exceptions, mapped so the runner's status taxonomy holds: no connection -> ConnectError; a
+connection that breaks or answers garbage -> RemoteProtocolError / ReadError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    def __init__(self, pool: int, keepalive_s: float) -> None:
+        self._pool = pool
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use: a ClientSession belongs to the event loop it is created in.
+        connector = aiohttp.TCPConnector(limit=self._pool, keepalive_timeout=self._keepalive_s)
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # httpx decodes content-encoding itself
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=None),  # the caller enforces the per-request deadline
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._open()
+        try:
+            response = await self._session.request(
+                request.method,
+                str(request.url),
+                headers=list(request.headers.multi_items()),
+                data=request.content or None,
+                allow_redirects=False,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response, request),
+            request=request,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._response.content.iter_any():  # each read as it arrives
+                yield data
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out", request=self._request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=self._request) from exc
+
+    async def aclose(self) -> None:
+        # Back to the pool when fully read; otherwise aiohttp closes the connection.
+        self._response.release()

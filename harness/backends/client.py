@@ -1,0 +1,230 @@
+"""HTTP for every protocol: one request in, one fully measured `RequestRecord` out.
+
+`perform` never raises for anything the server or the network does: every outcome becomes a terminal
+status (`ok`, `http_error`, `timeout`, `connect_error`, `stream_error`). Only cancellation propagates,
+so the runner can mark the request `cancelled` itself.
+
+    connect_error  no connection could be made (refused, unreachable, DNS, connect timeout)
+    http_error     the server answered with a status >= 300 (its error message is kept)
+    timeout        no complete response within the per-request timeout (counted from sent_ns)
+    stream_error   connected, but the response was cut short, malformed, or carried an error event
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from traffic.errors import InputError
+
+from .. import __version__
+from ..records import RequestRecord
+from .aiohttp_transport import AiohttpTransport
+from .base import CONTENT, END, Api, StreamFault, error_text, load_json
+from .sse import SSEParser
+
+_now = time.monotonic_ns
+_JSON = {"content-type": "application/json"}
+_ERROR_BODY_LIMIT = 64 * 1024
+# Below the keep-alive timeout of common servers (uvicorn: 5 s), so we do not reuse a connection the
+# server is closing at that very moment (which would fail a request through no fault of the server).
+KEEPALIVE_EXPIRY_S = 2.0
+
+
+TRANSPORTS = ("aiohttp", "httpx")
+
+
+def make_client(
+    base_url: str,
+    *,
+    pool: int,
+    timeout_s: float,
+    api_key: str | None = None,
+    transport: str = "httpx",
+) -> httpx.AsyncClient:
+    """An AsyncClient whose pool never queues a request: `pool` must cover the run's peak concurrency
+    (httpx's default of 100 connections would silently delay request 101 until one frees up).
+    `transport`: "httpx" (httpcore) or "aiohttp" (see `aiohttp_transport`: cheaper per request)."""
+    if transport not in TRANSPORTS:
+        raise InputError(f"--transport {transport!r}: choose one of {', '.join(TRANSPORTS)}")
+    headers = {"user-agent": f"joulebench/{__version__}"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return httpx.AsyncClient(
+        base_url=base_url,
+        limits=httpx.Limits(
+            max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=KEEPALIVE_EXPIRY_S
+        ),
+        timeout=httpx.Timeout(timeout_s),
+        headers=headers,
+        trust_env=False,  # a proxy from the environment would sit in every measurement
+        follow_redirects=False,
+        transport=AiohttpTransport(pool, KEEPALIVE_EXPIRY_S) if transport == "aiohttp" else None,
+    )
+
+
+async def perform(
+    client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord, timeout_s: float
+) -> None:
+    """Send `body` and measure the response into `rec`; the caller sets `rec.sent_ns` just before."""
+    assert rec.sent_ns is not None
+    try:
+        async with deadline(rec.sent_ns / 1e9 + timeout_s):
+            await _exchange(client, api, body, rec)
+    except TimeoutError:
+        rec.finish("timeout", _now(), f"no complete response within {timeout_s:g} s")
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        rec.finish("connect_error", _now(), _describe(exc))
+    except httpx.TimeoutException as exc:
+        rec.finish("timeout", _now(), _describe(exc))
+    except StreamFault as exc:
+        rec.finish("stream_error", _now(), str(exc))
+    except Exception as exc:  # cut connections, protocol violations, decoding errors, and any surprise
+        where = "before the response" if rec.first_byte_ns is None else "during the response"
+        rec.finish("stream_error", _now(), f"{_describe(exc)} ({where})")
+
+
+async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord) -> None:
+    request = client.build_request(
+        "POST", _url(str(client.base_url), api.path(rec.stream)), content=body, headers=_JSON
+    )
+    response = await client.send(request, stream=True)
+    try:
+        rec.first_byte_ns = _now()
+        rec.http_status = response.status_code
+        headers = response.headers
+        rec.server_timing = server_timing(headers)
+        api.read_headers(headers, rec)
+        if response.status_code >= 300:
+            text = await _read_capped(response)
+            rec.finish("http_error", _now(), http_error_text(response.status_code, text, headers))
+        elif rec.stream:
+            await _read_stream(response, api, rec)
+        else:
+            data = await response.aread()
+            rec.first_token_ns = rec.last_token_ns = _now()
+            api.read_body(load_json(data, "response body"), headers, rec)
+            rec.finish("ok", _now())
+    finally:
+        await response.aclose()
+
+
+@functools.lru_cache(maxsize=64)
+def _url(base_url: str, path: str) -> httpx.URL:
+    # Parsed once: httpx would otherwise parse and merge the URL twice per request (a measurable
+    # share of the client's per-request CPU). Same result as httpx's merge: base path + request path.
+    return httpx.URL(base_url.rstrip("/") + path)
+
+
+async def _read_stream(response: httpx.Response, api: Api, rec: RequestRecord) -> None:
+    content_type = response.headers.get("content-type", "")
+    if "text/event-stream" not in content_type:
+        text = (await _read_capped(response)).decode("utf-8", "replace")[:120]
+        raise StreamFault(f"expected an SSE stream, got {content_type or 'no content type'}: {text!r}")
+    parser = SSEParser()
+    chunk_ns = rec.chunk_ns
+    fault: str | None = None
+    ended = False
+    raw = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
+    try:
+        async for data in raw:
+            t = _now()  # every event completed by this read arrived now
+            for event in parser.feed(data):
+                if ended:
+                    continue
+                try:
+                    if event.event == "error":
+                        raise StreamFault(f"server error event: {event.data[:200]}")
+                    flags = api.read_event(event.data, rec)
+                except StreamFault as exc:
+                    fault = fault or str(exc)
+                    continue
+                if flags & CONTENT:
+                    chunk_ns.append(t)
+                if flags & END:
+                    ended = True
+    finally:
+        if chunk_ns:
+            rec.first_token_ns, rec.last_token_ns = chunk_ns[0], chunk_ns[-1]
+    if fault is not None:
+        raise StreamFault(fault)
+    if not ended:
+        tail = " (an unterminated event was discarded)" if parser.pending else ""
+        raise StreamFault(f"stream ended before its end marker{tail}")
+    rec.finish("ok", _now())
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = b""
+    async for data in response.aiter_bytes():
+        body += data
+        if len(body) >= _ERROR_BODY_LIMIT:
+            break
+    return body
+
+
+def http_error_text(status: int, body: bytes, headers: Mapping[str, str]) -> str:
+    try:
+        message = error_text(json.loads(body))
+    except ValueError:
+        message = body.decode("utf-8", "replace").strip()[:200] or httpx.codes.get_reason_phrase(status)
+    text = f"HTTP {status}: {message}"
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        text += f" (retry-after {retry_after})"
+    return text[:300]
+
+
+def server_timing(headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """The server's `x-*` headers (TGI: queue, inference, per-token, validation time; token counts)."""
+    kept = {k.lower(): _number(v) for k, v in headers.items() if k.lower().startswith("x-")}
+    return kept or None
+
+
+def _number(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            number = cast(value)
+        except ValueError:
+            continue
+        return number if math.isfinite(number) else value
+    return value
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+@asynccontextmanager
+async def deadline(when: float) -> AsyncIterator[None]:
+    """Cancel the body at event-loop time `when` and raise TimeoutError (works on Python 3.10, which
+    lacks `asyncio.timeout_at`). A cancellation from elsewhere passes through unchanged."""
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_at(when, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        if hasattr(task, "uncancel"):
+            task.uncancel()
+        raise TimeoutError from None
+    finally:
+        handle.cancel()

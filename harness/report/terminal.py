@@ -1,0 +1,97 @@
+"""The terminal summary printed at the end of every run and by `joulebench report`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .format import fmt_ci, fmt_num
+
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def render_terminal_summary(summary: dict, console: Console | None = None) -> None:
+    """Print the per-arm table, the energy account, the flags and which arm cost least per request."""
+    console = console or wide_console()
+    table = Table(
+        title=f"joulebench · {summary.get('run_id', '')} · method {summary['method']}", title_justify="left"
+    )
+    for col in (
+        "arm", "ok/planned", "J/req mean", "95% CI", "p50", "p99", "all-in J/req", "J/out tok", "mean W",
+        "TTFT p50 ms", "E2E p50 ms", "rate real/plan",
+    ):  # fmt: skip
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    blocks = [*summary["arms"], summary["run"]]
+    for block in blocks:
+        jpr = block.get("j_per_request") or {}
+        lat = block.get("latency_s") or {}
+        rate = block.get("rate") or {}
+        table.add_row(
+            block["name"],
+            f"{block['requests']['ok']:,}/{block['requests']['total']:,}",
+            fmt_num(jpr.get("mean")),
+            fmt_ci(jpr.get("ci95")),
+            fmt_num(jpr.get("p50")),
+            fmt_num(jpr.get("p99")),
+            fmt_num((block.get("all_in") or {}).get("j_per_request")),
+            fmt_num(block.get("j_per_output_token")),
+            fmt_num(block.get("mean_power_w")),
+            _ms((lat.get("ttft") or {}).get("p50")),
+            _ms((lat.get("e2e") or {}).get("p50")),
+            f"{fmt_num(rate.get('realized'), digits=3)}/{fmt_num(rate.get('planned'), digits=3)}",
+            style="bold" if block is summary["run"] else None,
+        )
+    console.print(table)
+    cons, idle = summary["conservation"], summary["idle"]
+    j = {k: fmt_num(cons[k], " J") for k in ("total_j", "attributed_j", "unattributed_j")}
+    w = {k: fmt_num(idle.get(k), " W") for k in ("power_w", "pre_w", "post_w")}
+    console.print(
+        f"energy: {j['total_j']} measured = {j['attributed_j']} attributed"
+        f" + {j['unattributed_j']} unattributed"
+        f" · idle {w['power_w']} ({idle.get('mode')}; before {w['pre_w']}, after {w['post_w']})"
+    )
+    for flag in summary["flags"]:
+        if flag["severity"] != "info":
+            style = _STYLE[flag["severity"]]
+            scope = "" if flag["scope"] == "run" else f"[{flag['scope']}] "
+            text = escape(f"{flag['severity']}: {scope}{flag['message']}")
+            console.print(f"[{style}]{text}[/{style}]", highlight=False)
+    infos = sum(1 for f in summary["flags"] if f["severity"] == "info")
+    if infos:
+        console.print(f"[dim]{infos} informational note(s) in summary.json[/dim]")
+    verdict = cheapest_arm(summary)
+    if verdict:
+        console.print(verdict)
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """A console that keeps the wide tables readable in logs and pipes (rich assumes 80 columns there)."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    return console
+
+
+def cheapest_arm(summary: dict) -> str | None:
+    """'<arm> cost least per request ...' over the arms with an all-in figure, or None (< 2 arms)."""
+    costs = [
+        (a["name"], a["all_in"]["j_per_request"], (a.get("j_per_request") or {}).get("mean"))
+        for a in summary["arms"]
+        if (a.get("all_in") or {}).get("j_per_request") is not None
+    ]
+    if len(costs) < 2:
+        return None
+    costs.sort(key=lambda c: c[1])
+    name, best, attributed = costs[0]
+    others = ", ".join(
+        f"{1 - best / cost:.0%} less than {other} ({fmt_num(cost, ' J')})" for other, cost, _ in costs[1:]
+    )
+    return (
+        f"Least energy per successful request: {name} at {fmt_num(best, ' J')} all-in "
+        f"(attributed {fmt_num(attributed, ' J')}): {others}."
+    )
+
+
+def _ms(seconds: float | None) -> str:
+    return fmt_num(None if seconds is None else seconds * 1e3)

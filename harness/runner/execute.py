@@ -1,0 +1,165 @@
+"""`execute_plan`: run a plan against a target into a run folder, and hand back a `RunResult`.
+
+This is the "execute" stage of `joulebench run` (plan -> [idle capture] -> execute -> [power fetch ->
+join -> report]); the stages around it hook in through `harness.runner.pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from traffic.errors import InputError
+from traffic.plan import Plan
+
+from ..backends import Target, prompts_from_plan
+from ..clock import ClockAnchor
+from ..records import warmup_rows
+from ..runfolder import RunFolder, utc_iso
+from .executor import Executor
+from .options import RunOptions
+from .progress import ProgressDisplay
+from .result import RunResult
+from .timing import new_event_loop, raise_fd_limit
+
+
+def check_run(plan: Plan, target: Target, options: RunOptions) -> None:
+    """Everything that can be checked before anything is written (InputError, one line)."""
+    options.validate()
+    shard = options.shard
+    ids = plan.rows["request_id"].to_numpy(dtype=np.int64)
+    prompts = prompts_from_plan(plan)
+    for row in sorted({*np.flatnonzero(shard.mask(ids)).tolist(), *warmup_rows(plan, options.warmup)}):
+        target.api.check(prompts[row], f"plan request {row}")
+    arm_of = plan.rows["arm"].to_numpy(dtype=object)
+    for arm in plan.header.arms:
+        users = int(arm.users or arm.params.get("n") or 1)
+        mine = shard.mask(ids[arm_of == arm.name])
+        if arm.closed_loop and mine.any() and users // shard.count + (shard.index < users % shard.count) == 0:
+            raise InputError(
+                f"--shard {shard}: closed-loop arm {arm.name!r} has {users} user(s), fewer than the "
+                f"{shard.count} shards; use at most {users} shards"
+            )
+
+
+def execute_plan(
+    plan: Plan, target: Target, folder: RunFolder, options: RunOptions, *, api_key: str | None = None
+) -> RunResult:
+    """Send `plan` to `target`, log every request into `folder`, compact the log to requests.parquet.
+
+    Blocks until the run ends (completed, time limit, Ctrl-C/SIGTERM: graceful, a second one: at
+    once); a row exists for every planned request whichever way it ends. `api_key` is sent as a
+    bearer token and never written anywhere.
+    """
+    check_run(plan, target, options)
+    anchor = ClockAnchor.now()
+    executor = Executor(plan, target, options, folder.log_path, anchor, api_key)
+    fd_soft, fd_hard = raise_fd_limit(executor.pool_size + 64)
+    folder.update_manifest(
+        clock={"anchor": anchor.as_dict(), "start_utc": utc_iso(anchor.epoch_ns)},
+        options=options.as_manifest(),
+        shard={
+            "index": options.shard.index,
+            "count": options.shard.count,
+            "start_at_epoch_ns": None
+            if options.start_at_epoch_s is None
+            else round(options.start_at_epoch_s * 1e9),
+        },
+        connections={"pool": executor.pool_size, "fd_limit": [fd_soft, fd_hard]},
+    )
+    loop = new_event_loop(options.precise_timer)
+    progress = ProgressDisplay(executor.stats, options.progress)
+    handled = _install_signals(loop, executor)
+    gc.freeze()  # the plan and records are long-lived: keep them out of every collection during the run
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    try:
+        with progress:
+            loop.run_until_complete(executor.run(progress))
+    finally:
+        cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        gc.unfreeze()
+        executor.finish()
+    end_anchor = ClockAnchor.now()
+    compacted = folder.compact(plan)
+    end_ns = max((w.end_ns for w in executor.arm_windows), default=end_anchor.mono_ns)
+    start_ns = executor.start_ns if executor.start_ns is not None else end_ns
+    reason = executor.stop_reason or "completed"
+    arms = {arm.name: arm for arm in plan.header.arms}
+    folder.update_manifest(
+        clock={
+            "anchor": anchor.as_dict(),
+            "end_anchor": end_anchor.as_dict(),
+            "start_utc": utc_iso(anchor.epoch_ns),
+        },
+        run={
+            "start_ns": start_ns,
+            "end_ns": end_ns,
+            "start_epoch_ns": anchor.to_epoch_ns(start_ns),
+            "end_epoch_ns": anchor.to_epoch_ns(end_ns),
+            "duration_s": (end_ns - start_ns) / 1e9,
+            "stop_reason": reason,
+            # The runner's own CPU while executing: a share near 1 means the load generator, not the
+            # server, set the pace (lateness and realized rate will show it).
+            "client_cpu_s": cpu_s,
+            "client_cpu_share": cpu_s / wall_s if wall_s > 0 else None,
+        },
+        arms=[
+            {
+                "name": w.name,
+                "kind": arms[w.name].kind,
+                "spec": arms[w.name].spec,
+                "start_ns": w.start_ns,
+                "end_ns": w.end_ns,
+                "start_epoch_ns": anchor.to_epoch_ns(w.start_ns),
+                "end_epoch_ns": anchor.to_epoch_ns(w.end_ns),
+                "planned": w.planned,
+                "sent": w.sent,
+            }
+            for w in executor.arm_windows
+        ],
+    )
+    return RunResult(
+        folder=folder,
+        anchor=anchor,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        arms=list(executor.arm_windows),
+        stop_reason=reason,
+        requests=compacted.frame,
+        client_cpu_s=cpu_s,
+    )
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, executor: Executor) -> list[int]:
+    """Ctrl-C and SIGTERM (what Kubernetes sends) stop gracefully; a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if executor.stop_reason is None:
+            inflight = executor.stats.in_flight
+            print(
+                f"\njoulebench: {sig.name}: stopping; {inflight} request(s) in flight may finish within "
+                f"{executor.options.grace_s:g} s (interrupt again to stop at once)",
+                file=sys.stderr,
+            )
+            executor.request_stop("interrupted")
+        else:
+            print(f"\njoulebench: {sig.name} again: cancelling what is in flight", file=sys.stderr)
+            executor.abort()
+
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+        handled.append(sig)
+    return handled
