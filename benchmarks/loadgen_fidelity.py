@@ -31,9 +31,9 @@ import json
 import os
 import pstats
 import shlex
-import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the package, and the process helpers the tests use
+
+from joulebench_testkit import run_mock_server  # noqa: E402
 
 from harness.backends import resolve_target  # noqa: E402
 from harness.runfolder import RunFolder, cpu_model, versions  # noqa: E402
@@ -51,19 +53,6 @@ from traffic.spec import PlanSpec  # noqa: E402
 
 TARGET_P99_MS = 1.0
 TARGET_RATE_ERROR = 0.005
-
-
-def start_mock() -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "mock-server", "--port", "0", "--profile", "synthetic-fast"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    if not url.startswith("http"):
-        process.kill()
-        raise SystemExit(f"mock server did not start: {url!r}")
-    return process, url
 
 
 def run_point(url: str, rate: float, stream: bool, transport: str, duration: float, precise: bool = True,
@@ -200,12 +189,11 @@ def main() -> None:
     transports = args.transports.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    mock = None
-    url = args.target
-    if url is None:
-        mock, url = start_mock()
     points, raws = [], []
-    try:
+    with tempfile.TemporaryDirectory() as logs, ExitStack() as stack:
+        url = args.target
+        if url is None:
+            url = stack.enter_context(run_mock_server("--profile", "synthetic-fast", log_dir=Path(logs))).url
         result: dict[str, Any] = {
             "command": shlex.join([Path(sys.executable).name, *sys.argv]),
             "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
@@ -241,10 +229,6 @@ def main() -> None:
                 highest[f"{transports[0]}, {'streaming' if stream else 'non-streaming'}"] = best
         if args.profile:
             run_point(url, 1000, True, transports[0], args.duration, profile=args.out / "loadgen_profile.txt")
-    finally:
-        if mock is not None:
-            mock.terminate()
-            mock.wait(timeout=30)
     result["points"] = points
     result["highest_passing_rate"] = highest
     (args.out / "loadgen_fidelity.json").write_text(json.dumps(result, indent=2) + "\n")

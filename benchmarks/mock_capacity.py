@@ -30,12 +30,16 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO / "tests"))  # the process helpers the tests use
+
+from joulebench_testkit import run_mock_server  # noqa: E402
 
 
 @dataclass
@@ -220,30 +224,6 @@ async def measured(proc: subprocess.Popen, run: Run, work) -> dict:
     return summary
 
 
-def start_server(variant: str, cpu: int | None, extra: list[str]) -> tuple[subprocess.Popen, tuple[str, int]]:
-    http, loop = variant.split("-")
-    cmd = [sys.executable, "-m", "harness", "mock-server", "--port", "0", "--profile", "synthetic-fast"]
-    cmd += ["--http", http, "--loop", loop, *extra]
-    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, preexec_fn=preexec)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"mock server did not start ({variant})")
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    return proc, (host, int(port))
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 async def bench_variant(variant: str, args: argparse.Namespace) -> list[dict]:
     short = {"model": "mock", "prompt": "Measure energy per request.", "max_tokens": args.short_tokens}
     stream = {
@@ -253,8 +233,15 @@ async def bench_variant(variant: str, args: argparse.Namespace) -> list[dict]:
         "stream_options": {"include_usage": True},
     }
     out = []
-    proc, url = start_server(variant, args.server_cpu, [])
-    try:
+    http, loop = variant.split("-")
+    mock_args = ["--profile", "synthetic-fast", "--http", http, "--loop", loop]
+    with (
+        tempfile.TemporaryDirectory() as logs,
+        run_mock_server(*mock_args, cpu=args.server_cpu, log_dir=Path(logs)) as server,
+    ):
+        proc = server.process
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        url = (host, int(port))
         short_request, stream_request = _request(*url, short), _request(*url, stream)
         for conns in args.connections:
             run = Run("closed-loop", variant, conns, args.duration)
@@ -265,8 +252,6 @@ async def bench_variant(variant: str, args: argparse.Namespace) -> list[dict]:
         for conns in args.stream_connections:
             run = Run("streaming", variant, conns, args.duration)
             out.append(await measured(proc, run, closed_loop(url, run, stream_request, streaming=True)))
-    finally:
-        stop_server(proc)
     return out
 
 

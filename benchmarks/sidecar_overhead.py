@@ -12,8 +12,8 @@ and, for `--seconds`, scrapes /metrics once a second (as Prometheus does) and po
 
 With the simulated backend every read is an HTTP request to the mock, so its CPU figures are those of
 the no-GPU chain, not of NVML; benchmarks/gpu/nvml_check.py measures the sampler on NVML alone.
-Writes benchmarks/results/sidecar_overhead_<backend>.json (raw snapshots and per-interval figures)
-and sidecar_overhead_<backend>.md (a table).
+Writes to --out (default benchmarks/results/) sidecar_overhead_<backend>.json (raw snapshots and
+per-interval figures) and sidecar_overhead_<backend>.md (a table).
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import json
 import os
 import platform
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,12 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the process helpers the tests use
+
+from joulebench_testkit import free_port, joulebench_server, run_mock_server  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)$")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metrics(text: str) -> dict[str, float]:
@@ -53,44 +50,6 @@ def metrics(text: str) -> dict[str, float]:
         if m:
             out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
     return out
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"exited with {proc.returncode} before answering {url}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout_s} s")
-
-
-def start_mock() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "mock-server", "--port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    url = proc.stdout.readline().strip() if proc.stdout else ""
-    if not url.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"mock server did not start: {url!r}")
-    return proc, url
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def lag_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
@@ -109,20 +68,11 @@ def lag_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str
     return out
 
 
-def run_interval(backend_args: list[str], interval: float, seconds: float) -> dict[str, Any]:
+def run_interval(backend_args: list[str], interval: float, seconds: float, logs: Path) -> dict[str, Any]:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "harness", "sidecar", *backend_args, "--host", "127.0.0.1",
-           "--port", str(port), "--interval", str(interval)]  # fmt: skip
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            wait_up(url + "/healthz", proc)
-        except SystemExit as exc:
-            stop(proc)
-            log.seek(0)
-            raise SystemExit(f"{exc}: {log.read()[-2000:]}") from None
-    try:
+    args = ["sidecar", *backend_args, "--host", "127.0.0.1", "--port", str(port), "--interval", str(interval)]
+    with joulebench_server(args, port, "/healthz", log_dir=logs) as sidecar:
+        url = sidecar.url
         time.sleep(2.0)  # past start-up (imports, first readings)
         client = httpx.Client(timeout=10.0)
         first_text = client.get(url + "/metrics").text
@@ -149,8 +99,6 @@ def run_interval(backend_args: list[str], interval: float, seconds: float) -> di
         last_text = client.get(url + "/metrics").text
         wall = time.monotonic() - t0
         client.close()
-    finally:
-        stop(proc)
     a, b = metrics(first_text), metrics(last_text)
 
     def delta(key: str) -> float:
@@ -183,20 +131,17 @@ def main() -> None:
     ap.add_argument("--backend", choices=["simulated", "nvml"], default="simulated")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per interval")
     ap.add_argument("--intervals", default="0.1,0.01", help="sampling intervals to measure (s)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     args = ap.parse_args()
-    mock = None
-    if args.backend == "simulated":
-        mock, mock_url = start_mock()
-        backend_args = ["--backend", "simulated", "--simulate-from", mock_url]
-    else:
-        backend_args = ["--backend", "nvml"]
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_before = os.getloadavg()
-    try:
-        runs = [run_interval(backend_args, float(i), args.seconds) for i in args.intervals.split(",")]
-    finally:
-        if mock is not None:
-            stop(mock)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        logs = Path(tmp)
+        backend_args = ["--backend", "nvml"]
+        if args.backend == "simulated":
+            mock = stack.enter_context(run_mock_server(log_dir=logs))
+            backend_args = ["--backend", "simulated", "--simulate-from", mock.url]
+        runs = [run_interval(backend_args, float(i), args.seconds, logs) for i in args.intervals.split(",")]
     result = {
         "command": " ".join(["python", *sys.argv]),
         "started": started,
@@ -209,8 +154,8 @@ def main() -> None:
         },
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"sidecar_overhead_{args.backend}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"sidecar_overhead_{args.backend}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
         f"# Sidecar overhead ({args.backend} backend), {started}",

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from traffic.atomicfile import atomic_text
 from traffic.errors import InputError
 from traffic.plan import Plan, load_plan, save_plan
 
@@ -90,14 +91,17 @@ class RunFolder:
     def manifest(self) -> dict[str, Any]:
         path = self.path / self.MANIFEST
         try:
-            return json.loads(path.read_text())
+            manifest = json.loads(path.read_text())
         except FileNotFoundError:
             return {}
         except ValueError:
             raise InputError(f"{path}: not valid JSON") from None
+        if not isinstance(manifest, dict):
+            raise InputError(f"{path}: expected a JSON object")
+        return manifest
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        _atomic_text(
+        atomic_text(
             self.path / self.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
         )
 
@@ -172,12 +176,3 @@ def versions() -> dict[str, str]:
 
 def utc_iso(epoch_ns: int) -> str:
     return datetime.fromtimestamp(epoch_ns / 1e9, timezone.utc).isoformat(timespec="microseconds")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

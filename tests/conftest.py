@@ -1,4 +1,9 @@
-"""Fixtures shared by every test folder.
+"""Fixtures shared by every test folder, and the loading of the shared helper module.
+
+tests/joulebench_testkit.py (free ports, `joulebench` subprocesses, the mock server, Prometheus) is
+loaded here by path under its own name, so every test module imports it the same way:
+
+    from joulebench_testkit import run_mock_server, free_port
 
 `mock_server`: starts `joulebench mock-server` subprocesses (free port, stopped after the test):
 
@@ -6,8 +11,8 @@
         server = mock_server("--speed", "10", "--profile", "synthetic-fast")
         httpx.get(server.url + "/v1/models")
 
-It returns a `MockServer` (url, process, log); the helper itself is tests/harness/mock/mockserver.py
-(`run_mock_server`, a context manager, for module-scoped servers).
+It returns a `ServerProcess` (url, process, log); `run_mock_server`, a context manager, serves
+module-scoped servers.
 """
 
 from __future__ import annotations
@@ -17,23 +22,26 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+TESTKIT = "joulebench_testkit"
 
-def _load_mockserver():
-    # Test folders are not packages, so load the helper by path, under one name for everyone.
-    if "mockserver" not in sys.modules:
-        path = Path(__file__).parent / "harness" / "mock" / "mockserver.py"
-        spec = importlib.util.spec_from_file_location("mockserver", path)
+
+def _load_testkit() -> ModuleType:
+    # Test folders are not packages (and each has its own conftest.py), so load the helper by path,
+    # once, under a name no test folder's module can shadow.
+    if TESTKIT not in sys.modules:
+        spec = importlib.util.spec_from_file_location(TESTKIT, Path(__file__).parent / f"{TESTKIT}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules["mockserver"] = module
+        sys.modules[TESTKIT] = module
         spec.loader.exec_module(module)
-    return sys.modules["mockserver"]
+    return sys.modules[TESTKIT]
 
 
-mockserver = _load_mockserver()
+testkit = _load_testkit()
 
 
 @pytest.fixture
@@ -41,5 +49,5 @@ def mock_server(tmp_path: Path) -> Iterator[Callable[..., object]]:
     """Start mock servers with extra CLI args; each is stopped when the test ends."""
     with ExitStack() as stack:
         yield lambda *args, **kwargs: stack.enter_context(
-            mockserver.run_mock_server(*args, log_dir=tmp_path, **kwargs)
+            testkit.run_mock_server(*args, log_dir=tmp_path, **kwargs)
         )

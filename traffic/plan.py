@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomicfile import atomic_write
 from .errors import InputError
 
 PLAN_SCHEMA_VERSION = 1
@@ -140,8 +140,8 @@ def save_plan(plan: Plan, path: str | os.PathLike) -> Path:
     table = pa.Table.from_pandas(canonical_rows(plan.rows), schema=_arrow_schema(), preserve_index=False)
     table = table.replace_schema_metadata({_METADATA_KEY: plan.header.to_json().encode()})
     human = json.dumps(json.loads(plan.header.to_json()), indent=2, sort_keys=True) + "\n"
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-    _atomic_write(Path(f"{path}.json"), lambda tmp: Path(tmp).write_text(human))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(Path(f"{path}.json"), lambda tmp: Path(tmp).write_text(human))
     return path
 
 
@@ -225,22 +225,6 @@ def _canonical_value(value: Any) -> Any:
 
 def _shallow(header: PlanHeader) -> dict[str, Any]:
     return {f: getattr(header, f) for f in header.__dataclass_fields__}
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates files 0600; give the plan the permissions any new file would get.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _first_line(exc: BaseException) -> str:

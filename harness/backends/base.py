@@ -8,6 +8,7 @@ in `harness.backends.client`, the same for every protocol.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -61,8 +62,8 @@ def prompts_from_plan(plan: Plan) -> list[Prompt]:
     return out
 
 
-class Api:
-    """One wire protocol. Subclasses set `name` and implement the four methods below."""
+class Api(ABC):
+    """One wire protocol. Subclasses set `name` and implement the four abstract methods below."""
 
     name: ClassVar[str]
     streams: ClassVar[bool] = True  # whether it has a streaming variant
@@ -70,24 +71,26 @@ class Api:
     def __init__(self, model: str | None = None) -> None:
         self.model = model
 
+    @abstractmethod
     def path(self, stream: bool) -> str:
-        raise NotImplementedError
+        """The request path."""
 
+    @abstractmethod
     def body(self, prompt: Prompt, stream: bool) -> dict[str, Any]:
-        raise NotImplementedError
+        """The request's JSON body."""
 
+    @abstractmethod
     def read_body(self, data: Any, headers: Mapping[str, str], rec: RequestRecord) -> None:
         """Fill tokens and finish reason from a complete (non-streaming) JSON response."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read_event(self, data: str, rec: RequestRecord) -> int:
         """Read one SSE event's data; return CONTENT and/or END flags, raise StreamFault if unusable."""
-        raise NotImplementedError
 
-    def read_headers(self, headers: Mapping[str, str], rec: RequestRecord) -> None:
+    def read_headers(self, headers: Mapping[str, str], rec: RequestRecord) -> None:  # noqa: B027 (a hook)
         """Fill what a protocol reports in response headers (default: nothing)."""
 
-    def check(self, prompt: Prompt, where: str) -> None:
+    def check(self, prompt: Prompt, where: str) -> None:  # noqa: B027 (a hook: most accept any prompt)
         """Raise InputError when this protocol cannot send `prompt` (checked before the run starts)."""
 
     def encode(self, prompt: Prompt, stream: bool) -> bytes:

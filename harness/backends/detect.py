@@ -36,7 +36,11 @@ class Target:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)  # what the client will make of it: a bad port or host fails here, not mid-run
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InputError(f"--target {url!r}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"--target {url!r}: not an http(s) URL (e.g. http://127.0.0.1:8000)")
     return url.rstrip("/")

@@ -7,6 +7,7 @@ chunk, with only `role`, and the usage chunk are not).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,11 +62,13 @@ class _OpenAI(Api):
             rec.prompt_tokens = as_int(usage.get("prompt_tokens"))
             rec.output_tokens = as_int(usage.get("completion_tokens"))
 
+    @abstractmethod
     def _input(self, prompt: Prompt) -> dict[str, Any]:
-        raise NotImplementedError
+        """The prompt part of the body: `messages` (chat) or `prompt` (completions)."""
 
+    @abstractmethod
     def _has_content(self, choice: dict[str, Any]) -> bool:
-        raise NotImplementedError
+        """Whether a stream chunk's choice carries generated text."""
 
 
 class OpenAIChat(_OpenAI):

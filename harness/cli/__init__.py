@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.TyperException as exc:
         # typer's (vendored click) usage errors: one line like InputError; `--help` shows the usage.
-        print(f"joulebench: error: {exc.format_message()}", file=sys.stderr)
+        # A group called without a command has printed its help already and has no message.
+        message = exc.format_message() or "no command given (the help above lists them)"
+        print(f"joulebench: error: {message}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))
     if isinstance(status, int) and status:
         sys.exit(status)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from traffic.errors import InputError
+
 from ..energy import BootstrapSpec
 from ..report import compare as compare_entries
 from ..report import load_entries, render_comparison
@@ -41,5 +43,8 @@ def compare(
     result = compare_entries(entries, baseline, BootstrapSpec(resamples=resamples, seed=seed))
     render_comparison(result, notes)
     if json_out is not None:
-        json_out.write_text(json.dumps(result | {"notes": notes}, indent=2) + "\n")
+        try:
+            json_out.write_text(json.dumps(result | {"notes": notes}, indent=2) + "\n")
+        except OSError as exc:
+            raise InputError(f"--json {json_out}: cannot write ({exc.strerror or exc})") from None
         typer.echo(str(json_out))

@@ -34,7 +34,7 @@ def mock_server(
         str,
         typer.Option(help="Built-in profile name (see docs/mock.md) or path to a profile JSON file."),
     ] = "h100-vllm0.26-llama3.2-1b",
-    seed: Annotated[int, typer.Option(help="Seed for output lengths, token texts and faults.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for output lengths, token texts and faults.")] = 0,
     speed: Annotated[
         float,
         typer.Option(
@@ -177,6 +177,10 @@ def mock_server(
         raise InputError(f"--flavour: expected 'vllm' or 'tgi', got {flavour!r}")
     if tokenizer is not None and not tokenizer.is_file():
         raise InputError(f"--tokenizer: {tokenizer} is not a file")
+    if not model_name.strip():
+        raise InputError("--model-name: must not be empty (requests name it in 'model')")
+    if ready_file is not None:
+        _check_writable(ready_file)
     for name, value, allowed in (
         ("--http", http, ("auto", "h11", "httptools")),
         ("--loop", loop, ("auto", "asyncio", "uvloop")),
@@ -198,3 +202,16 @@ def mock_server(
     except OSError as exc:
         raise InputError(f"--host {host} --port {port}: cannot bind ({exc.strerror or exc})") from None
     serve(settings, sock, ready_file=ready_file, http=http, loop=loop, log_level=log_level)
+
+
+def _check_writable(path: Path) -> None:
+    # The file appears only once the server is up (its existence means "ready"), so probe the
+    # folder now: a failure then would come from inside uvicorn's start-up, as a traceback.
+    if path.is_dir():
+        raise InputError(f"--ready-file {path}: is a folder")
+    probe = path.with_name(path.name + ".tmp")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--ready-file {path}: cannot write there ({exc.strerror or exc})") from None

@@ -49,7 +49,10 @@ def build(
     with err.status("building plan") as status:
         built = build_plan(spec, progress=lambda message: status.update(message))
         status.update("writing")
-        save_plan(built, out)
+        try:
+            save_plan(built, out)
+        except OSError as exc:  # a missing or read-only folder, a full disk: the user's to fix
+            raise InputError(f"--out {out}: cannot write the plan ({exc.strerror or exc})") from None
     if quiet:
         typer.echo(str(out))
         return

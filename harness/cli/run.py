@@ -1,31 +1,24 @@
-"""`joulebench run`: build or load a plan, check the target, execute the plan into a run folder."""
+"""`joulebench run`: flags -> settings -> `harness.measure.session.run_measured` (docs/run.md)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from traffic.builder import build_plan
 from traffic.errors import InputError
-from traffic.plan import Plan, load_plan
 
-from ..backends import Target, resolve_target
+from ..measure.config import MeasureConfig, PowerConfig, ServerConfig, parse_gpu_list
+from ..measure.session import PlanSource, TargetConfig, run_measured
 from ..records import Shard
-from ..runfolder import RunFolder, host_info, versions
-from ..runner import RunContext, RunOptions, check_run, run_pipeline
-from ..runner.summary import arm_summary, arm_table
+from ..runner import RunOptions
 from ._plan_options import EPILOG, PlanOptions, plan_options
 from .app import app
 
 _RUN = "Run"
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_POWER = "Power and energy"
+_SERVER = "Server"
 
 
 @app.command("run", epilog=EPILOG)
@@ -33,14 +26,17 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 def run(
     plan: PlanOptions,
     target: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--target",
             metavar="URL",
-            help="Base URL of the server, e.g. http://127.0.0.1:8000.",
+            help="Base URL of the server, e.g. http://127.0.0.1:8000. Without it: the embedded default "
+            "(a mock server and a simulated power sidecar, started and stopped by joulebench; a built-in "
+            "three-arm plan unless --plan or plan flags are given).",
+            show_default=False,
             rich_help_panel=_RUN,
         ),
-    ],
+    ] = None,
     plan_file: Annotated[
         Path | None,
         typer.Option(
@@ -175,82 +171,201 @@ def run(
     progress: Annotated[
         bool, typer.Option(help="Live progress display on stderr.", rich_help_panel=_RUN)
     ] = True,
+    sidecar: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The power sidecar (joulebench sidecar): its high-rate sample log (/samples), polled "
+            "during the run, is the primary power source; raw samples go to power_samples.jsonl.",
+            show_default=False,
+            rich_help_panel=_POWER,
+        ),
+    ] = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A Prometheus that scrapes the sidecar: joulebench_gpu_energy_joules_total (primary if "
+            "there is no --sidecar, else a cross-check).",
+            show_default=False,
+            rich_help_panel=_POWER,
+        ),
+    ] = None,
+    dcgm: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A Prometheus that scrapes NVIDIA's dcgm-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION "
+            "(primary if it is the only source, else a cross-check). May be the same URL as --prometheus.",
+            show_default=False,
+            rich_help_panel=_POWER,
+        ),
+    ] = None,
+    primary: Annotated[
+        str | None,
+        typer.Option(
+            metavar="sidecar|prometheus|dcgm",
+            help="The power source the energy join uses; the others are read for cross-checks. "
+            "(default: the first given of sidecar, prometheus, dcgm)",
+            show_default=False,
+            rich_help_panel=_POWER,
+        ),
+    ] = None,
+    power_selector: Annotated[
+        str,
+        typer.Option(
+            metavar="MATCHERS",
+            help='PromQL label matchers for --prometheus and --dcgm series, e.g. instance="gpu-host:9400" '
+            "(needed when the Prometheus holds several hosts' GPUs).",
+            rich_help_panel=_POWER,
+        ),
+    ] = "",
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            metavar="all|0,1,...",
+            help="The GPUs serving the model: energy is summed over these "
+            "(default: every GPU the source has).",
+            show_default=False,
+            rich_help_panel=_POWER,
+        ),
+    ] = None,
+    prometheus_step: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Query resolution for --prometheus/--dcgm: set it to the scrape interval.",
+            rich_help_panel=_POWER,
+        ),
+    ] = 1.0,
+    idle: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Idle capture before and after the run (power only, no requests), for idle power. "
+            "(default: 30 s; 3 s when the power source is the mock's simulated GPU; "
+            "0 without a power source)",
+            show_default=False,
+            rich_help_panel=_POWER,
+        ),
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            metavar="time|tokens",
+            help="How energy is split among the requests in flight: time (equal shares) or tokens "
+            "(by prefill and decode tokens). See docs/energy.md.",
+            rich_help_panel=_POWER,
+        ),
+    ] = "time",
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Exit with status 1 when a result has an error flag (no power data, no successful "
+            "requests, ...).",
+            rich_help_panel=_POWER,
+        ),
+    ] = False,
+    server_metrics: Annotated[
+        str,
+        typer.Option(
+            metavar="auto|off|URL",
+            help="Scrape the server's Prometheus metrics during the run into server_metrics.parquet "
+            "(auto: TARGET/metrics). Failed scrapes are counted, never fatal.",
+            rich_help_panel=_SERVER,
+        ),
+    ] = "auto",
+    server_metrics_interval: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds between server metrics scrapes.", rich_help_panel=_SERVER
+        ),
+    ] = 1.0,
+    server_container: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The server's Docker container: its image, version, flags and GPUs go into the manifest, "
+            "its log (since its last start) into server.log.",
+            show_default=False,
+            rich_help_panel=_SERVER,
+        ),
+    ] = None,
+    restart_server: Annotated[
+        bool,
+        typer.Option(
+            "--restart-server",
+            help="Restart --server-container before the run (fresh KV and prefix caches) and wait until "
+            "it is healthy.",
+            rich_help_panel=_SERVER,
+        ),
+    ] = False,
+    docker_host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Docker Engine for --server-container, e.g. unix:///var/run/docker.sock "
+            "(default: DOCKER_HOST, else the local socket).",
+            show_default=False,
+            rich_help_panel=_SERVER,
+        ),
+    ] = None,
+    server_info: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="server.json written by `joulebench serve vllm|tgi --out DIR` for a natively started "
+            "server: recorded in the manifest.",
+            show_default=False,
+            rich_help_panel=_SERVER,
+        ),
+    ] = None,
 ) -> None:
-    """Send an arrival plan to an LLM server (OpenAI-compatible or TGI) and log every request.
+    """Send an arrival plan to an LLM server, log every request, measure GPU energy, report per request.
 
-    The plan comes from --plan FILE or from the plan flags below (the same as `joulebench plan
-    build`). The run folder <out>/<run_id>/ gets plan.parquet, requests.jsonl (written as the run
-    goes), requests.parquet (one row per planned request) and manifest.json.
+    Plan (--plan FILE or the plan flags) -> idle capture -> the plan, arm by arm -> idle capture ->
+    power from the sources (--sidecar, --prometheus, --dcgm) -> energy join -> summary.json,
+    energy.parquet, report.html and a table here. Without --target, everything runs on an embedded mock
+    stack: `joulebench run` alone measures three arrival schedules and says which cost least per
+    request. The run folder <out>/<run_id>/ also holds plan.parquet, requests.parquet,
+    power.parquet, server_metrics.parquet and manifest.json. See docs/run.md.
     """
     options = RunOptions(
         stream=stream, max_concurrency=max_concurrency, max_rate=max_rate, warmup=warmup,
         time_limit_s=time_limit, timeout_s=timeout, grace_s=grace, arm_gap_s=arm_gap,
         shard=Shard.parse(shard), start_at_epoch_s=start_at, progress=progress, transport=transport,
-    ).validate()  # fmt: skip
-    api_key = os.environ.get(api_key_env) or None
-    the_plan, plan_origin = _plan(plan_file, plan)
-    resolved = asyncio.run(resolve_target(target, backend, model, api_key))
-    check_run(the_plan, resolved, options)
-    folder = RunFolder.create(out, the_plan)
-    err = Console(stderr=True)
-    err.print(f"run folder: {folder.path}")
-    manifest = _manifest(the_plan, plan_origin, resolved, api_key_env, api_key is not None)
-    for note in manifest["target"]["notes"]:
-        err.print(f"[yellow]note:[/] {note}")
-    folder.update_manifest(**manifest)
-    result = run_pipeline(RunContext(the_plan, resolved, options, folder, api_key))
-    Console().print(arm_table(arm_summary(result.requests)))
-    typer.echo(f"{result.stop_reason}: {folder.path}")
-    if result.stop_reason in ("interrupted", "aborted"):
-        raise typer.Exit(130)
+    )  # fmt: skip
+    measure = MeasureConfig(
+        power=PowerConfig(
+            sidecar=sidecar, prometheus=prometheus, dcgm=dcgm, selector=power_selector, primary=primary,
+            gpus=parse_gpu_list(gpus), prometheus_step_s=prometheus_step,
+        ),
+        server=ServerConfig(
+            metrics=server_metrics, metrics_interval_s=server_metrics_interval, container=server_container,
+            restart=restart_server, docker_host=docker_host, info_file=server_info,
+        ),
+        idle_s=idle, method=method, strict=strict,
+    )  # fmt: skip
+    code = run_measured(
+        TargetConfig(url=target, backend=backend, model=model, api_key_env=api_key_env),
+        _plan_source(plan_file, plan, embedded=target is None),
+        options,
+        measure,
+        out,
+    )
+    if code:
+        raise typer.Exit(code)
 
 
-def _plan(plan_file: Path | None, flags: PlanOptions) -> tuple[Plan, str]:
+def _plan_source(plan_file: Path | None, flags: PlanOptions, embedded: bool) -> PlanSource:
     if plan_file is not None:
         if flags.given():
             raise InputError("--plan: give a plan file or plan flags (--prompts, --schedule, ...), not both")
-        return load_plan(plan_file), str(plan_file)
-    if not flags.given():
+        return PlanSource(file=plan_file)
+    if flags.given():
+        return PlanSource(spec=flags.to_spec)
+    if not embedded:  # the built-in plan is for the embedded mock, not for someone's server
         raise InputError(
             "--plan: give a plan file, or build one with plan flags (e.g. --schedule ... --n 100)"
         )
-    err = Console(stderr=True)
-    with err.status("building plan") as status:
-        built = build_plan(flags.to_spec(), progress=lambda message: status.update(message))
-    return built, "built from flags"
-
-
-def _notes(plan: Plan, target: Target) -> list[str]:
-    if target.api.name == "tgi-generate" and bool(plan.rows["ignore_eos"].any()):
-        return ["the plan sets ignore_eos, which TGI's API does not have: max_tokens is only an upper bound"]
-    return []
-
-
-def _manifest(plan: Plan, origin: str, target: Target, api_key_env: str, api_key_set: bool) -> dict[str, Any]:
-    header = plan.header
-    return {
-        "command_line": [_USERINFO.sub("***@", arg) for arg in sys.argv],
-        "versions": versions(),
-        "host": host_info(),
-        "target": {
-            "url": _USERINFO.sub("***@", target.url),
-            "backend": target.api.name,
-            "model": target.api.model,
-            "detected": target.detected,
-            "server": target.server,
-            "api_key": {"env": api_key_env, "set": api_key_set},
-            "notes": _notes(plan, target),
-        },
-        "plan": {
-            "hash": header.plan_hash,
-            "origin": origin,
-            "n": header.n,
-            "seed": header.seed,
-            "target_mean_rate": header.target_mean_rate,
-            "prompt_source": header.prompt_source,
-            "arms": [
-                {"name": a.name, "kind": a.kind, "spec": a.spec, "mean_rate": a.mean_rate, "users": a.users}
-                for a in header.arms
-            ],
-        },
-    }
+    return PlanSource()

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from harness.power.backend import PowerBackend, parse_gpus
@@ -107,5 +108,9 @@ def _backend(kind: str, simulate_from: str | None, indices: list[int] | None) ->
     if kind == "simulated":
         if simulate_from is None:
             raise InputError("--backend simulated: needs --simulate-from URL (the mock server)")
+        try:
+            httpx.URL(simulate_from)
+        except httpx.InvalidURL as exc:  # not an httpx.HTTPError: the backend's reads would not catch it
+            raise InputError(f"--simulate-from: {simulate_from!r} is not a valid URL ({exc})") from None
         return SimulatedBackend(simulate_from, indices)
     raise InputError(f"--backend: expected 'nvml' or 'simulated', got {kind!r}")

@@ -127,10 +127,16 @@ class NativeServer:
         if _listening(self.spec.base_url):
             # Something (an earlier server?) already answers there: its /health would pass for ours.
             raise InputError(f"--port: {self.spec.base_url} is already in use; stop what listens there first")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_path, "ab")  # noqa: SIM115 (closed by the `with` below)
+        except OSError as exc:
+            raise InputError(
+                f"{self.log_path}: cannot write the server log ({exc.strerror or exc})"
+            ) from None
         env = {**os.environ, **self.spec.env}
         anchor = ClockAnchor.now()
-        with open(self.log_path, "ab") as log:
+        with log:
             try:
                 # A new session (and process group): the server's children can be signalled together,
                 # and a Ctrl-C in our terminal reaches us only, so that we decide how the server stops.

@@ -494,6 +494,15 @@ def _power_flags(power: PowerData, flags: FlagList) -> None:
             "info",
             f"power times were mapped from another clock with ±{float(unc) / 1e6:.3f} ms uncertainty",
         )
+    if isinstance(power.clock, dict) and power.clock.get("mode") == "epoch":
+        # No measured offset: epoch times were taken at face value. That is not the same clock, and the
+        # error (the hosts' clock difference, NTP: typically milliseconds) is unknown, so say so.
+        flags.add(
+            "clock_unmeasured",
+            "warning",
+            "power times were mapped through epoch time with no measured clock offset: per-request "
+            "energies are shifted by however much the power source's clock differs from ours",
+        )
 
 
 def clock_uncertainty_ns(power: PowerData) -> float | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.power.series import EnergySeries, PowerData
+from traffic.atomicfile import atomic_write
 from traffic.errors import InputError
 
 POWER_FILE = "power.parquet"
@@ -80,16 +80,7 @@ def save_power(run_dir: str | os.PathLike, power: PowerData) -> Path:
         ],
     }
     table = table.replace_schema_metadata({_KEY: json.dumps(meta, allow_nan=False).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def load_power(run_dir: str | os.PathLike) -> PowerData:

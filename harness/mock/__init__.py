@@ -11,6 +11,7 @@ Parts, from the inside out:
 - `live`      — drives the simulator in real time (or `speed` times faster) inside the event loop.
 - `state`, `metrics` — the server's shared state and one request's life in it; /metrics.
 - `asgi`, `openai_api`, `tgi_api`, `server` — the HTTP front: vLLM's and TGI's APIs, /sim/gpu.
+- `delivery`  — how either API's tokens reach the client: streaming, whole answers, injected faults.
 
 User documentation: docs/mock.md.
 """

@@ -63,7 +63,9 @@ async def read_body(receive: Receive) -> bytes | None:
 
 
 async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    """A whole response. With its Content-Length, as vLLM's and TGI's servers send (not chunked)."""
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
     await send({"type": "http.response.body", "body": body})
 
 

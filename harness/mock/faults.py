@@ -8,7 +8,10 @@ What each fault does (the HTTP layer carries it out):
 - `stall_rate`: streaming — pause `stall_s` at a random point of the stream (tokens keep coming and
   arrive together afterwards); non-streaming — delay the response by `stall_s`.
 - `disconnect_rate`: drop the connection — mid-stream after a random number of tokens, or, when not
-  streaming, before any response byte.
+  streaming, right after the status line and headers (200, with the whole body's Content-Length) and
+  before any body byte. So the client sees success first and must notice the cut itself: the harder
+  case for a client, and the one a server crashing mid-response produces (a hang-up before any byte
+  looks like a refused connection, which a stopped server already shows).
 - `malformed_rate`: streaming — one event at a random point carries truncated JSON; non-streaming — the
   body is truncated JSON (with status 200).
 - `no_usage_rate`: the response has no usage (no usage chunk although requested; no `usage` field;

@@ -18,75 +18,43 @@ from collections.abc import Iterable
 
 from .engine import SimRequest, Simulator, Step
 
-TTFT_BUCKETS = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
-)
-ITL_BUCKETS = (
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.2,
-    0.3,
-    0.4,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-)
-REQUEST_LATENCY_BUCKETS = (
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    5.0,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    40.0,
-    50.0,
-    60.0,
-    120.0,
-    240.0,
-    480.0,
-    960.0,
-    1920.0,
-    7680.0,
-)
+# Bucket bounds as vLLM v1's PrometheusStatLogger sets them.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+               40.0, 80.0)  # fmt: skip
+REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+                           120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+# Histogram families: name -> (HELP text, which bucket bounds). One table per flavour, so that what is
+# collected and what is exported cannot drift apart.
+VLLM_HISTOGRAMS = {
+    "request_prompt_tokens": ("Number of prefill tokens processed.", "tokens"),
+    "request_generation_tokens": ("Number of generation tokens processed.", "tokens"),
+    "request_params_max_tokens": ("Histogram of the max_tokens request parameter.", "tokens"),
+    "iteration_tokens_total": ("Histogram of number of tokens per engine_step.", "iteration"),
+    "time_to_first_token_seconds": ("Histogram of time to first token in seconds.", "ttft"),
+    "inter_token_latency_seconds": ("Histogram of inter-token latency in seconds.", "itl"),
+    "request_time_per_output_token_seconds": ("Histogram of time per output token per request.", "itl"),
+    "e2e_request_latency_seconds": ("Histogram of e2e request latency in seconds.", "latency"),
+    "request_queue_time_seconds": ("Histogram of time spent in WAITING phase for request.", "latency"),
+    "request_inference_time_seconds": ("Histogram of time spent in RUNNING phase for request.", "latency"),
+    "request_prefill_time_seconds": ("Histogram of time spent in PREFILL phase for request.", "latency"),
+    "request_decode_time_seconds": ("Histogram of time spent in DECODE phase for request.", "latency"),
+}
+TGI_HISTOGRAMS = {
+    "tgi_request_duration": ("Total time spent processing the request (e2e latency)", "duration"),
+    "tgi_request_validation_duration": ("Time spent validating the request", "duration"),
+    "tgi_request_queue_duration": ("Time spent in the queue per request", "duration"),
+    "tgi_request_inference_duration": ("Request inference duration", "duration"),
+    "tgi_request_mean_time_per_token_duration": ("Mean time per token per request", "duration"),
+    "tgi_request_generated_tokens": ("Generated tokens per request", "length"),
+    "tgi_request_input_length": ("Input token length per request", "length"),
+    "tgi_request_max_new_tokens": ("Maximum new tokens per request", "length"),
+    "tgi_batch_next_size": ("Batch size of the next batch", "batch"),
+}
 
 
 def one_two_five(limit: int) -> tuple[int, ...]:
@@ -156,35 +124,22 @@ class ServerMetrics:
         self.received = 0
         self.failures: dict[str, int] = {}
         if flavour == "vllm":
-            tokens = one_two_five(max_len)
-            self.hist = {
-                "request_prompt_tokens": Histogram(tokens),
-                "request_generation_tokens": Histogram(tokens),
-                "request_params_max_tokens": Histogram(tokens),
-                "iteration_tokens_total": Histogram(ITERATION_TOKEN_BUCKETS),
-                "time_to_first_token_seconds": Histogram(TTFT_BUCKETS),
-                "inter_token_latency_seconds": Histogram(ITL_BUCKETS),
-                "request_time_per_output_token_seconds": Histogram(ITL_BUCKETS),
-                "e2e_request_latency_seconds": Histogram(REQUEST_LATENCY_BUCKETS),
-                "request_queue_time_seconds": Histogram(REQUEST_LATENCY_BUCKETS),
-                "request_inference_time_seconds": Histogram(REQUEST_LATENCY_BUCKETS),
-                "request_prefill_time_seconds": Histogram(REQUEST_LATENCY_BUCKETS),
-                "request_decode_time_seconds": Histogram(REQUEST_LATENCY_BUCKETS),
+            bounds: dict[str, Iterable[float]] = {
+                "tokens": one_two_five(max_len),
+                "iteration": ITERATION_TOKEN_BUCKETS,
+                "ttft": TTFT_BUCKETS,
+                "itl": ITL_BUCKETS,
+                "latency": REQUEST_LATENCY_BUCKETS,
             }
+            self.hist = {name: Histogram(bounds[kind]) for name, (_, kind) in VLLM_HISTOGRAMS.items()}
         else:
             durations = tgi_duration_buckets()
-            hundredths = tuple(max_len / 100 * (k + 1) for k in range(100))
-            self.hist = {
-                "tgi_request_duration": Histogram(durations),
-                "tgi_request_validation_duration": Histogram(durations),
-                "tgi_request_queue_duration": Histogram(durations),
-                "tgi_request_inference_duration": Histogram(durations),
-                "tgi_request_mean_time_per_token_duration": Histogram(durations),
-                "tgi_request_generated_tokens": Histogram(hundredths),
-                "tgi_request_input_length": Histogram(hundredths),
-                "tgi_request_max_new_tokens": Histogram(hundredths),
-                "tgi_batch_next_size": Histogram(range(1, sim.profile.scheduler.max_num_seqs + 1)),
+            bounds = {
+                "duration": durations,
+                "length": tuple(max_len / 100 * (k + 1) for k in range(100)),
+                "batch": range(1, sim.profile.scheduler.max_num_seqs + 1),
             }
+            self.hist = {name: Histogram(bounds[kind]) for name, (_, kind) in TGI_HISTOGRAMS.items()}
             self.forward = {"prefill": Histogram(durations), "decode": Histogram(durations)}
             self.inference_count = {"prefill": 0, "decode": 0}
 
@@ -294,22 +249,9 @@ class ServerMetrics:
                 ],
             )
         )
-        helps = {
-            "request_prompt_tokens": "Number of prefill tokens processed.",
-            "request_generation_tokens": "Number of generation tokens processed.",
-            "request_params_max_tokens": "Histogram of the max_tokens request parameter.",
-            "iteration_tokens_total": "Histogram of number of tokens per engine_step.",
-            "time_to_first_token_seconds": "Histogram of time to first token in seconds.",
-            "inter_token_latency_seconds": "Histogram of inter-token latency in seconds.",
-            "request_time_per_output_token_seconds": "Histogram of time per output token per request.",
-            "e2e_request_latency_seconds": "Histogram of e2e request latency in seconds.",
-            "request_queue_time_seconds": "Histogram of time spent in WAITING phase for request.",
-            "request_inference_time_seconds": "Histogram of time spent in RUNNING phase for request.",
-            "request_prefill_time_seconds": "Histogram of time spent in PREFILL phase for request.",
-            "request_decode_time_seconds": "Histogram of time spent in DECODE phase for request.",
-        }
         for key, hist in self.hist.items():
-            out.extend(_family(f"vllm:{key}", "histogram", helps[key], hist.lines(f"vllm:{key}", labels)))
+            help_text = VLLM_HISTOGRAMS[key][0]
+            out.extend(_family(f"vllm:{key}", "histogram", help_text, hist.lines(f"vllm:{key}", labels)))
         return out
 
     def _tgi(self) -> list[str]:
@@ -355,19 +297,8 @@ class ServerMetrics:
         out.extend(
             _family("tgi_batch_forward_duration", "histogram", "Batch forward duration per method", forward)
         )
-        helps = {
-            "tgi_request_duration": "Total time spent processing the request (e2e latency)",
-            "tgi_request_validation_duration": "Time spent validating the request",
-            "tgi_request_queue_duration": "Time spent in the queue per request",
-            "tgi_request_inference_duration": "Request inference duration",
-            "tgi_request_mean_time_per_token_duration": "Mean time per token per request",
-            "tgi_request_generated_tokens": "Generated tokens per request",
-            "tgi_request_input_length": "Input token length per request",
-            "tgi_request_max_new_tokens": "Maximum new tokens per request",
-            "tgi_batch_next_size": "Batch size of the next batch",
-        }
         for key, hist in self.hist.items():
-            out.extend(_family(key, "histogram", helps[key], hist.lines(key, "")))
+            out.extend(_family(key, "histogram", TGI_HISTOGRAMS[key][0], hist.lines(key, "")))
         return out
 
 

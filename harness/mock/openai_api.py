@@ -19,19 +19,8 @@ import re
 import time
 from typing import Any
 
-from .asgi import (
-    JSON_HEADERS,
-    SSE_HEADERS,
-    Hangup,
-    HttpError,
-    Receive,
-    Send,
-    dumps,
-    header,
-    read_body,
-    respond_json,
-    send_whole,
-)
+from . import delivery
+from .asgi import JSON_HEADERS, SSE_HEADERS, HttpError, Receive, Send, dumps, header, read_body, respond_json
 from .engine import RequestSpec
 from .state import Generation, MockState
 from .tokens import request_id
@@ -312,9 +301,7 @@ async def _generate(state: MockState, receive: Receive, send: Send, sampling: Sa
         )
     if plan.error_status is not None:
         raise injected(plan.error_status)
-    if plan.spike:
-        assert state.live is not None
-        await state.live.sleep(state.profile.faults.spike_s)
+    await delivery.spike(state, plan)
     gen = Generation(state, sampling.spec, sampling.stream, plan, receive)
     try:
         if sampling.stream:
@@ -330,14 +317,12 @@ def _usage(prompt: int, completion: int) -> dict:
 
 
 async def _stream(state: MockState, gen: Generation, send: Send, sampling: Sampling, chat: bool) -> None:
-    plan, req, model = gen.plan, gen.req, dumps(state.settings.model_name)
+    req, model = gen.req, dumps(state.settings.model_name)
     rid = request_id("chatcmpl" if chat else "cmpl", state.settings.seed, req.rid)
     kind = "chat.completion.chunk" if chat else "text_completion"
     head = f'data: {{"id":"{rid}","object":"{kind}","created":{int(time.time())},"model":{model},"choices":['
-    stall, hangup, malformed = plan.positions(req.output_tokens)
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    while await gen.wait_tokens():
-        start, stop = gen.take()
+
+    def events(start: int, stop: int) -> list[str]:
         text = dumps("".join(gen.texts(start, stop)))
         finish = req.finish_reason if gen.done else None
         end = "null}" if finish is None else f'"{finish}","stop_reason":null}}'
@@ -351,33 +336,22 @@ async def _stream(state: MockState, gen: Generation, send: Send, sampling: Sampl
             role = (
                 '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}'
             )
-            chunk = f"{head}{role}]}}\n\n{chunk}"
-        if malformed is not None and stop >= malformed:
-            chunk, malformed = chunk[: len(chunk) // 2] + "\n\n", None
-        await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
-        if hangup is not None and stop >= hangup:
-            raise Hangup
-        if stall is not None and stop >= stall:
-            stall = None
-            assert state.live is not None
-            await state.live.sleep(state.profile.faults.stall_s)
-    if gen.gone:
+            return [f"{head}{role}]}}\n\n", chunk]
+        return [chunk]
+
+    if not await delivery.stream(gen, send, SSE_HEADERS, events):
         return
     tail = "data: [DONE]\n\n"
-    if sampling.include_usage and not plan.no_usage:
+    if sampling.include_usage and not gen.plan.no_usage:
         usage = dumps(_usage(sampling.prompt_tokens, req.generated))
-        tail = f'data: {{"id":"{rid}","object":"{kind}","created":{int(time.time())},"model":{model},"choices":[],"usage":{usage}}}\n\n{tail}'  # noqa: E501
+        tail = f'{head}],"usage":{usage}}}\n\n{tail}'
     await send({"type": "http.response.body", "body": tail.encode(), "more_body": False})
 
 
 async def _whole(state: MockState, gen: Generation, send: Send, sampling: Sampling, chat: bool) -> None:
-    await gen.wait_done()
-    if gen.gone:
+    if not await delivery.finished(gen):
         return
-    plan, req = gen.plan, gen.req
-    if plan.stall_at is not None:
-        assert state.live is not None
-        await state.live.sleep(state.profile.faults.stall_s)
+    req = gen.req
     text = "".join(gen.texts(0, req.generated))
     usage = {**_usage(sampling.prompt_tokens, req.generated), "prompt_tokens_details": None}
     if chat:
@@ -419,8 +393,6 @@ async def _whole(state: MockState, gen: Generation, send: Send, sampling: Sampli
         "prompt_logprobs": None,
         "kv_transfer_params": None,
     }
-    if plan.no_usage:
+    if gen.plan.no_usage:
         del doc["usage"]
-    await send_whole(
-        send, dumps(doc).encode(), JSON_HEADERS, plan.malformed_at is not None, plan.disconnect_at is not None
-    )
+    await delivery.answer(gen, send, dumps(doc).encode(), JSON_HEADERS)

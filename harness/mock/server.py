@@ -37,7 +37,7 @@ _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 async def health(state: MockState, scope: dict, receive: Receive, send: Send) -> None:
-    await respond(send, 200, b"", [(b"content-length", b"0")])
+    await respond(send, 200, b"", [])
 
 
 async def metrics(state: MockState, scope: dict, receive: Receive, send: Send) -> None:

@@ -18,7 +18,8 @@ import json
 import time
 from typing import Any
 
-from .asgi import JSON_HEADERS, Hangup, HttpError, Receive, Send, dumps, header, read_body, send_whole
+from . import delivery
+from .asgi import JSON_HEADERS, HttpError, Receive, Send, dumps, header, read_body, respond_json
 from .engine import RequestSpec
 from .state import Generation, MockState
 
@@ -170,7 +171,7 @@ async def info(state: MockState, scope: dict, receive: Receive, send: Send) -> N
         "sha": None,
         "docker_label": None,
     }
-    await send_json(send, 200, doc)
+    await respond_json(send, 200, doc)
 
 
 async def generate(state: MockState, scope: dict, receive: Receive, send: Send) -> None:
@@ -184,21 +185,6 @@ async def generate_stream(state: MockState, scope: dict, receive: Receive, send:
 async def compat_generate(state: MockState, scope: dict, receive: Receive, send: Send) -> None:
     """POST /: TGI's root route (what huggingface_hub's InferenceClient calls for a server URL)."""
     await _handle(state, scope, receive, send, stream=None, wrap=True)
-
-
-async def send_json(
-    send: Send, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = dumps(doc).encode()
-    length = [(b"content-length", str(len(body)).encode())]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*JSON_HEADERS, *(headers or []), *length],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _handle(
@@ -233,9 +219,7 @@ async def _handle(
         raise HttpError(
             plan.error_status, {"error": f"Injected fault: HTTP {plan.error_status}", "error_type": kind}
         )
-    if plan.spike:
-        assert state.live is not None
-        await state.live.sleep(state.profile.faults.spike_s)
+    await delivery.spike(state, plan)
     gen = Generation(state, params.spec, stream, plan, receive)
     try:
         if stream:
@@ -256,7 +240,7 @@ def _token(gen: Generation, start: int, stop: int) -> list[str]:
 
 
 async def _stream(state: MockState, gen: Generation, send: Send, params: Parameters) -> None:
-    plan, req = gen.plan, gen.req
+    req = gen.req
     headers = [
         (b"content-type", b"text/event-stream"),
         (b"cache-control", b"no-cache"),
@@ -264,17 +248,15 @@ async def _stream(state: MockState, gen: Generation, send: Send, params: Paramet
         (b"x-compute-characters", str(len(params.inputs)).encode()),
         (b"x-accel-buffering", b"no"),
     ]
-    stall, hangup, malformed = plan.positions(req.output_tokens)
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    while await gen.wait_tokens():
-        start, stop = gen.take()
-        events = []
+
+    def events(start: int, stop: int) -> list[str]:
+        out = []
         for i, token in enumerate(_token(gen, start, stop), start=start + 1):
-            if gen.done and i == stop:
-                text = "".join(gen.texts(0, stop))
-                text = params.inputs + text if params.return_full_text else text
-                details = "null"
-                if params.details and not plan.no_usage:
+            text, details = "null", "null"
+            if gen.done and i == stop:  # the last event carries the whole text and the details
+                whole = "".join(gen.texts(0, stop))
+                text = dumps(params.inputs + whole if params.return_full_text else whole)
+                if params.details and not gen.plan.no_usage:
                     details = dumps(
                         {
                             "finish_reason": _FINISH[req.finish_reason or "length"],
@@ -283,34 +265,19 @@ async def _stream(state: MockState, gen: Generation, send: Send, params: Paramet
                             "input_length": params.prompt_tokens,
                         }
                     )
-                events.append(
-                    f'data:{{"index":{i},"token":{token},"generated_text":{dumps(text)},"details":{details}}}\n\n'
-                )
-            else:
-                events.append(
-                    f'data:{{"index":{i},"token":{token},"generated_text":null,"details":null}}\n\n'
-                )
-        if malformed is not None and stop >= malformed:
-            events[-1], malformed = events[-1][: len(events[-1]) // 2] + "\n\n", None
-        await send({"type": "http.response.body", "body": "".join(events).encode(), "more_body": True})
-        if hangup is not None and stop >= hangup:
-            raise Hangup
-        if stall is not None and stop >= stall:
-            stall = None
-            assert state.live is not None
-            await state.live.sleep(state.profile.faults.stall_s)
-    if not gen.gone:
+            out.append(
+                f'data:{{"index":{i},"token":{token},"generated_text":{text},"details":{details}}}\n\n'
+            )
+        return out
+
+    if await delivery.stream(gen, send, headers, events):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _whole(state: MockState, gen: Generation, send: Send, params: Parameters, wrap: bool) -> None:
-    await gen.wait_done()
-    if gen.gone:
+    if not await delivery.finished(gen):
         return
     plan, req = gen.plan, gen.req
-    if plan.stall_at is not None:
-        assert state.live is not None
-        await state.live.sleep(state.profile.faults.stall_s)
     text = "".join(gen.texts(0, req.generated))
     doc: dict[str, Any] = {"generated_text": params.inputs + text if params.return_full_text else text}
     if params.details and not plan.no_usage:
@@ -339,7 +306,4 @@ async def _whole(state: MockState, gen: Generation, send: Send, params: Paramete
         (b"x-prompt-tokens", str(params.prompt_tokens).encode()),
         (b"x-generated-tokens", str(req.generated).encode()),
     ]
-    body = dumps([doc] if wrap else doc).encode()
-    await send_whole(
-        send, body, [*JSON_HEADERS, *headers], plan.malformed_at is not None, plan.disconnect_at is not None
-    )
+    await delivery.answer(gen, send, dumps([doc] if wrap else doc).encode(), [*JSON_HEADERS, *headers])

@@ -18,6 +18,8 @@ from traffic.errors import InputError
 from .backend import BackendError, EnergyReading, GpuIdentity, GpuState, PowerReading, check_indices
 
 SIM_SCHEMA_VERSION = 1
+# NVML's clock-event reason bit for the software power cap (nvmlClocksEventReasonSwPowerCap).
+SW_POWER_CAP = 0x4
 
 
 class SimulatedBackend:
@@ -65,7 +67,7 @@ class SimulatedBackend:
             response = self._client().get(self.url)
             response.raise_for_status()
             doc = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise BackendError(f"cannot read {self.url}: {exc}") from None
         if not isinstance(doc, dict) or doc.get("schema_version") != SIM_SCHEMA_VERSION:
             raise BackendError(f"{self.url}: expected schema_version {SIM_SCHEMA_VERSION}")
@@ -114,6 +116,7 @@ class SimulatedBackend:
             return float(value) if isinstance(value, (int, float)) else None
 
         return GpuState(
+            throttle_reasons=_throttle_reasons(num("power_w"), num("power_limit_w")),
             power_limit_w=num("power_limit_w"),
             temperature_c=num("temperature_c"),
             sm_clock_hz=num("sm_clock_hz"),
@@ -127,3 +130,15 @@ class SimulatedBackend:
             for client in self._clients:
                 client.close()
             self._clients.clear()
+
+
+def _throttle_reasons(power_w: float | None, limit_w: float | None) -> int:
+    """The simulated GPU's clock-event reasons: none, except the power cap.
+
+    The mock has no thermal or clock model to throttle; the one thing it does is stretch a step that
+    would draw more than the power limit until it draws exactly the limit (harness/mock/engine.py).
+    Power at the limit is therefore the software power cap at work, as NVML would report it.
+    """
+    if power_w is not None and limit_w is not None and power_w >= limit_w:
+        return SW_POWER_CAP
+    return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +15,7 @@ import pyarrow.parquet as pq
 
 from harness import __version__
 from harness.energy import Analysis
+from traffic.atomicfile import atomic_text, atomic_write
 from traffic.errors import InputError
 
 SUMMARY_FILE = "summary.json"
@@ -52,14 +51,17 @@ def write_run_reports(
     run_dir: str | os.PathLike, analysis: Analysis, run_id: str | None = None
 ) -> ReportPaths:
     """Write summary.json, energy.parquet and report.html into `run_dir` (atomically, each)."""
+    from harness.measure.server_metrics import server_load
+
     from .html import render_html  # matplotlib is imported only when a report is drawn
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     doc = summary_document(analysis, run_id or run_dir.name)
-    summary = _atomic(run_dir / SUMMARY_FILE, lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
-    energy = _atomic(run_dir / ENERGY_FILE, lambda p: _write_energy(p, analysis))
-    html = _atomic(run_dir / REPORT_FILE, lambda p: Path(p).write_text(render_html(doc, analysis)))
+    summary = atomic_text(run_dir / SUMMARY_FILE, json.dumps(doc, indent=2) + "\n")
+    energy = atomic_write(run_dir / ENERGY_FILE, lambda p: _write_energy(p, analysis))
+    load = server_load(run_dir)  # requests running/waiting from the server's metrics, if scraped
+    html = atomic_write(run_dir / REPORT_FILE, lambda p: Path(p).write_text(render_html(doc, analysis, load)))
     return ReportPaths(summary=summary, energy=energy, html=html)
 
 
@@ -122,15 +124,3 @@ def _write_energy(path: str, analysis: Analysis) -> None:
     )
     meta = {"schema_version": ENERGY_SCHEMA_VERSION, "method": analysis.method}
     pq.write_table(table.replace_schema_metadata({_ENERGY_KEY: json.dumps(meta).encode()}), path)
-
-
-def _atomic(path: Path, write: Callable[[str], object]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -8,6 +8,8 @@ from __future__ import annotations
 import html
 import json
 
+import pandas as pd
+
 from harness.energy import Analysis
 
 from . import plots
@@ -55,7 +57,7 @@ _ROWS = [
 ]
 
 
-def render_html(doc: dict, analysis: Analysis) -> str:
+def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None) -> str:
     blocks = [*doc["arms"], doc["run"]]
     head = "".join(f"<th>{html.escape(b['name'])}</th>" for b in blocks)
     body = "".join(
@@ -65,7 +67,7 @@ def render_html(doc: dict, analysis: Analysis) -> str:
         for label, path, kind in _ROWS
     )
     figures = [
-        ("Power over time, with one bar per request", plots.power_timeline(analysis, doc)),
+        ("Power over time, with one bar per request", plots.power_timeline(analysis, doc, load)),
         ("Energy per request, per arm", plots.energy_distribution(analysis, doc)),
         ("Energy per request against realized rate", plots.energy_vs_rate(doc)),
         ("Latency percentiles", plots.latency_percentiles(doc)),

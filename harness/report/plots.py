@@ -28,8 +28,11 @@ def png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def power_timeline(analysis: Analysis, summary: dict) -> Figure | None:
-    """Total GPU power over time, with the arm and idle windows, and one bar per request below it."""
+def power_timeline(analysis: Analysis, summary: dict, load: pd.DataFrame | None = None) -> Figure | None:
+    """Total GPU power over time, with the arm and idle windows, and one bar per request below it.
+
+    `load` (`t_ns`, `running`, `waiting`: the server's own metrics, when the run scraped them) adds the
+    requests running (the batch) and waiting on the server, on a second axis."""
     tl = analysis.timeline
     if tl.empty:
         return None
@@ -67,7 +70,20 @@ def power_timeline(analysis: Analysis, summary: dict) -> Figure | None:
                 )
     top.set_ylabel("power (W)")
     top.set_ylim(bottom=0)
-    top.legend(loc="upper right", fontsize=8)
+    handles, labels = top.get_legend_handles_labels()
+    if load is not None and len(load):
+        batch = top.twinx()
+        t = (load["t_ns"].to_numpy(dtype=np.float64) - origin) / 1e9
+        batch.step(t, load["running"].to_numpy(), where="post", color="tab:green", lw=0.8, alpha=0.8,
+                   label="running on the server")  # fmt: skip
+        if load["waiting"].notna().any():
+            batch.step(t, load["waiting"].to_numpy(), where="post", color="tab:red", lw=0.8, alpha=0.6,
+                       label="waiting on the server")  # fmt: skip
+        batch.set_ylabel("requests (server metrics)", fontsize=8)
+        batch.set_ylim(bottom=0)
+        more_handles, more_labels = batch.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    top.legend(handles, labels, loc="upper right", fontsize=8)
 
     req = analysis.requests
     sent = req["sent_ns"] if "sent_ns" in req else pd.Series(dtype="Int64")

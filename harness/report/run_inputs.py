@@ -1,7 +1,8 @@
 """Read what the join needs from a run folder: requests, power, windows, method.
 
 `manifest.json` sections read here (all optional): `arms` (list of {name, start_ns, end_ns}, written by
-the runner), `idle` ({"pre": {start_ns, end_ns} | null, "post": ...}) and `energy` ({"method": ...}).
+the runner), `idle` ({"pre": {start_ns, end_ns} | null, "post": ...}) and `energy` ({"method": ...,
+"counter_period_s": ...}).
 Arm target rates come from the plan header.
 """
 
@@ -48,8 +49,6 @@ def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInp
         raise InputError(f"{path}: no such run folder")
     folder = RunFolder.open(path)
     manifest = folder.manifest()
-    if not isinstance(manifest, dict):
-        raise InputError(f"{path / RunFolder.MANIFEST}: expected a JSON object")
     plan = folder.plan()
     requests = folder.requests()
     rates = {arm.name: arm.mean_rate for arm in plan.header.arms}
@@ -85,8 +84,15 @@ def analyze_run(
     idle_mode: str | None = None,
     options: AnalysisOptions | None = None,
 ) -> tuple[RunInputs, Analysis]:
-    """Load a run folder and join it (the method defaults to the one the run recorded)."""
+    """Load a run folder and join it (the method defaults to the one the run recorded, and the counter's
+    update period to the one the run's power source has: `manifest.json` `energy.counter_period_s`)."""
     run = load_run(path, idle_mode=idle_mode)
+    period = (run.manifest.get("energy") or {}).get("counter_period_s")
+    if period is not None:
+        if not isinstance(period, (int, float)) or period < 0:
+            where = run.path / RunFolder.MANIFEST
+            raise InputError(f"{where}: energy.counter_period_s: expected seconds >= 0, got {period!r}")
+        options = replace(options or AnalysisOptions(), counter_period_s=float(period))
     analysis = analyze(
         run.requests, run.power, arms=run.arms, idle=run.idle, method=method or run.method, options=options
     )

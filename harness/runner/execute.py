@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -49,16 +50,23 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> None:
 
 
 def execute_plan(
-    plan: Plan, target: Target, folder: RunFolder, options: RunOptions, *, api_key: str | None = None
+    plan: Plan,
+    target: Target,
+    folder: RunFolder,
+    options: RunOptions,
+    *,
+    api_key: str | None = None,
+    anchor: ClockAnchor | None = None,
 ) -> RunResult:
     """Send `plan` to `target`, log every request into `folder`, compact the log to requests.parquet.
 
     Blocks until the run ends (completed, time limit, Ctrl-C/SIGTERM: graceful, a second one: at
     once); a row exists for every planned request whichever way it ends. `api_key` is sent as a
-    bearer token and never written anywhere.
+    bearer token and never written anywhere. `anchor`: the run's clock anchor, when the stages around
+    the execution (idle capture, power sources) already took one; a fresh one otherwise.
     """
     check_run(plan, target, options)
-    anchor = ClockAnchor.now()
+    anchor = anchor or ClockAnchor.now()
     executor = Executor(plan, target, options, folder.log_path, anchor, api_key)
     fd_soft, fd_hard = raise_fd_limit(executor.pool_size + 64)
     folder.update_manifest(
@@ -83,8 +91,10 @@ def execute_plan(
             loop.run_until_complete(executor.run(progress))
     finally:
         cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
-        for sig in handled:
+        for sig, previous in handled.items():
             loop.remove_signal_handler(sig)
+            if previous is not None:  # None: set outside Python, nothing to restore
+                signal.signal(sig, previous)  # the caller's handlers, not asyncio's defaults
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         gc.unfreeze()
@@ -140,10 +150,12 @@ def execute_plan(
     )
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, executor: Executor) -> list[int]:
-    """Ctrl-C and SIGTERM (what Kubernetes sends) stop gracefully; a second one stops at once."""
+def _install_signals(loop: asyncio.AbstractEventLoop, executor: Executor) -> dict[int, Any]:
+    """Ctrl-C and SIGTERM (what Kubernetes sends) stop gracefully; a second one stops at once.
+
+    Returns the handlers they replace, to be put back afterwards."""
     if threading.current_thread() is not threading.main_thread():
-        return []
+        return {}
 
     def on_signal(sig: signal.Signals) -> None:
         if executor.stop_reason is None:
@@ -158,8 +170,8 @@ def _install_signals(loop: asyncio.AbstractEventLoop, executor: Executor) -> lis
             print(f"\njoulebench: {sig.name} again: cancelling what is in flight", file=sys.stderr)
             executor.abort()
 
-    handled = []
+    handled = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
+        handled[sig] = signal.getsignal(sig)
         loop.add_signal_handler(sig, on_signal, sig)
-        handled.append(sig)
     return handled

@@ -16,7 +16,8 @@ import re
 import jsonschema
 import pytest
 import yaml
-from deploy_tools import REPO, compose, env_file_values, require_module, write_env
+from deploy_tools import compose, env_file_values, write_env
+from joulebench_testkit import REPO, require_module
 
 PROFILES = {
     "vllm": {"vllm", "sidecar", "prometheus", "grafana"},

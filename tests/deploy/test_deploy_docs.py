@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_tools import REPO, free_port, require_module, require_tool
+from joulebench_testkit import REPO, free_port, require_module, require_tool
 
 DOC = REPO / "docs" / "deploy.md"
 FAKE_VLLM = REPO / "tests" / "harness" / "deploy" / "fake_vllm"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from deploy_tools import REPO, free_port, mock_server, require_tool, simulated_sidecar
+from joulebench_testkit import REPO, PrometheusServer, require_tool, run_mock_server, simulated_sidecar
 from prometheus_client.parser import text_string_to_metric_families
 
 GRAFANA = REPO / "deploy" / "grafana"
@@ -139,10 +139,14 @@ def test_dashboard_covers_power_energy_and_both_servers():
 
 
 @pytest.fixture(scope="module")
-def mock_stack():
+def mock_stack(tmp_path_factory):
     """The mock server and a simulated sidecar reading it, as the compose `mock` profile runs them."""
-    with mock_server() as mock_url, simulated_sidecar(mock_url) as sidecar_url:
-        yield mock_url, sidecar_url
+    logs = tmp_path_factory.mktemp("logs")
+    with (
+        run_mock_server("--seed", "1", log_dir=logs) as mock,
+        simulated_sidecar(mock.url, "--interval", "0.05", log_dir=logs) as sidecar,
+    ):
+        yield mock.url, sidecar.url
 
 
 @pytest.mark.slow  # starts the mock server and a sidecar
@@ -183,21 +187,12 @@ def test_prometheus_scrapes_the_compose_service_names():
 @pytest.mark.slow
 @pytest.mark.prometheus
 def test_every_query_returns_data_from_a_real_prometheus(mock_stack, tmp_path):
-    prometheus = require_tool("prometheus", "apt-get install prometheus")
     mock_url, sidecar_url = mock_stack
     config = PROMETHEUS_YML.read_text()
     for alias, url in (("server:8000", mock_url), ("sidecar:9400", sidecar_url)):
         config = config.replace(alias, url.removeprefix("http://"))
-    (tmp_path / "prometheus.yml").write_text(config)
-    port = free_port()
-    proc = subprocess.Popen(
-        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/v1"
+    prometheus = PrometheusServer(tmp_path, config=config)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/-/ready", proc)
         # load on the mock for a while, so rates, batch sizes and histograms have data
         with httpx.Client(timeout=30) as client:
             deadline = time.monotonic() + 8
@@ -210,28 +205,11 @@ def test_every_query_returns_data_from_a_real_prometheus(mock_stack, tmp_path):
         time.sleep(2)
         mock_names, empty = exposed_names(mock_url) | exposed_names(sidecar_url), []
         for title, expr in queries():
-            answer = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
-            assert answer["status"] == "success", f"{title}: {expr}: {answer}"
-            if metric_names(expr) <= mock_names and not answer["data"]["result"]:
+            if not prometheus.query(expr) and metric_names(expr) <= mock_names:
                 empty.append(f"{title}: {expr}")
         assert empty == [], "queries on metrics the mock stack serves returned no data"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited: {proc.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("prometheus not ready")
+        prometheus.stop()
 
 
 def test_server_metric_list_is_not_our_own_names():

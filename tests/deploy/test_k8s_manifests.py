@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from deploy_tools import REPO, mock_server, require_module, require_tool
+from joulebench_testkit import REPO, require_module, require_tool, run_mock_server
 
 K8S = REPO / "deploy" / "k8s"
 VERSIONS = ["1.29", "1.37"]  # the oldest Kubernetes release still common in managed clusters, and the newest
@@ -197,7 +197,8 @@ def test_indexed_job_shards_and_merge_end_to_end(tmp_path):
     n_shards = job["spec"]["completions"]
     n_requests, interval = 48, 0.05
     results = tmp_path / "results"
-    with mock_server() as url:
+    with run_mock_server("--seed", "1", log_dir=tmp_path) as mock:
+        url = mock.url
         start_at = time.time() + 20  # time for every shard's process to start (2 shared CPU cores here)
         values = dict(find("ConfigMap", "joulebench-run")["data"])
         values.update(

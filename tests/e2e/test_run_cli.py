@@ -31,7 +31,7 @@ def only_run(out: Path) -> RunFolder:
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory):
-    from mockserver import run_mock_server
+    from joulebench_testkit import run_mock_server
 
     with run_mock_server("--profile", "synthetic-fast", log_dir=tmp_path_factory.mktemp("mock")) as server:
         yield server

@@ -34,6 +34,10 @@ class PrometheusAPI:
     def __init__(self, url: str, client: httpx.Client | None = None, timeout_s: float = 30.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise InputError(f"prometheus: expected an http(s) URL, got {url!r}")
+        try:
+            httpx.URL(url)  # a bad port or host: one line now, not an httpx exception mid-run
+        except httpx.InvalidURL as exc:
+            raise InputError(f"prometheus: {url!r} is not a valid URL ({exc})") from None
         self.url = url.rstrip("/")
         self._client = client
         self._timeout = timeout_s

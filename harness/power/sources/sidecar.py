@@ -48,6 +48,11 @@ class SidecarSource:
     ) -> None:
         self.location = str(location)
         self.is_http = self.location.startswith(("http://", "https://"))
+        if self.is_http:
+            try:
+                httpx.URL(self.location)  # a bad port or host: one line now, not an httpx exception mid-run
+            except httpx.InvalidURL as exc:
+                raise InputError(f"sidecar: {self.location!r} is not a valid URL ({exc})") from None
         self.name = "sidecar"
         self.anchor = anchor or ClockAnchor.now()
         self.offset = offset

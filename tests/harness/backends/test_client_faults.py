@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
+import re
 import time
 
 import pytest
 from fixture_replay import Fixture, ReplayServer, load_fixtures
+from joulebench_testkit import free_port
 
 from harness.backends import APIS, OpenAIChat, Prompt, make_client, perform, resolve_target
 from harness.backends.client import TRANSPORTS
@@ -34,12 +35,6 @@ async def send(
 async def via(fixture: Fixture, transport: str, **kw) -> RequestRecord:
     async with ReplayServer(fixture, **kw) as server:
         return await send(server.url, transport, fixture.api, fixture.stream)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -140,6 +135,9 @@ def test_wrong_backend_and_unreachable_target_are_one_line_errors() -> None:
         asyncio.run(resolve_target(f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(InputError, match="not an http"):
         asyncio.run(resolve_target("localhost:8000"))
+    for malformed in ("http://[::1", "http://127.0.0.1:port"):
+        with pytest.raises(InputError, match=rf"--target '{re.escape(malformed)}': not a valid URL"):
+            asyncio.run(resolve_target(malformed))
     with pytest.raises(InputError, match="refused \\(HTTP 401\\)"):
         detect(_json_fixture({"error": "no key"}, status=401))
 

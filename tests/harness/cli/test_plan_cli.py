@@ -1,44 +1,24 @@
 """`joulebench plan build|describe` through the real CLI: the acceptance commands, --help, bad input."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
+import joulebench_testkit
 import pytest
+from joulebench_testkit import REPO, SHARED_DATA, run_joulebench
 
-from harness.cli import main
 from traffic.plan import load_plan
 from traffic.schedules import KINDS
 
-REPO = Path(__file__).resolve().parents[3]
-SHARED = REPO / ".." / "shared" / "data"
 ULTRACHAT = "../shared/data/prompts/ultrachat/ultrachat_prompts.jsonl"
 AZURE = "../shared/data/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared test data not found at {SHARED}")
-
-
-def joulebench(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """The installed entry point, as a user runs it (`python -m harness` is `joulebench`)."""
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"shared test data not found at {SHARED_DATA}"
+)
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    code = joulebench_testkit.run_main(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -47,7 +27,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.mark.slow
 def test_acceptance_commands(tmp_path):
     p, arms, t = tmp_path / "p.parquet", tmp_path / "arms.parquet", tmp_path / "t.parquet"
-    first = joulebench(
+    first = run_joulebench(
         "plan",
         "build",
         "--prompts",
@@ -62,7 +42,7 @@ def test_acceptance_commands(tmp_path):
         str(p),
     )
     assert first.returncode == 0, first.stderr
-    second = joulebench(
+    second = run_joulebench(
         "plan",
         "build",
         "--prompts",
@@ -86,7 +66,7 @@ def test_acceptance_commands(tmp_path):
         str(arms),
     )
     assert second.returncode == 0, second.stderr
-    third = joulebench(
+    third = run_joulebench(
         "plan",
         "build",
         "--prompts",
@@ -99,7 +79,7 @@ def test_acceptance_commands(tmp_path):
         str(t),
     )
     assert third.returncode == 0, third.stderr
-    described = joulebench("plan", "describe", str(p), "--json")
+    described = run_joulebench("plan", "describe", str(p), "--json")
     assert described.returncode == 0, described.stderr
     summary = json.loads(described.stdout)
     for key in ("n", "duration_s", "mean_rate", "gap_cv", "plan_hash", "arms"):
@@ -114,7 +94,7 @@ def test_acceptance_commands(tmp_path):
     replay = load_plan(t)
     assert replay.rows["offset_s"].max() < 60 and replay.header.arms[0].params["time_scale"] == 0.5
     # The table form names every arm.
-    table = joulebench("plan", "describe", str(arms))
+    table = run_joulebench("plan", "describe", str(arms))
     assert table.returncode == 0 and all(name in table.stdout for name in ("fixed", "uniform", "bursty"))
 
 
@@ -251,7 +231,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(
 
 @needs_shared
 def test_bad_input_through_the_installed_script(tmp_path, bad_trace):
-    result = joulebench(
+    result = run_joulebench(
         "plan", "build", "--schedule", f"trace:path={bad_trace}", "--out", str(tmp_path / "plan.parquet")
     )
     assert result.returncode == 2
@@ -264,6 +244,15 @@ def test_out_must_be_a_parquet_file(tmp_path, capsys):
     code, _, err = run_main(capsys, "plan", "build", "-n", "3", "--out", str(tmp_path / "plan.csv"))
     assert code == 2 and "must end in .parquet" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_in_a_folder_that_cannot_be_created(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the plan's folder would go")
+    out = blocker / "sub" / "plan.parquet"
+    code, _, err = run_main(capsys, "plan", "build", "-n", "3", "--out", str(out))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"joulebench: error: --out {out}: cannot write the plan")
 
 
 def test_describe_rejects_missing_and_damaged_plans(tmp_path, capsys):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from joulebench_testkit import busy_port, free_port
 
 from harness.cli import main
 from harness.deploy.health import ServerError
@@ -47,12 +47,6 @@ signal.signal(signal.SIGINT, stop)
 code = child.wait()
 sys.exit(0 if stopping else code)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alive(pid: int) -> bool:
@@ -149,11 +143,19 @@ def test_never_healthy_times_out_and_cleans_up(tmp_path):
     assert not any(alive(pid) for pid in pids(tmp_path))
 
 
+def test_an_unwritable_run_folder_is_refused_before_anything_starts(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run folder would go")
+    spec = vllm_spec("/models/x", port=free_port(), env=fake_env(tmp_path))
+    server = NativeServer(spec, out_dir=blocker / "run")
+    with pytest.raises(InputError, match=r"server\.log: cannot write the server log"):
+        server.start()
+    assert server.proc is None
+
+
 def test_port_already_in_use_is_refused(tmp_path):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        spec = vllm_spec("/models/x", port=busy.getsockname()[1], env=fake_env(tmp_path))
+    with busy_port() as port:
+        spec = vllm_spec("/models/x", port=port, env=fake_env(tmp_path))
         with pytest.raises(InputError, match="already in use"):
             NativeServer(spec, out_dir=tmp_path / "run").start()
     assert not (tmp_path / "pids").exists()

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
-from mockserver import REPO
+from joulebench_testkit import REPO, busy_port, joulebench_argv, require_tool, run_joulebench, stop_process
 
 from harness.cli import main
 
-MOCK = [sys.executable, "-m", "harness", "mock-server"]
 
-
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*MOCK, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def run(*args: str) -> subprocess.CompletedProcess:
+    return run_joulebench("mock-server", *args, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +28,10 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         (["--set", "gpu.power_limit_w=-3"], "gpu.power_limit_w"),
         (["--flavour", "sglang"], "--flavour: expected 'vllm' or 'tgi'"),
         (["--error-status", "404", "--error-rate", "0.1"], "error_statuses"),
+        (["--model-name", " "], "--model-name: must not be empty"),
+        (["--seed", "-1"], "Invalid value for '--seed'"),
+        (["--ready-file", "/nonexistent-folder/ready.json"], "--ready-file /nonexistent-folder/ready.json"),
+        (["--ready-file", "/"], "--ready-file /: is a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
@@ -43,10 +44,8 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
 
 
 def test_port_in_use_is_a_clean_error():  # as a process: the exit status and stderr a user sees
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        result = run("--port", str(taken.getsockname()[1]))
+    with busy_port() as port:
+        result = run("--port", str(port))
     assert result.returncode == 2 and "cannot bind" in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -86,7 +85,7 @@ def test_help_documents_every_flag():
 def test_ready_file_and_sigterm(tmp_path):
     ready = tmp_path / "ready.json"
     proc = subprocess.Popen(
-        [*MOCK, "--port", "0", "--ready-file", str(ready)],
+        joulebench_argv("mock-server", "--port", "0", "--ready-file", str(ready)),
         stdout=subprocess.PIPE,
         text=True,
         stderr=subprocess.PIPE,
@@ -101,16 +100,14 @@ def test_ready_file_and_sigterm(tmp_path):
         assert proc.wait(timeout=20) == 0
         assert not ready.exists()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_acceptance_commands_from_the_issue():
+    require_tool("curl", "apt-get install curl")
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8011)) == 0:
-            pytest.skip("port 8011 is in use on this machine")
+            pytest.skip("port 8011 (the issue's exact command) is in use on this machine")
     proc = subprocess.Popen(
         "exec joulebench mock-server --port 8011 --seed 1",
         shell=True,
@@ -148,19 +145,11 @@ def test_acceptance_commands_from_the_issue():
         running = sh("curl -s localhost:8011/metrics | grep '^vllm:num_requests_running'")
         assert running.startswith('vllm:num_requests_running{engine="0",model_name="mock"} ')
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    time.sleep(0.1)
+        stop_process(proc)
 
 
 def _venv_env() -> dict:
     """PATH with this interpreter's bin folder first, so `joulebench` is the venv's console script."""
-    import os
-
     return {
         **os.environ,
         "PATH": f"{REPO / '.venv' / 'bin'}:{sys.executable.rsplit('/', 1)[0]}:{os.environ['PATH']}",

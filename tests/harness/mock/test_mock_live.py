@@ -12,7 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mockserver import run_mock_server
+from joulebench_testkit import run_mock_server
 
 CHAT = "/v1/chat/completions"
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import time
 
 import httpx
 import openai
 import pytest
 from huggingface_hub import InferenceClient
-from mockserver import run_mock_server
+from joulebench_testkit import require_tool, run_mock_server
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -212,9 +212,7 @@ def test_tgi_metrics_parse(tgi_server):
 
 @pytest.mark.parametrize("which", ["server", "tgi_server"])
 def test_promtool_accepts_metrics(which, request):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool = require_tool("promtool", "apt-get install prometheus")
     url = request.getfixturevalue(which).url
     text = httpx.get(url + "/metrics").text
     result = subprocess.run(
@@ -260,10 +258,16 @@ def test_sim_gpu_follows_the_contract(server):
 
 
 def test_idle_energy_is_exactly_idle_power_times_simulated_time(server):
-    a = httpx.get(server.url + "/sim/gpu").json()
-    b = httpx.get(server.url + "/sim/gpu").json()
-    if a["gpus"][0]["power_w"] != 119.82 or b["gpus"][0]["power_w"] != 119.82:
-        pytest.skip("the simulated GPU was busy")  # another test's request still running
+    # The module's server is shared: a request of an earlier test (an aborted stream) may still be
+    # running in the simulator, so wait for two idle readings in a row.
+    deadline = time.monotonic() + 30
+    while True:
+        a = httpx.get(server.url + "/sim/gpu").json()
+        b = httpx.get(server.url + "/sim/gpu").json()
+        if a["gpus"][0]["power_w"] == b["gpus"][0]["power_w"] == 119.82:
+            break
+        assert time.monotonic() < deadline, f"the simulated GPU never went idle: {b}"
+        time.sleep(0.2)
     dt = b["sim_time_s"] - a["sim_time_s"]
     assert dt > 0 and (b["clock"]["mono_ns"] - a["clock"]["mono_ns"]) * 20 / 1e9 == pytest.approx(
         dt, rel=1e-6

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
 import httpx
 import pytest
 from fake_pynvml import FakeGpu
+from joulebench_testkit import require_tool
 from prometheus_client.parser import text_string_to_metric_families
 
 # family name (as the parser reports it, counters without _total) → type
@@ -85,14 +85,12 @@ def test_names_types_and_units(fake_sidecar):
     assert "process_cpu_seconds_total" in samples  # the sidecar's own cost
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)"
-)
 def test_promtool_accepts_the_exposition(fake_sidecar):
+    promtool = require_tool("promtool", "apt-get install prometheus")
     _, _, url = fake_sidecar([FakeGpu("GPU-0"), FakeGpu("GPU-1", counter=False, instant_field=False)])
     time.sleep(1.2)
     text = httpx.get(url + "/metrics").text
-    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

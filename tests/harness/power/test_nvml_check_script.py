@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from powerkit import REPO
+from joulebench_testkit import REPO
 
 from harness.power.samplelog import read_log_file
 

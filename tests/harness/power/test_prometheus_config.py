@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
 import yaml
-from powerkit import REPO
+from joulebench_testkit import REPO, require_tool
 
 CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)"
-)
 def test_promtool_check_config():
-    result = subprocess.run(["promtool", "check", "config", str(CONFIG)], capture_output=True, text=True)
+    promtool = require_tool("promtool", "apt-get install prometheus")
+    result = subprocess.run([promtool, "check", "config", str(CONFIG)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -11,17 +11,15 @@ One Prometheus for the module (it takes a few seconds to start and to collect da
 
 from __future__ import annotations
 
-import subprocess
 import time
 from contextlib import ExitStack
 
 import httpx
-import mockserver  # tests/conftest.py loads the mock helper under this name
 import numpy as np
 import pytest
 from dcgm_exporter_standin import DcgmExporterStandIn
 from fake_pynvml import FakeGpu, FakeNvml
-from powerkit import PrometheusServer, free_port, joulebench, stop_process, wait_http
+from joulebench_testkit import PrometheusServer, run_mock_server, simulated_sidecar
 
 from harness.clock import ClockAnchor
 from harness.power.nvml import NvmlBackend
@@ -54,16 +52,11 @@ def stack(tmp_path_factory):
         stack.callback(car.stop)
         for e in exporters.values():
             stack.callback(e.close)
-        mock = stack.enter_context(mockserver.run_mock_server(log_dir=tmp_path_factory.mktemp("mock")))
-        sim_port = free_port()
-        sim = subprocess.Popen(
-            joulebench("sidecar", "--backend", "simulated", "--simulate-from", mock.url,
-                       "--host", "127.0.0.1", "--port", str(sim_port), "--interval", "0.1"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        stack.callback(stop_process, sim)
-        wait_http(f"http://127.0.0.1:{sim_port}/healthz", timeout_s=60, proc=sim)
-        jobs = {"sidecar": [f"127.0.0.1:{car.address[1]}"], "sidecar-sim": [f"127.0.0.1:{sim_port}"]}
+        logs = tmp_path_factory.mktemp("logs")
+        mock = stack.enter_context(run_mock_server(log_dir=logs))
+        sim = stack.enter_context(simulated_sidecar(mock.url, "--interval", "0.1", log_dir=logs))
+        sim_target = sim.url.removeprefix("http://")
+        jobs = {"sidecar": [f"127.0.0.1:{car.address[1]}"], "sidecar-sim": [sim_target]}
         jobs |= {job: [f"127.0.0.1:{e.port}"] for job, e in exporters.items()}
         prom = PrometheusServer(tmp_path_factory.mktemp("prometheus"), jobs)
         stack.callback(prom.stop)

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 
 import pytest
 from fake_pynvml import FakeGpu, FakeNvml
-from powerkit import free_port, joulebench
-
-from harness.cli import main
+from joulebench_testkit import ERROR_PREFIX, busy_port, free_port, one_line_error, run_joulebench, run_main
 
 
-def one_line_error(args: list[str]) -> str:
-    result = subprocess.run(joulebench("sidecar", *args), capture_output=True, text=True, timeout=60)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("joulebench: error: "), result.stderr
-    return lines[0].removeprefix("joulebench: error: ")
+def sidecar_error(args: list[str]) -> str:
+    """`joulebench sidecar ARGS` as a process: the one-line error's message."""
+    result = run_joulebench("sidecar", *args, timeout=60)
+    return one_line_error(result.stderr, result.returncode)
 
 
-def run_main(args: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["sidecar", *args])
-    assert exit_info.value.code == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("joulebench: error: ")
-    return line
+def sidecar_error_line(args: list[str], capsys) -> str:
+    """The same in this process (so a fake pynvml can stand in): the whole error line."""
+    status = run_main(["sidecar", *args])
+    return ERROR_PREFIX + one_line_error(capsys.readouterr().err, status)
 
 
 def test_help_documents_every_flag():
-    result = subprocess.run(joulebench("sidecar", "--help"), capture_output=True, text=True, timeout=60)
+    result = run_joulebench("sidecar", "--help", timeout=60)
     assert result.returncode == 0
     for flag in ("--host", "--port", "--interval", "--gpus", "--backend", "--simulate-from", "--log"):
         assert flag in result.stdout, flag
@@ -47,7 +38,7 @@ def test_no_nvml_on_this_machine():
         pass
     else:
         pytest.skip("this machine has NVML")
-    message = one_line_error(["--port", str(free_port())])
+    message = sidecar_error(["--port", str(free_port())])
     assert message.startswith("--backend nvml: NVML is not available on this machine")
     assert "--backend simulated" in message
 
@@ -67,12 +58,13 @@ def test_no_nvml_on_this_machine():
             "--simulate-from: expected an http(s) URL",
         ),
         (["--backend", "simulated", "--simulate-from", "http://127.0.0.1:9"], "--simulate-from: cannot read"),
+        (["--backend", "simulated", "--simulate-from", "http://[::1"], "'http://[::1' is not a valid URL"),
     ],
 )
 def test_bad_flags(args, expected, capsys):
     # In-process through harness.cli.main, the entry point's own code (the subprocess tests above
     # prove the installed command behaves the same).
-    assert expected in run_main(args, capsys)
+    assert expected in sidecar_error_line(args, capsys)
 
 
 @pytest.fixture
@@ -84,21 +76,18 @@ def fake_pynvml_module(monkeypatch):
 
 
 def test_unknown_gpu_index(fake_pynvml_module, capsys):
-    line = run_main(["--gpus", "0,5", "--port", "0"], capsys)
+    line = sidecar_error_line(["--gpus", "0,5", "--port", "0"], capsys)
     assert line == "joulebench: error: --gpus: no GPU 5 on this machine (it has: 0, 1)"
     assert fake_pynvml_module.initialized == 0
 
 
 def test_port_in_use(fake_pynvml_module, capsys):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        line = run_main(["--host", "127.0.0.1", "--port", str(port)], capsys)
+    with busy_port() as port:
+        line = sidecar_error_line(["--host", "127.0.0.1", "--port", str(port)], capsys)
     assert line == f"joulebench: error: --port {port}: 127.0.0.1:{port} is already in use"
     assert fake_pynvml_module.initialized == 0  # NVML released on the way out
 
 
 def test_log_file_that_cannot_be_opened(fake_pynvml_module, capsys, tmp_path):
-    line = run_main(["--port", "0", "--log", str(tmp_path / "missing" / "log.jsonl")], capsys)
+    line = sidecar_error_line(["--port", "0", "--log", str(tmp_path / "missing" / "log.jsonl")], capsys)
     assert line.startswith("joulebench: error: --log ") and "cannot open for appending" in line

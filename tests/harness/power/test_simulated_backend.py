@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-import mockserver  # tests/conftest.py loads the mock helper under this name
 import numpy as np
 import pytest
-from powerkit import free_port, joulebench, stop_process, wait_http
+from joulebench_testkit import free_port, one_line_error, require_tool, run_joulebench, run_mock_server
+from joulebench_testkit import simulated_sidecar as sidecar_process
 
 from harness.power.samplelog import read_log_file
 from harness.power.simulated import SimulatedBackend
@@ -24,29 +20,10 @@ from traffic.errors import InputError
 pytestmark = pytest.mark.slow
 
 
-@contextmanager
-def sidecar_process(
-    mock_url: str, *args: str, port: int | None = None
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`joulebench sidecar --backend simulated` as a subprocess; stopped with SIGTERM, as compose does."""
-    port = port or free_port()
-    cmd = joulebench(
-        "sidecar", "--backend", "simulated", "--simulate-from", mock_url, "--host", "127.0.0.1",
-        "--port", str(port), *args,
-    )  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/healthz", timeout_s=60, proc=proc)
-        yield url, proc
-    finally:
-        stop_process(proc)
-
-
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory):
     """One mock server for the tests that don't restart it (it takes seconds to start)."""
-    with mockserver.run_mock_server(log_dir=tmp_path_factory.mktemp("mock")) as server:
+    with run_mock_server(log_dir=tmp_path_factory.mktemp("mock")) as server:
         yield server
 
 
@@ -98,9 +75,10 @@ def test_backend_reads_the_simulated_gpu(mock):
 
 def test_acceptance_commands(mock):
     """The issue's acceptance: a simulated sidecar's /metrics has the energy counter and passes promtool."""
-    with sidecar_process(mock.url, "--interval", "0.05") as (url, _):
+    promtool = require_tool("promtool", "apt-get install prometheus")
+    with sidecar_process(mock.url, "--interval", "0.05") as sidecar:
         time.sleep(1.0)
-        text = httpx.get(url + "/metrics").text
+        text = httpx.get(sidecar.url + "/metrics").text
         lines = [line for line in text.splitlines() if line.startswith("joulebench_gpu_energy_joules_total")]
         assert (
             lines
@@ -108,17 +86,15 @@ def test_acceptance_commands(mock):
             and 'method="counter"' in lines[0]
             and 'uuid="GPU-mock-' in lines[0]
         )
-        if shutil.which("promtool"):
-            check = subprocess.run(
-                ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
-            )
-            assert check.returncode == 0, check.stdout + check.stderr
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_cadence_lag_and_energy_under_the_simulated_backend(mock, tmp_path):
     log = tmp_path / "samples.jsonl"
     interval = 0.05
-    with sidecar_process(mock.url, "--interval", str(interval), "--log", str(log)) as (url, proc):
+    with sidecar_process(mock.url, "--interval", str(interval), "--log", str(log)) as sidecar:
+        url = sidecar.url
         source = SidecarSource(url)
         time.sleep(0.8)
         first = sim_gpu(mock.url)
@@ -130,9 +106,8 @@ def test_cadence_lag_and_energy_under_the_simulated_backend(mock, tmp_path):
         time.sleep(0.8)  # a counter reading after the window
         metrics = httpx.get(url + "/metrics").text
         data = source.read(first["clock"]["mono_ns"], last["clock"]["mono_ns"])
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "joulebench sidecar: stopped" in out
+        status = sidecar.stop(timeout_s=30)  # SIGTERM, as compose and Kubernetes stop it
+    assert status == 0 and "joulebench sidecar: stopped" in sidecar.log.read_text()
 
     def value(name: str, loop: str) -> float:
         (line,) = [x for x in metrics.splitlines() if x.startswith(f'{name}{{loop="{loop}"}}')]
@@ -161,7 +136,8 @@ def test_cadence_lag_and_energy_under_the_simulated_backend(mock, tmp_path):
 def test_mock_restart_is_a_stitched_counter_reset(mock_server):
     port = free_port()
     first = mock_server("--port", str(port))
-    with sidecar_process(first.url, "--interval", "0.05") as (url, _):
+    with sidecar_process(first.url, "--interval", "0.05") as sidecar:
+        url = sidecar.url
         time.sleep(1.2)
         before = float(_metric(url, "joulebench_gpu_energy_joules_total"))
         first.stop()
@@ -180,10 +156,9 @@ def _metric(url: str, prefix: str) -> str:
 
 
 def test_unknown_gpu_index_on_the_command_line(mock):
-    result = subprocess.run(
-        joulebench("sidecar", "--backend", "simulated", "--simulate-from", mock.url, "--gpus", "1",
-                   "--port", "0"),
-        capture_output=True, text=True, timeout=60,
+    result = run_joulebench(
+        "sidecar", "--backend", "simulated", "--simulate-from", mock.url, "--gpus", "1", "--port", "0",
+        timeout=60,
     )  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"joulebench: error: --gpus: no GPU 1 on {mock.url}/sim/gpu (it has: 0)"
+    message = one_line_error(result.stderr, result.returncode)
+    assert message == f"--gpus: no GPU 1 on {mock.url}/sim/gpu (it has: 0)"

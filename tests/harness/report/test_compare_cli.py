@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from joulebench_testkit import run_main
 from rich.console import Console
 from run_synth import build_run
 
-from harness.cli import main
 from harness.report import cheapest_arm, render_terminal_summary
-
-
-def _run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +17,14 @@ def two_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     a = build_run(out)
     b = build_run(out)  # same plan: a second folder with a -2 suffix
-    assert _run_cli(["report", str(a), "--quiet"]) == 0  # b has no saved report: compare joins it
+    assert run_main(["report", str(a), "--quiet"]) == 0  # b has no saved report: compare joins it
     return a, b
 
 
 def test_compare_arms_of_one_run(two_runs, tmp_path, capsys):
     a, _ = two_runs
     out = tmp_path / "cmp.json"
-    assert _run_cli(["compare", str(a), "--json", str(out)]) == 0
+    assert run_main(["compare", str(a), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["baseline"] == "fixed"
     fixed, bursty = result["entries"]
@@ -51,7 +43,7 @@ def test_compare_arms_of_one_run(two_runs, tmp_path, capsys):
 def test_compare_two_runs_side_by_side(two_runs, tmp_path, capsys):
     a, b = two_runs
     out = tmp_path / "cmp.json"
-    assert _run_cli(["compare", str(a), str(b), "--baseline", f"{b.name}:bursty", "--json", str(out)]) == 0
+    assert run_main(["compare", str(a), str(b), "--baseline", f"{b.name}:bursty", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     labels = [e["label"] for e in result["entries"]]
     assert labels == [f"{a.name}:fixed", f"{a.name}:bursty", f"{b.name}:fixed", f"{b.name}:bursty"]
@@ -67,24 +59,24 @@ def test_compare_two_runs_side_by_side(two_runs, tmp_path, capsys):
 )
 def test_compare_bad_baseline(two_runs, capsys, baseline, message):
     a, b = two_runs
-    assert _run_cli(["compare", str(a), str(b), "--baseline", baseline]) == 2
+    assert run_main(["compare", str(a), str(b), "--baseline", baseline]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
 
 
 def test_compare_missing_and_repeated_runs(two_runs, tmp_path, capsys):
     a, _ = two_runs
-    assert _run_cli(["compare", str(tmp_path / "gone")]) == 2
+    assert run_main(["compare", str(tmp_path / "gone")]) == 2
     assert "no such run folder" in capsys.readouterr().err
-    assert _run_cli(["compare", str(a), str(a)]) == 2
+    assert run_main(["compare", str(a), str(a)]) == 2
     assert "listed twice" in capsys.readouterr().err
 
 
 def test_compare_with_a_corrupt_summary(two_runs, tmp_path, capsys):
     run = build_run(tmp_path)
-    assert _run_cli(["report", str(run), "--quiet"]) == 0
+    assert run_main(["report", str(run), "--quiet"]) == 0
     (run / "summary.json").write_text("{broken")
-    assert _run_cli(["compare", str(run)]) == 2
+    assert run_main(["compare", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "summary.json: not valid JSON" in err[0]
 
@@ -102,3 +94,11 @@ def test_terminal_summary(two_runs):
     assert "less than fixed" in line
     one_arm = summary | {"arms": summary["arms"][:1]}
     assert cheapest_arm(one_arm) is None
+
+
+def test_compare_json_that_cannot_be_written(two_runs, tmp_path, capsys):
+    a, _ = two_runs
+    out = tmp_path / "no-such-folder" / "cmp.json"
+    assert run_main(["compare", str(a), "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"joulebench: error: --json {out}: cannot write (No such file or directory)"]

@@ -8,25 +8,17 @@ import subprocess
 import sys
 
 import pytest
+from joulebench_testkit import run_main
 from run_synth import S, build_run
 
-from harness.cli import main
 from harness.report import read_energy
 from harness.report.format import fmt_num
-
-
-def _run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
     run = build_run(tmp_path_factory.mktemp("runs"))
-    assert _run_cli(["report", str(run), "--quiet"]) == 0
+    assert run_main(["report", str(run), "--quiet"]) == 0
     return run
 
 
@@ -73,7 +65,7 @@ def test_report_html_is_self_contained_and_matches_the_summary(reported):
 
 
 def test_report_prints_the_summary_table(reported, capsys):
-    assert _run_cli(["report", str(reported), "--method", "tokens"]) == 0
+    assert run_main(["report", str(reported), "--method", "tokens"]) == 0
     out = capsys.readouterr().out
     assert "method tokens" in out and "bursty" in out and "fixed" in out
     assert "Least energy per successful request: bursty" in out
@@ -82,25 +74,25 @@ def test_report_prints_the_summary_table(reported, capsys):
 
 def test_report_without_power_is_flagged_not_zero(tmp_path, capsys):
     run = build_run(tmp_path, with_power=False)
-    assert _run_cli(["report", str(run)]) == 0
+    assert run_main(["report", str(run)]) == 0
     out = capsys.readouterr().out
     assert "no power samples" in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["run"]["energy_j_total"] is None and summary["run"]["j_per_request"]["mean"] is None
     assert "no_power_data" in summary["arms"][0]["flags"]
-    assert _run_cli(["report", str(run), "--strict", "--quiet"]) == 1
+    assert run_main(["report", str(run), "--strict", "--quiet"]) == 1
 
 
 def test_report_with_power_on_another_clock(tmp_path):
     run = build_run(tmp_path, power_offset_ns=3600 * S)
-    assert _run_cli(["report", str(run), "--quiet"]) == 0
+    assert run_main(["report", str(run), "--quiet"]) == 0
     codes = {f["code"] for f in json.loads((run / "summary.json").read_text())["flags"]}
     assert "power_outside_run" in codes
 
 
 def test_report_with_zero_successful_requests(tmp_path):
     run = build_run(tmp_path, status="http_error")
-    assert _run_cli(["report", str(run), "--quiet"]) == 0
+    assert run_main(["report", str(run), "--quiet"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["run"]["requests"]["by_status"] == {"http_error": 40}
     assert summary["run"]["j_per_request"]["mean"] is None
@@ -135,7 +127,7 @@ def _no_manifest(tmp_path):
     ],
 )
 def test_report_errors_for_missing_folders(tmp_path, capsys, make, message):
-    assert _run_cli(["report", str(make(tmp_path))]) == 2
+    assert run_main(["report", str(make(tmp_path))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("joulebench: error:") and message in err[0]
 
@@ -152,7 +144,7 @@ def test_report_errors_for_missing_folders(tmp_path, capsys, make, message):
 def test_report_errors_for_corrupt_files(tmp_path, capsys, name, message):
     run = build_run(tmp_path)
     _corrupt(run, name)
-    assert _run_cli(["report", str(run)]) == 2
+    assert run_main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("joulebench: error:") and message in err[0]
     assert not (run / "summary.json").exists()  # nothing half-written
@@ -160,11 +152,11 @@ def test_report_errors_for_corrupt_files(tmp_path, capsys, name, message):
 
 def test_report_bad_flag_value(tmp_path, capsys):
     run = build_run(tmp_path)
-    assert _run_cli(["report", str(run), "--method", "watts"]) == 2
+    assert run_main(["report", str(run), "--method", "watts"]) == 2
     assert (
         capsys.readouterr().err.strip() == "joulebench: error: --method: 'watts' is not one of time, tokens"
     )
-    assert _run_cli(["report", str(run), "--idle", "median"]) == 2
+    assert run_main(["report", str(run), "--idle", "median"]) == 2
     assert capsys.readouterr().err.strip().startswith("joulebench: error: --idle: 'median'")
 
 

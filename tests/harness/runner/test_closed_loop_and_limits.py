@@ -39,6 +39,18 @@ def test_arms_run_in_plan_order_with_a_gap(fast_mock, tmp_path) -> None:
     assert all(a["planned"] == a["sent"] == 12 for a in manifest["arms"])
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_without_a_cap_the_pool_never_queues_past_100(fast_mock, tmp_path, transport) -> None:
+    """150 requests at once, each generating for ~0.8 s: with httpx's default pool of 100 connections,
+    50 would get their response headers only after others finished. Sized for the plan, none waits."""
+    plan = plan_of("bursty:size=150,intra=0,gap=1", n=150, max_tokens=800)
+    result = run_plan(fast_mock.url, plan, tmp_path, transport=transport)
+    rows = one_row_each(result, plan)
+    assert (rows["status"] == "ok").all(), rows["error"].dropna().head()
+    assert result.folder.manifest()["connections"]["pool"] == 150
+    assert rows["first_byte_ns"].max() < rows["done_ns"].min()  # all 150 were on the wire at once
+
+
 def test_concurrency_cap_queues_on_the_client(fast_mock, tmp_path) -> None:
     plan = plan_of("bursty:size=20,intra=0.0001,gap=1", n=20, max_tokens=16)
     result = run_plan(fast_mock.url, plan, tmp_path, max_concurrency=4)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from joulebench_testkit import joulebench_argv, run_joulebench
 from runner_helpers import plan_of
 
 from harness.clock import ClockAnchor
@@ -19,16 +19,6 @@ from harness.runfolder import RunFolder
 from harness.runner.merge import merge_runs
 from traffic.errors import InputError
 from traffic.plan import save_plan
-
-
-def joulebench(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def run_shards(url: str, tmp_path: Path, plan, count: int) -> tuple[list[Path], float]:
@@ -45,7 +35,13 @@ def run_shards(url: str, tmp_path: Path, plan, count: int) -> tuple[list[Path], 
         "--no-progress",
     ]
     processes = [
-        joulebench(*common, "--out", f"shard{i}", "--shard", f"{i}/{count}", cwd=tmp_path)
+        subprocess.Popen(
+            joulebench_argv(*common, "--out", f"shard{i}", "--shard", f"{i}/{count}"),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(count)
     ]
     for process in processes:
@@ -83,10 +79,7 @@ def test_shards_send_disjoint_slices_from_a_common_start(sharded) -> None:
 @pytest.mark.slow
 def test_merge_makes_one_run(sharded) -> None:
     plan, folders, _, tmp_path = sharded
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "merge", *map(str, folders), "--out", "merged"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_joulebench("merge", *map(str, folders), "--out", "merged", cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     merged = RunFolder.open(tmp_path / result.stdout.strip())
     frame, anchor = read_requests(merged.requests_path)

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# GPU-machine side of the arrival-shaping experiment (issue 8): vLLM on the GPU, the NVML sidecar,
+# a real Prometheus scraping both, and `joulebench run` with six arms over the same UltraChat
+# prompts, repeated. CPU-machine side: benchmarks/gpu/prepare.sh; analysis: benchmarks/gpu/analyze.py.
+#
+# Each step is one subcommand, so that steps fit the GPU machine's per-command time limit and the
+# long-lived processes (vLLM, sidecar, Prometheus) outlive a command (they run in their own
+# sessions until `stop` or until the machine goes back):
+#
+#   experiment.sh stash DIR...   copy carried folders (chunks, wheels, .deb, data) into $WORK/stash
+#   experiment.sh setup          unpack vLLM + wheels, unpack Prometheus, build the random-weight model
+#   experiment.sh start          start the sidecar (NVML), vLLM (`joulebench serve vllm`), Prometheus
+#   experiment.sh fixtures       record vLLM's SSE streams for the backend test suite
+#   experiment.sh calibrate      measure the mock server's calibration curves (decode waves, prefill, idle)
+#   experiment.sh plan           build the six-arm plan
+#   experiment.sh repeat N       one `joulebench run` of the whole plan (repeat number N)
+#   experiment.sh collect        pack what is worth keeping into $OUT
+#   experiment.sh stop           stop vLLM, the sidecar and Prometheus
+#
+# Several subcommands may be given at once: `experiment.sh setup start fixtures calibrate collect`.
+# Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
+# PROM_PORT [9090], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1].
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+WORK=${WORK:-${TMPDIR:-/tmp}/jb}
+STASH=$WORK/stash
+SITE=$WORK/site
+PROM=$WORK/prometheus
+MODEL=$WORK/model
+RESULTS=$WORK/results
+PORT=${PORT:-8000}
+SIDECAR_PORT=${SIDECAR_PORT:-9400}
+PROM_PORT=${PROM_PORT:-9090}
+N=${N:-200}
+IDLE=${IDLE:-20}
+MAX_TOKENS=${MAX_TOKENS:-128}
+SEED=${SEED:-1}
+SERVED_NAME=llama-3.2-1b-random
+# Prefix caching off: the arms replay the same prompts, and cached prefixes would make later arms
+# cheaper (3.23 vs 3.57 J/request measured in the recipe).
+VLLM_FLAGS=(--served-model-name "$SERVED_NAME" --dtype bfloat16 --max-model-len 4096 --no-enable-prefix-caching)
+
+mkdir -p "$STASH" "$RESULTS"
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+log() { echo "[$(date +%T)] $*"; }
+jb() { python3 -m harness "$@"; }
+
+wait_http() {  # URL SECONDS
+  python3 - "$1" "$2" <<'EOF'
+import sys, time, urllib.request
+url, limit = sys.argv[1], float(sys.argv[2])
+end = time.monotonic() + limit
+while time.monotonic() < end:
+    try:
+        if urllib.request.urlopen(url, timeout=2).status == 200:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(1)
+sys.exit(1)
+EOF
+}
+
+do_stash() {
+  for d in "$@"; do cp -r "$d"/. "$STASH"/ && log "stashed $d"; done
+  ls -la "$STASH"
+}
+
+do_setup() {
+  if [ ! -f "$SITE/.complete" ]; then
+    local want; want=$(cat "$STASH"/SHA256)
+    local got; got=$(cat "$STASH"/site.tar.xz.part-* | sha256sum | cut -d' ' -f1)
+    [ "$want" = "$got" ] || { log "chunk checksum mismatch (a chunk is missing): send them again"; exit 2; }
+    rm -rf "$SITE" && mkdir -p "$SITE"
+    cat "$STASH"/site.tar.xz.part-* | xz -d -T0 | tar -x -C "$SITE" || { log "unpack failed"; exit 2; }
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$STASH"/*.whl \
+      || { log "wheel install failed"; exit 2; }
+    touch "$SITE/.complete"
+    log "vLLM site ready ($(du -sh "$SITE" | cut -f1))"
+  fi
+  if [ ! -x "$PROM/usr/bin/prometheus" ]; then
+    mkdir -p "$PROM" && dpkg -x "$STASH"/prometheus_*.deb "$PROM" && log "prometheus unpacked"
+  fi
+  if [ ! -f "$MODEL/config.json" ]; then
+    python3 "$HERE/recipe/build_model.py" --out "$MODEL" \
+      --config "$STASH/data/models/Llama-3.2-1B-Instruct/config.json" \
+      --tokenizer-dir "$STASH/data/models/Llama-3-tokenizer" 2>&1 | grep -v Warning | tail -3
+    [ -f "$MODEL/config.json" ] || { log "model build failed"; exit 3; }
+  fi
+  {
+    nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv
+    lscpu | grep -E 'Model name|^CPU\(s\)'
+    python3 -c 'import vllm, torch, pandas, httpx, aiohttp, typer, pynvml; print("vllm", vllm.__version__, "torch", torch.__version__, "pandas", pandas.__version__, "httpx", httpx.__version__, "aiohttp", aiohttp.__version__, "typer", typer.__version__)'
+    jb --version
+  } 2>&1 | tee "$RESULTS/machine.txt"
+}
+
+do_start() {
+  # Own sessions (setsid), so they outlive this command; logs in $RESULTS.
+  setsid nohup python3 -m harness sidecar --backend nvml --port "$SIDECAR_PORT" --interval 0.1 \
+    --log "$RESULTS/sidecar_samples.jsonl" >"$RESULTS/sidecar.log" 2>&1 < /dev/null &
+  setsid nohup python3 -m harness serve vllm --model "$MODEL" --port "$PORT" --python python3 \
+    --env VLLM_USE_FLASHINFER_SAMPLER=0 --out "$RESULTS/vllm" "${VLLM_FLAGS[@]}" \
+    >"$RESULTS/serve.log" 2>&1 < /dev/null &
+  sed -e "s/sidecar:9400/127.0.0.1:$SIDECAR_PORT/" -e "s/server:8000/127.0.0.1:$PORT/" \
+    "$REPO/deploy/prometheus/prometheus.yml" >"$WORK/prometheus.yml"
+  setsid nohup "$PROM/usr/bin/prometheus" --config.file="$WORK/prometheus.yml" \
+    --storage.tsdb.path="$WORK/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    >"$RESULTS/prometheus.log" 2>&1 < /dev/null &
+  wait_http "http://127.0.0.1:$SIDECAR_PORT/metrics" 30 || { log "sidecar did not start"; cat "$RESULTS/sidecar.log"; exit 4; }
+  wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 60 || { log "prometheus did not start"; tail "$RESULTS/prometheus.log"; exit 4; }
+  local t0=$SECONDS
+  wait_http "http://127.0.0.1:$PORT/health" 500 || { log "vLLM did not become healthy"; tail -40 "$RESULTS/serve.log"; tail -40 "$RESULTS/vllm/server.log"; exit 4; }
+  log "sidecar, prometheus and vLLM up (vLLM healthy after $((SECONDS - t0)) s more)"
+}
+
+do_fixtures() {
+  python3 "$REPO/benchmarks/gpu/record_fixtures.py" --base-url "http://127.0.0.1:$PORT" \
+    --out "$RESULTS/fixtures/vllm-0.26.0" 2>&1 | tail -5
+}
+
+do_calibrate() {
+  python3 "$HERE/recipe/calibrate.py" --base-url "http://127.0.0.1:$PORT" --model "$SERVED_NAME" \
+    --tokenizer "$MODEL/tokenizer.json" --prompts "$STASH/data/prompts/ultrachat/ultrachat_prompts.jsonl" \
+    --json "$RESULTS/calibration.json" 2>&1 | tail -20
+}
+
+do_plan() {
+  # Six arms over the same prompts; uniform and bursty at the mean rate of fixed 50 ms (20 req/s).
+  jb plan build --prompts "$STASH/data/prompts/ultrachat/ultrachat_prompts.jsonl" \
+    --schedule concurrency:n=1,name=sequential \
+    --schedule fixed:interval=0.5,name=fixed-500ms \
+    --schedule fixed:interval=0.05,name=fixed-50ms \
+    --schedule uniform:low=0.1,high=0.5,rate=20,name=uniform-20rps \
+    --schedule bursty:size=8,intra=0.01,gap=0.33,rate=20,name=bursty-20rps \
+    --schedule "bursty:size=$N,intra=0,gap=1,name=one-burst" \
+    --n "$N" --seed "$SEED" --max-tokens "$MAX_TOKENS" --ignore-eos \
+    --tokenizer "$MODEL/tokenizer.json" --out "$RESULTS/arms.parquet" || exit 5
+  jb plan describe "$RESULTS/arms.parquet"
+}
+
+do_repeat() {  # N
+  jb run --target "http://127.0.0.1:$PORT" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
+    --prometheus "http://127.0.0.1:$PROM_PORT" --plan "$RESULTS/arms.parquet" --idle "$IDLE" \
+    --out "$RESULTS/runs" 2>&1 | tail -40
+  log "repeat $1 done"
+}
+
+do_collect() {
+  [ -n "${OUT:-}" ] || { log "OUT is not set"; return 0; }
+  cp "$RESULTS"/machine.txt "$OUT"/ 2>/dev/null
+  [ -f "$RESULTS/calibration.json" ] && cp "$RESULTS/calibration.json" "$OUT"/
+  # Everything small goes into one archive (the machine returns at most 8 files).
+  tar -C "$RESULTS" -czf "$OUT/results.tgz" --exclude='prometheus-data' --exclude='*.safetensors' \
+    $(cd "$RESULTS" && ls -d runs fixtures vllm arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
+  ls -la "$OUT"
+}
+
+do_stop() {
+  pkill -INT -f "harness serve vllm" ; pkill -TERM -f "harness sidecar"; pkill -TERM -f "usr/bin/prometheus"
+  for _ in $(seq 40); do pgrep -f "vllm.entrypoints" >/dev/null || break; sleep 1; done
+  pgrep -af "vllm|harness|prometheus" || log "all stopped"
+}
+
+[ $# -gt 0 ] || { sed -n '2,22p' "$0"; exit 1; }
+while [ $# -gt 0 ]; do
+  cmd=$1; shift
+  case "$cmd" in
+    stash) do_stash "$@"; break ;;
+    setup|start|fixtures|calibrate|plan|collect|stop) "do_$cmd" ;;
+    repeat) do_repeat "${1:?repeat needs a number}"; shift ;;
+    *) log "unknown step $cmd"; exit 1 ;;
+  esac
+done

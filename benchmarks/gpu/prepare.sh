@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CPU-machine side of the GPU experiment (needs PyPI and Debian's package mirror, no GPU).
+# Makes the folders that travel to the GPU machine, all under git-ignored paths:
+#   .chunks/c00, .chunks/c01   vLLM 0.26.0 and what it needs, packed and split (recipe/prepare_wheels.sh)
+#   .gpu/whl                   joulebench's dependencies the GPU image lacks or has too old
+#   .gpu/deb                   Debian's prometheus package (unpacked there with dpkg -x)
+#   .gpu/data                  UltraChat prompts, the Llama-3.2-1B config and the Llama 3 tokenizer
+# Usage (repository root): bash benchmarks/gpu/prepare.sh [SHARED_DATA (default ../shared/data)]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${1:-../shared/data}
+grep -qx '/.chunks/' .gitignore && grep -qx '/.gpu/' .gitignore || { echo ".chunks/ and .gpu/ must be git-ignored" >&2; exit 1; }
+
+[ -f .chunks/c00/SHA256 ] || bash benchmarks/gpu/recipe/prepare_wheels.sh .chunks 46
+
+rm -rf .gpu && mkdir -p .gpu/whl .gpu/deb .gpu/data/models .gpu/data/prompts
+# typer 0.29 (joulebench's CLI relies on it) and pandas 3 (what the tests run) replace the image's.
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .gpu/whl asyncio-throttle==1.0.2 docker==7.1.0 typer==0.29.2 pandas==3.1.1
+(cd .gpu/deb && apt-get download prometheus)
+cp -r "$DATA/prompts/ultrachat" .gpu/data/prompts/
+cp -r "$DATA/models/Llama-3.2-1B-Instruct" "$DATA/models/Llama-3-tokenizer" .gpu/data/models/
+du -sh .chunks/c0* .gpu/*

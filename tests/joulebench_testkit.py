@@ -1,0 +1,316 @@
+"""Process and HTTP helpers shared by the tests and the benchmarks.
+
+- ports: `free_port()`, `busy_port()` (a port something already listens on);
+- the CLI: `joulebench_argv()`, `run_joulebench()` (a subprocess, as a user runs it), `run_main()`
+  (in-process), `one_line_error()` (the contract for bad input: one line, `joulebench: error: `);
+- processes: `wait_http()`, `stop_process()`, `joulebench_server()` (a `joulebench` server command
+  in a subprocess, stopped on exit), `run_mock_server()`, `simulated_sidecar()`;
+- `PrometheusServer`: the real Prometheus binary on a free port.
+
+tests/conftest.py loads this file under its own name, `joulebench_testkit` (test folders are not
+packages, and `from conftest import ...` would pick whichever conftest was imported first); the
+benchmarks put tests/ on sys.path and import it by the same name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO / ".." / "shared" / "data"
+ERROR_PREFIX = "joulebench: error: "
+
+
+# ------------------------------------------------------------------------------------------ ports
+def free_port() -> int:
+    """A loopback port nothing listens on now (for commands that need a port number up front)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A loopback port that is bound and listening until the block ends (the "port in use" case)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+def joulebench_argv(*args: str) -> list[str]:
+    """`joulebench ARGS` as a subprocess command: this interpreter's `python -m harness`."""
+    return [sys.executable, "-m", "harness", *args]
+
+
+def run_joulebench(
+    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `joulebench ARGS` to completion, as a user would; stdout and stderr captured as text."""
+    # A wide terminal, so that rich does not wrap --help or error lines differently from run to run.
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        joulebench_argv(*args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_main(args: Sequence[str]) -> int:
+    """Run `joulebench ARGS` in this process; its exit status (output goes to capsys as usual)."""
+    from harness.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def one_line_error(stderr: str, status: int, expected_status: int = 2) -> str:
+    """Assert the bad-input contract (exit status, exactly one `joulebench: error:` line) and
+    return the message after the prefix."""
+    lines = stderr.strip().splitlines()
+    assert status == expected_status, f"exit status {status}: {stderr}"
+    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), stderr
+    return lines[0].removeprefix(ERROR_PREFIX)
+
+
+# ------------------------------------------------------------------------------------------ processes
+def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers 200; fail at once, with the process's output, if `proc` exits first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{_describe(proc)} exited with {proc.returncode}: {_output(proc)}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
+    """SIGTERM (what compose and Kubernetes send), SIGKILL if it does not exit in time; the status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode
+
+
+@dataclass
+class ServerProcess:
+    """A server command running in a subprocess: its base URL, the process, its log file."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        return stop_process(self.process, timeout_s)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def joulebench_server(
+    args: Sequence[str], port: int, health_path: str, timeout_s: float = 60.0, log_dir: Path | None = None
+) -> Iterator[ServerProcess]:
+    """`joulebench ARGS` (a server listening on `port`), ready once `health_path` answers 200."""
+    log = _log_file(log_dir, args[0])
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            joulebench_argv(*args), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        try:
+            wait_http(server.url + health_path, timeout_s)
+        except AssertionError as exc:
+            raise RuntimeError(f"joulebench {' '.join(args)}: {exc}\n{server.log_tail()}") from None
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def run_mock_server(
+    *args: str, timeout_s: float = 60.0, log_dir: Path | None = None, cpu: int | None = None
+) -> Iterator[ServerProcess]:
+    """`joulebench mock-server ARGS` on a free port (`--port 0`), stopped on exit from the block.
+
+    The mock prints its base URL as its first stdout line once it accepts connections, so there is
+    no port to race for and nothing to poll. `cpu` pins it to one core (the capacity benchmark).
+    """
+    log = _log_file(log_dir, "mock-server")
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            joulebench_argv("mock-server", "--port", "0", *args),
+            stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, preexec_fn=pin,
+        )  # fmt: skip
+    server = ServerProcess("", process, log)
+    try:
+        server.url = _first_line(process, timeout_s)
+        if not server.url.startswith("http://"):
+            raise RuntimeError(f"mock server did not start: {server.url!r}\n{server.log_tail()}")
+        yield server
+    finally:
+        server.stop()
+
+
+def simulated_sidecar(
+    mock_url: str, *args: str, port: int | None = None, log_dir: Path | None = None
+) -> AbstractContextManager[ServerProcess]:
+    """`joulebench sidecar --backend simulated` reading the mock at `mock_url`, with extra ARGS."""
+    port = port or free_port()
+    command = ["sidecar", "--backend", "simulated", "--simulate-from", mock_url,
+               "--host", "127.0.0.1", "--port", str(port), *args]  # fmt: skip
+    return joulebench_server(command, port, "/healthz", log_dir=log_dir)
+
+
+def _log_file(log_dir: Path | None, name: str) -> Path:
+    folder = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="joulebench-test-"))
+    return folder / f"{name}-{time.monotonic_ns()}.log"
+
+
+def _first_line(process: subprocess.Popen, timeout_s: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            return f"(no URL within {timeout_s} s)"
+    return process.stdout.readline().strip()
+
+
+def _describe(proc: subprocess.Popen) -> str:
+    args = proc.args if isinstance(proc.args, list) else [str(proc.args)]
+    return " ".join(str(a) for a in args[:6])
+
+
+def _output(proc: subprocess.Popen) -> str:
+    stream = proc.stdout or proc.stderr
+    return stream.read()[-2000:] if stream is not None and stream.readable() else ""
+
+
+# ------------------------------------------------------------------------------------------ Prometheus
+class PrometheusServer:
+    """The real Prometheus binary on a free port, with `config` (a prometheus.yml as text) or a
+    generated one scraping `jobs` ({job: ["host:port", ...]}) every `scrape_s`.
+
+    Skips the test where the binary is missing, except in CI (`CI` set), where that is a failure:
+    scripts/test.sh installs Debian's `prometheus`.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        jobs: dict[str, list[str]] | None = None,
+        scrape_s: float = 0.25,
+        config: str | None = None,
+    ) -> None:
+        binary = require_tool("prometheus", "apt-get install prometheus; scripts/test.sh installs it")
+        if config is None:
+            interval = f"{round(scrape_s * 1000)}ms"
+            config = yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": interval, "scrape_timeout": interval},
+                    "scrape_configs": [
+                        {"job_name": job, "static_configs": [{"targets": t}]}
+                        for job, t in (jobs or {}).items()
+                    ],
+                }
+            )
+        (tmp / "prometheus.yml").write_text(config)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (tmp / "prometheus.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_http(self.url + "/-/ready", timeout_s=60, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_targets_up(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            targets = httpx.get(self.url + "/api/v1/targets").json()["data"]["activeTargets"]
+            if targets and all(t["health"] == "up" for t in targets):
+                return
+            if time.monotonic() > deadline:
+                down = [(t["scrapeUrl"], t["lastError"]) for t in targets]
+                raise AssertionError(f"targets not up: {down}")
+            time.sleep(0.2)
+
+    def query(self, expr: str) -> list[dict]:
+        doc = httpx.get(self.url + "/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert doc["status"] == "success", f"{expr}: {doc}"
+        return doc["data"]["result"]
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.log.close()
+
+
+# ------------------------------------------------------------------------------------------ tools
+def require_tool(name: str, how: str) -> str:
+    """The tool's path; skip where it is missing, except in CI, where a missing tool is a failure."""
+    path = shutil.which(name)
+    if path:
+        return path
+    _missing(f"{name} not found (install: {how})", "scripts/test.sh")
+
+
+def require_module(name: str, how: str) -> ModuleType:
+    """The imported module; skip where it is missing, except in CI (as `require_tool`)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    _missing(f"Python package {name} not installed (install: {how})", "the pyproject dev extra")
+
+
+def _missing(message: str, installer: str) -> NoReturn:
+    import pytest  # here, not at the top: the benchmarks import this module without pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must install it ({installer})")
+    pytest.skip(message)
