@@ -5,22 +5,22 @@ Reads the repeats of one plan (run folders written by `joulebench run`, as `expe
 them), and writes into --out:
   README.md              per-arm table over the repeats, checks, versions, the commands
   arms.csv               the per-arm, per-repeat figures behind the table
-  sequential_check.csv   sequential arm: each request's attributed energy vs the counter over its window
+  sequential_check.csv   sequential arm: each request's attributed energy vs raw instant power over its window
+  sequential_blocks.csv  sequential arm, blocks of 20 requests: attributed + gaps vs the Prometheus counter
+  mock_comparison.json   with --mock: per arm, the mock's all-in J/request against the GPU's, and the ranks
   j_per_request.png      all-in and attributed J/request per arm, one dot per repeat
   j_vs_rate.png          J/request against realized rate
-  runs/<run_id>/         summary.json and manifest.json of every repeat (small files only)
-With --mock RUN..., the same plan replayed against the mock server: per-arm ratio mock/GPU and
-whether the mock ranks the arms the same way.
+With --mock PROFILE=DIR (repeatable), the same plan replayed against the mock server
+(`replay_on_mock.sh`): per-arm ratio mock/GPU and whether the mock ranks the arms the same way.
 
 Usage: python benchmarks/gpu/analyze.py --runs DIR [DIR ...] --out docs/results/NAME \
-           [--machine machine.txt] [--calibration calibration.json] [--mock RUN ...] [--title TEXT]
+           [--machine machine.txt] [--intro intro.md] [--mock PROFILE=DIR ...] [--title TEXT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -33,22 +33,6 @@ import pandas as pd
 
 from harness.energy import load_power
 from harness.runfolder import RunFolder
-
-COLUMNS = [
-    ("all_in_j", "all-in J/req"),
-    ("j_mean", "J/req (attributed)"),
-    ("j_p50", "p50"),
-    ("j_p99", "p99"),
-    ("j_ci95", "95% CI"),
-    ("wh_mean", "Wh/req"),
-    ("j_per_out_tok", "J/out-token"),
-    ("ttft_p50", "TTFT p50 s"),
-    ("ttft_p99", "TTFT p99 s"),
-    ("e2e_p50", "E2E p50 s"),
-    ("e2e_p99", "E2E p99 s"),
-    ("rate", "realized req/s"),
-    ("power_w", "mean power W"),
-]
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -74,7 +58,8 @@ def _get(block: dict, *keys, default=np.nan):
 def arm_rows(run: Path) -> list[dict]:
     summary = json.loads((run / "summary.json").read_text())
     rows = []
-    for name, arm in summary["arms"].items():
+    for arm in summary["arms"]:
+        name = arm["name"]
         ci = _get(arm, "j_per_request", "ci95", default=None)
         rows.append(
             {
@@ -125,42 +110,91 @@ def window_checks(run: Path) -> dict:
         "run": run.name,
         "energy_j_total": total,
         "attributed_plus_unattributed": run_block["energy_j_attributed"] + run_block["energy_j_unattributed"],
-        "counter_delta_j": counter_j,
         "integrated_instant_j": integrated_j,
         "instant_over_counter": integrated_j / counter_j if counter_j else np.nan,
-        "crosscheck": summary.get("power", {}).get("crosscheck"),
+        "crosscheck": crosscheck(run),
     }
 
 
-def sequential_check(run: Path, arm: str = "sequential") -> pd.DataFrame:
-    """Each sequential request alone on the GPU: its attributed energy vs the counter over its window."""
+def crosscheck(run: Path) -> str | None:
+    """The other power sources' energy over the run relative to the primary (from the manifest)."""
+    sources = json.loads((run / "manifest.json").read_text()).get("power", {}).get("sources", [])
+    parts = [
+        f"{s['kind']} {100 * s['difference_vs_primary']:+.2f}%"
+        for s in sources
+        if s.get("role") == "cross-check" and s.get("difference_vs_primary") is not None
+    ]
+    return ", ".join(parts) or None
+
+
+def _cumulative_instant(t_ns: np.ndarray, power_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(power_w)
+    t, p = t_ns[ok], power_w[ok]
+    return t, np.concatenate([[0.0], np.cumsum((p[1:] + p[:-1]) / 2 * np.diff(t) / 1e9)])
+
+
+def sequential_check(
+    run: Path, arm: str = "sequential", block: int = 20
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sequential arm, where one request at a time runs and its energy is known independently.
+
+    Per request: attributed energy vs the integral of the raw instant-power readings (NVML field 186,
+    10 Hz) over its own window. The join's series is the counter shaped by that same power, so this
+    checks the split, not the counter; the NVML counter itself updates every ~100 ms and cannot
+    resolve a ~0.3 s request. Per block of `block` consecutive requests (several seconds): their
+    attributed energy plus the unattributed gaps between them vs the raw counter as Prometheus
+    scraped it (1 s), an independent path from the GPU to the number.
+    """
     energy = pd.read_parquet(run / "energy.parquet")
     requests = RunFolder.open(run).requests()
     merged = energy.merge(requests[["request_id", "sent_ns", "done_ns"]], on="request_id")
     merged = merged[(merged["arm"] == arm) & (merged["status"] == "ok") & ~merged["warmup"]]
-    power = load_power(run)
-    counter = np.zeros(len(merged))
-    instant = np.zeros(len(merged))
+    merged = merged.sort_values("sent_ns")
     sent = merged["sent_ns"].to_numpy(dtype=np.int64)
     done = merged["done_ns"].to_numpy(dtype=np.int64)
-    for s in power.series:
-        counter += np.interp(done, s.t_ns, s.energy_j) - np.interp(sent, s.t_ns, s.energy_j)
-        if s.power_w is not None:
-            ok = np.isfinite(s.power_w)
-            cum = np.concatenate(
-                [[0.0], np.cumsum((s.power_w[ok][1:] + s.power_w[ok][:-1]) / 2 * np.diff(s.t_ns[ok]) / 1e9)]
-            )
-            instant += np.interp(done, s.t_ns[ok], cum) - np.interp(sent, s.t_ns[ok], cum)
-    return pd.DataFrame(
+    attributed = merged["energy_j"].to_numpy(dtype=float)
+    power = load_power(run).series
+    instant = np.zeros(len(merged))
+    for series in power:
+        t, cum = _cumulative_instant(series.t_ns, series.power_w)
+        instant += np.interp(done, t, cum) - np.interp(sent, t, cum)
+
+    def primary_j(a: int, b: int) -> float:
+        return sum(float(np.interp(b, x.t_ns, x.energy_j) - np.interp(a, x.t_ns, x.energy_j)) for x in power)
+
+    per_request = pd.DataFrame(
         {
             "run": run.name,
             "request_id": merged["request_id"].to_numpy(),
             "duration_s": (done - sent) / 1e9,
-            "attributed_j": merged["energy_j"].to_numpy(dtype=float),
-            "counter_window_j": counter,
+            "attributed_j": attributed,
             "instant_window_j": instant,
         }
     )
+    prom_file = run / "power_sources" / "prometheus" / "power.parquet"
+    blocks = []
+    if prom_file.is_file():
+        prom = pd.read_parquet(prom_file)
+        t, e = prom["t_ns"].to_numpy(dtype=np.int64), prom["energy_j"].to_numpy(dtype=float)
+        for k in range(0, len(merged) - block + 1, block):
+            a, b = int(sent[k]), int(done[k + block - 1])
+            inside = slice(k, k + block)
+            # The gaps between consecutive requests hold idle power only, which the join leaves
+            # unattributed: the block's energy is its requests' plus those gaps'.
+            in_requests = sum(
+                primary_j(int(x), int(y)) for x, y in zip(sent[inside], done[inside], strict=True)
+            )
+            gaps = primary_j(a, b) - in_requests
+            blocks.append(
+                {
+                    "run": run.name,
+                    "first_request": int(merged["request_id"].iloc[k]),
+                    "duration_s": (b - a) / 1e9,
+                    "attributed_plus_gaps_j": attributed[inside].sum() + gaps,
+                    "prometheus_counter_j": float(np.interp(b, t, e) - np.interp(a, t, e)),
+                }
+            )
+    return per_request, pd.DataFrame(blocks)
 
 
 def plot(arms: pd.DataFrame, out: Path, order: list[str]) -> None:
@@ -218,7 +252,7 @@ def arm_table(arms: pd.DataFrame, order: list[str]) -> list[str]:
         "p99",
         "95% CI (rep. 1)",
         "Wh/req",
-        "J/out-token",
+        "all-in J/out-token",
         "TTFT p50 / p99 s",
         "E2E p50 / p99 s",
         "realized req/s",
@@ -250,25 +284,33 @@ def arm_table(arms: pd.DataFrame, order: list[str]) -> list[str]:
     return lines
 
 
-def mock_comparison(gpu: pd.DataFrame, mock_runs: list[Path], order: list[str]) -> tuple[list[str], dict]:
-    mock = pd.DataFrame([row for run in mock_runs for row in arm_rows(run)])
+def mock_comparison(
+    gpu: pd.DataFrame, mocks: dict[str, list[Path]], order: list[str]
+) -> tuple[list[str], dict]:
+    """Per arm: all-in J/request on the GPU and on each mock profile, their ratio, and the ranks."""
     g = gpu.groupby("arm")["all_in_j"].mean()
-    m = mock.groupby("arm")["all_in_j"].mean()
-    names = [n for n in order if n in m.index]
-    lines = [
-        "| arm | GPU all-in J/req | mock all-in J/req | mock / GPU | GPU rank | mock rank |",
-        "|---" * 6 + "|",
-    ]
+    m = {
+        label: pd.DataFrame([r for run in runs for r in arm_rows(run)]).groupby("arm")["all_in_j"].mean()
+        for label, runs in mocks.items()
+    }
+    names = [n for n in order if all(n in v.index for v in m.values())]
     g_rank = g[names].rank().astype(int)
-    m_rank = m[names].rank().astype(int)
+    ranks = {label: v[names].rank().astype(int) for label, v in m.items()}
+    cells = ["arm", "GPU all-in J/req", "GPU rank"]
+    for label in m:
+        cells += [f"{label} J/req", f"{label} / GPU", f"{label} rank"]
+    lines = header(*cells)
     for name in names:
-        lines.append(
-            row(name, fmt(g[name]), fmt(m[name]), fmt(m[name] / g[name]), g_rank[name], m_rank[name])
-        )
-    same = bool((g_rank == m_rank).all())
+        values = [name, fmt(g[name]), g_rank[name]]
+        for label, v in m.items():
+            values += [fmt(v[name]), fmt(v[name] / g[name]), ranks[label][name]]
+        lines.append(row(*values))
     data = {
-        "arms": {n: {"gpu": g[n], "mock": m[n], "ratio": m[n] / g[n]} for n in names},
-        "same_ranking": same,
+        label: {
+            "arms": {n: {"gpu": g[n], "mock": v[n], "ratio": v[n] / g[n]} for n in names},
+            "same_ranking": bool((g_rank == ranks[label]).all()),
+        }
+        for label, v in m.items()
     }
     return lines, data
 
@@ -278,9 +320,11 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--machine", type=Path)
-    ap.add_argument("--calibration", type=Path)
-    ap.add_argument("--mock", nargs="*", type=Path, default=[])
+    ap.add_argument(
+        "--mock", action="append", default=[], metavar="PROFILE=DIR", help="the plan replayed on the mock"
+    )
     ap.add_argument("--title", default="Energy per request across arrival schedules")
+    ap.add_argument("--intro", type=Path, help="markdown placed under the title (setup, commands, reading)")
     args = ap.parse_args()
 
     runs = find_runs(args.runs)
@@ -290,22 +334,19 @@ def main() -> None:
     order = list(dict.fromkeys(arms["arm"]))
     arms.to_csv(out / "arms.csv", index=False)
     checks = [window_checks(run) for run in runs]
-    seq = (
-        pd.concat([sequential_check(run) for run in runs if "sequential" in order], ignore_index=True)
-        if "sequential" in order
-        else pd.DataFrame()
-    )
-    if len(seq):
+    seq = blocks = pd.DataFrame()
+    if "sequential" in order:
+        parts = [sequential_check(run) for run in runs]
+        seq = pd.concat([p for p, _ in parts], ignore_index=True)
+        blocks = pd.concat([b for _, b in parts], ignore_index=True)
         seq.to_csv(out / "sequential_check.csv", index=False)
+        blocks.to_csv(out / "sequential_blocks.csv", index=False)
     plot(arms, out, order)
-    for run in runs:
-        dest = out / "runs" / run.name
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "manifest.json"):
-            shutil.copy(run / name, dest / name)
 
     manifest = json.loads((runs[0] / "manifest.json").read_text())
     lines = [f"# {args.title}", ""]
+    if args.intro:
+        lines += [args.intro.read_text().strip(), ""]
     if args.machine and args.machine.is_file():
         lines += [
             "Machine (from `experiment.sh setup`):",
@@ -316,7 +357,7 @@ def main() -> None:
             "",
         ]
     lines += [
-        f"Plan hash `{manifest.get('plan_hash', '?')}`; {len(runs)} repeats "
+        f"Plan hash `{manifest['plan']['hash'][:16]}`; {len(runs)} repeats "
         f"({', '.join(r.name for r in runs)}).",
         "",
         "## Per arm",
@@ -331,48 +372,62 @@ def main() -> None:
         "",
         "## Checks",
         "",
-        "| run | counter total J | attributed + unattributed J | counter delta over run J "
-        "| integrated instant power J | instant / counter | cross-check |",
-        "|---" * 7 + "|",
+        "Energy over each whole run (idle windows excluded): the join's total, which the sidecar's "
+        "energy counter anchors; the same counter read through Prometheus (an independent path: "
+        "scraped every 1 s, stored, queried back); and the integral of the raw instant-power readings "
+        "(NVML field 186, 10 Hz), which do not depend on the counter at all.",
+        "",
+        *header(
+            "run",
+            "total J (sidecar counter)",
+            "attributed + unattributed J",
+            "Prometheus counter vs total",
+            "∫ instant power J",
+            "instant / counter",
+        ),
     ]
     for c in checks:
-        crosscheck = json.dumps(c["crosscheck"]) if c["crosscheck"] else "–"
         lines.append(
             row(
                 c["run"],
-                fmt(c["energy_j_total"], 6),
-                fmt(c["attributed_plus_unattributed"], 6),
-                fmt(c["counter_delta_j"], 6),
-                fmt(c["integrated_instant_j"], 6),
+                fmt(c["energy_j_total"], 7),
+                fmt(c["attributed_plus_unattributed"], 7),
+                c["crosscheck"] or "–",
+                fmt(c["integrated_instant_j"], 7),
                 fmt(c["instant_over_counter"], 4),
-                crosscheck,
             )
         )
     if len(seq):
-        ratio = seq["attributed_j"] / seq["counter_window_j"]
+        ratio = seq["attributed_j"] / seq["instant_window_j"]
+        block_ratio = blocks["attributed_plus_gaps_j"] / blocks["prometheus_counter_j"]
         lines += [
             "",
-            "Sequential arm, where each request runs alone: attributed energy vs the counter delta over the "
-            "request's own window (sent → done) — the known truth up to the counter's 100 ms update step:",
+            "**Sequential arm, where the truth is known** (one request on the GPU at a time, so all energy "
+            "in its window is its own):",
             "",
-            f"- requests: {len(seq)}; median duration {fmt(seq['duration_s'].median())} s",
-            f"- Σ attributed / Σ counter over windows: "
-            f"{fmt(seq['attributed_j'].sum() / seq['counter_window_j'].sum(), 4)}",
-            f"- Σ attributed / Σ integrated instant power over windows: "
-            f"{fmt(seq['attributed_j'].sum() / seq['instant_window_j'].sum(), 4)}",
-            f"- per request attributed / counter: median {fmt(ratio.median(), 4)}, "
-            f"p10 {fmt(ratio.quantile(0.1), 4)}, p90 {fmt(ratio.quantile(0.9), 4)}",
+            f"- per request ({len(seq)} requests, median {fmt(seq['duration_s'].median())} s): attributed "
+            f"energy / ∫ raw instant power over the request's own window: median {fmt(ratio.median(), 4)}, "
+            f"p10 {fmt(ratio.quantile(0.1), 4)}, p90 {fmt(ratio.quantile(0.9), 4)} "
+            "(`sequential_check.csv`). The counter updates every ~100 ms and cannot resolve one request, "
+            "so the instant power is the reference here.",
+            f"- per block of 20 consecutive requests ({len(blocks)} blocks, median "
+            f"{fmt(blocks['duration_s'].median())} s): attributed energy plus the idle gaps between the "
+            "requests / the counter through Prometheus over the block: "
+            f"median {fmt(block_ratio.median(), 4)}, "
+            f"min {fmt(block_ratio.min(), 4)}, max {fmt(block_ratio.max(), 4)} (`sequential_blocks.csv`).",
         ]
     if args.mock:
-        table, data = mock_comparison(arms, find_runs(args.mock), order)
+        mocks = {label: find_runs([Path(d)]) for label, d in (m.split("=", 1) for m in args.mock)}
+        table, data = mock_comparison(arms, mocks, order)
         (out / "mock_comparison.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
+        verdicts = ", ".join(f"{k}: {'yes' if v['same_ranking'] else 'no'}" for k, v in data.items())
         lines += [
             "",
-            "## Mock server vs GPU (same plan, refitted profile)",
+            "## Mock server vs GPU (same plan, `benchmarks/gpu/replay_on_mock.sh`)",
             "",
             *table,
             "",
-            f"Same ranking of arms: **{'yes' if data['same_ranking'] else 'no'}**.",
+            f"Same ranking of the arms as the GPU: {verdicts}.",
         ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     print(out / "README.md")

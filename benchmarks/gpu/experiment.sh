@@ -7,7 +7,8 @@
 # long-lived processes (vLLM, sidecar, Prometheus) outlive a command (they run in their own
 # sessions until `stop` or until the machine goes back):
 #
-#   experiment.sh stash DIR...   copy carried folders (chunks, wheels, .deb, data) into $WORK/stash
+#   experiment.sh stash DIR...   copy the contents of carried folders (chunks, wheels, .deb, data) into
+#                                $WORK/stash (must be the last step of its command)
 #   experiment.sh setup          unpack vLLM + wheels, unpack Prometheus, build the random-weight model
 #   experiment.sh start          start the sidecar (NVML), vLLM (`joulebench serve vllm`), Prometheus
 #   experiment.sh fixtures       record vLLM's SSE streams for the backend test suite
@@ -86,8 +87,8 @@ do_setup() {
   fi
   if [ ! -f "$MODEL/config.json" ]; then
     python3 "$HERE/recipe/build_model.py" --out "$MODEL" \
-      --config "$STASH/data/models/Llama-3.2-1B-Instruct/config.json" \
-      --tokenizer-dir "$STASH/data/models/Llama-3-tokenizer" 2>&1 | grep -v Warning | tail -3
+      --config "$STASH/models/Llama-3.2-1B-Instruct/config.json" \
+      --tokenizer-dir "$STASH/models/Llama-3-tokenizer" 2>&1 | grep -v Warning | tail -3
     [ -f "$MODEL/config.json" ] || { log "model build failed"; exit 3; }
   fi
   {
@@ -124,13 +125,13 @@ do_fixtures() {
 
 do_calibrate() {
   python3 "$HERE/recipe/calibrate.py" --base-url "http://127.0.0.1:$PORT" --model "$SERVED_NAME" \
-    --tokenizer "$MODEL/tokenizer.json" --prompts "$STASH/data/prompts/ultrachat/ultrachat_prompts.jsonl" \
+    --tokenizer "$MODEL/tokenizer.json" --prompts "$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" \
     --json "$RESULTS/calibration.json" 2>&1 | tail -20
 }
 
 do_plan() {
   # Six arms over the same prompts; uniform and bursty at the mean rate of fixed 50 ms (20 req/s).
-  jb plan build --prompts "$STASH/data/prompts/ultrachat/ultrachat_prompts.jsonl" \
+  jb plan build --prompts "$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" \
     --schedule concurrency:n=1,name=sequential \
     --schedule fixed:interval=0.5,name=fixed-500ms \
     --schedule fixed:interval=0.05,name=fixed-50ms \
@@ -145,7 +146,7 @@ do_plan() {
 do_repeat() {  # N
   jb run --target "http://127.0.0.1:$PORT" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
     --prometheus "http://127.0.0.1:$PROM_PORT" --plan "$RESULTS/arms.parquet" --idle "$IDLE" \
-    --out "$RESULTS/runs" 2>&1 | tail -40
+    --server-info "$RESULTS/vllm/server.json" --no-progress --out "$RESULTS/runs" 2>&1 | tail -60
   log "repeat $1 done"
 }
 
