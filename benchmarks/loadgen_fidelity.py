@@ -8,8 +8,11 @@ the bottleneck) in a separate process, and reports from the request log:
   realized / planned rate   (n - 1) / (last sent - first sent) over (n - 1) / (last due - first due)
   lateness p50 / p99 / max  sent_ns - planned_ns
   client CPU per request    this process's CPU time over the run / requests
+  GC in window              the cyclic garbage collector's passes while requests were due or in
+                            flight (each pass stops the event loop), count and total ms
 
-plus, from a sweep of rates, the highest with p99 lateness under 1 ms. Targets (issue 4): realized
+plus, from a sweep of rates, the highest with p99 lateness under 1 ms, and the floor: the runner's
+event loop waking at the same deadlines with nothing else to do (no HTTP). Targets (issue 4): realized
 rate within 0.5% and p99 lateness <= 1 ms up to 1,000 req/s.
 
 Writes to --out (default benchmarks/results/): loadgen_fidelity.json (every point, the machine, the
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -33,7 +37,9 @@ import pstats
 import shlex
 import sys
 import tempfile
-from contextlib import ExitStack
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +54,31 @@ from joulebench_testkit import run_mock_server  # noqa: E402
 from harness.backends import resolve_target  # noqa: E402
 from harness.runfolder import RunFolder, cpu_model, versions  # noqa: E402
 from harness.runner import RunOptions, execute_plan  # noqa: E402
+from harness.runner.timing import new_event_loop, sleep_until  # noqa: E402
 from traffic.builder import build_plan  # noqa: E402
 from traffic.spec import PlanSpec  # noqa: E402
 
 TARGET_P99_MS = 1.0
 TARGET_RATE_ERROR = 0.005
+
+
+@contextmanager
+def gc_passes() -> Iterator[list[tuple[int, int]]]:
+    """Collect (start_ns, duration_ns) of every cyclic-GC pass while the block runs."""
+    passes: list[tuple[int, int]] = []
+    started = [0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.monotonic_ns()
+        else:
+            passes.append((started[0], time.monotonic_ns() - started[0]))
+
+    gc.callbacks.append(callback)
+    try:
+        yield passes
+    finally:
+        gc.callbacks.remove(callback)
 
 
 def run_point(url: str, rate: float, stream: bool, transport: str, duration: float, precise: bool = True,
@@ -77,7 +103,8 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
-        result = execute_plan(plan, target, folder, options)
+        with gc_passes() as passes:
+            result = execute_plan(plan, target, folder, options)
         if profiler:
             profiler.disable()
             text = io.StringIO()
@@ -88,6 +115,8 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
     sent = np.sort(rows["sent_ns"].dropna().to_numpy(dtype=np.int64))
     due = np.sort(rows["planned_ns"].to_numpy(dtype=np.int64))
     lateness_ms = rows["lateness_ns"].dropna().to_numpy(dtype=float) / 1e6
+    window = (due[0], int(rows["done_ns"].max()))
+    in_window = [d for t, d in passes if window[0] <= t <= window[1]]
     realized = (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
     planned = (len(due) - 1) / ((due[-1] - due[0]) / 1e9)
     point = {
@@ -105,6 +134,11 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
             "max": float(lateness_ms.max()),
         },
         "status": {str(k): int(v) for k, v in rows["status"].value_counts().items()},
+        "gc_in_window": {
+            "passes": len(in_window),
+            "total_ms": sum(in_window) / 1e6,
+            "max_ms": max(in_window, default=0) / 1e6,
+        },
         "client_cpu_us_per_request": 1e6 * result.client_cpu_s / (len(sent) + options.warmup),
         "loadavg_before": load_before,
         "loadavg_after": load_after,
@@ -127,6 +161,36 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
     return point, raw
 
 
+def timer_floor(rate: float, duration: float) -> dict[str, Any]:
+    """Lateness of the runner's own timer (its event loop and `sleep_until`) with no requests: what is
+    left of the lateness when no HTTP work shares the loop."""
+
+    async def wake_ups() -> np.ndarray:
+        n = max(50, int(rate * duration))
+        start = time.monotonic_ns() + 50_000_000
+        late = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            due = start + round(i * 1e9 / rate)
+            await sleep_until(due)
+            late[i] = time.monotonic_ns() - due
+        return late / 1e6
+
+    loop = new_event_loop(precise=True)
+    try:
+        late_ms = loop.run_until_complete(wake_ups())
+    finally:
+        loop.close()
+    return {
+        "rate": rate,
+        "wake_ups": len(late_ms),
+        "lateness_ms": {
+            "p50": float(np.percentile(late_ms, 50)),
+            "p99": float(np.percentile(late_ms, 99)),
+            "max": float(late_ms.max()),
+        },
+    }
+
+
 def _key(point: dict[str, Any]) -> tuple:
     return point["transport"], point["stream"], point["rate"], point["precise_timer"]
 
@@ -145,19 +209,31 @@ def summary_md(result: dict[str, Any]) -> str:
         "Target: the mock server (`synthetic-fast` profile, own process), fixed schedules, 8 output tokens.",
         "",
         "| transport | stream | timer | rate (req/s) | realized / planned | lateness p50 / p99 / max (ms) "
-        "| client CPU µs/req | load avg | meets target |",
-        "|---|---|---|---:|---:|---|---:|---:|---|",
+        "| GC in window (passes / ms) | client CPU µs/req | load avg | meets target |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for p in result["points"]:
         lat = p["lateness_ms"]
         stream = "yes" if p["stream"] else "no"
         timer = "precise" if p["precise_timer"] else "epoll"
         ok = "yes" if passes(p) else "no"
+        gc_ = p["gc_in_window"]
         lines.append(
             f"| {p['transport']} | {stream} | {timer} | {p['rate']:g} | {p['rate_ratio']:.4f} "
             f"| {lat['p50']:.3f} / {lat['p99']:.3f} / {lat['max']:.1f} "
+            f"| {gc_['passes']} / {gc_['total_ms']:.1f} "
             f"| {p['client_cpu_us_per_request']:.0f} | {p['loadavg_after'][0]:.2f} | {ok} |"
         )
+    lines += [
+        "",
+        "Floor: the same event loop and timer waking at the same deadlines with no HTTP work:",
+        "",
+        "| rate (wake-ups/s) | lateness p50 / p99 / max (ms) |",
+        "|---:|---|",
+    ]
+    for f in result["timer_floor"]:
+        lat = f["lateness_ms"]
+        lines.append(f"| {f['rate']:g} | {lat['p50']:.3f} / {lat['p99']:.3f} / {lat['max']:.1f} |")
     lines += ["", "Highest rate in the sweep with p99 lateness <= 1 ms and realized rate within 0.5%:", ""]
     for key, value in result["highest_passing_rate"].items():
         lines.append(f"- {key}: {value if value is not None else 'none of the swept rates'} req/s")
@@ -200,6 +276,7 @@ def main() -> None:
             "versions": versions(),
             "targets": {"p99_lateness_ms": TARGET_P99_MS, "rate_error": TARGET_RATE_ERROR},
         }
+        result["timer_floor"] = [timer_floor(rate, args.duration) for rate in rates]
         for transport in transports:
             for stream in (False, True):
                 for rate in rates:

@@ -34,6 +34,7 @@ from .sse import SSEParser
 _now = time.monotonic_ns
 _JSON = {"content-type": "application/json"}
 _ERROR_BODY_LIMIT = 64 * 1024
+_CLOSED = httpx.ByteStream(b"")
 # Below the keep-alive timeout of common servers (uvicorn: 5 s), so we do not reuse a connection the
 # server is closing at that very moment (which would fail a request through no fault of the server).
 KEEPALIVE_EXPIRY_S = 2.0
@@ -115,6 +116,11 @@ async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: Reque
             rec.finish("ok", _now())
     finally:
         await response.aclose()
+        # httpx's Response and the stream wrapper it reads from refer to each other: one reference
+        # cycle per request, which only the cyclic garbage collector frees, in pauses that delay the
+        # sends due meanwhile. Closed, the body is never read again; dropping it lets reference
+        # counting free the whole exchange at once.
+        response.stream = _CLOSED
 
 
 @functools.lru_cache(maxsize=64)

@@ -4,6 +4,7 @@ backend checks before a run turn a wrong target into a one-line error."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import time
@@ -151,3 +152,34 @@ def test_api_key_is_sent_as_a_bearer_token() -> None:
 
     (request,) = asyncio.run(run())
     assert request.headers["authorization"] == "Bearer sk-test-123"
+
+
+@pytest.mark.parametrize("case", ["stream", "json", "http_error"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_exchange_leaves_no_reference_cycle(case: str, transport: str, mock_server) -> None:
+    """Garbage in reference cycles waits for the cyclic collector, whose pauses delay the sends due
+    meanwhile: a finished exchange on a kept-alive connection must be freed by reference counting."""
+    errors = ("--error-rate", "1", "--error-status", "503") if case == "http_error" else ()
+    server = mock_server("--profile", "synthetic-fast", *errors)
+    stream = case == "stream"
+    api = asyncio.run(resolve_target(server.url)).api
+
+    async def run() -> list[int]:
+        found = []
+        async with make_client(server.url, pool=2, timeout_s=5, transport=transport) as client:
+            for _ in range(4):  # the first exchange also opens the connection and fills caches
+                rec = RequestRecord(0, "a", 0, "p", warmup=False, api=api.name, stream=stream)
+                rec.sent_ns = time.monotonic_ns()
+                await perform(client, api, api.encode(PROMPT, stream), rec, 5.0)
+                assert rec.status == ("http_error" if errors else "ok"), rec.error
+                del rec
+                found.append(gc.collect())
+        return found
+
+    gc.collect()
+    gc.disable()
+    try:
+        found = asyncio.run(run())
+    finally:
+        gc.enable()
+    assert found[1:] == [0, 0, 0], found
