@@ -65,18 +65,18 @@ TARGET_RATE_ERROR = 0.005
 @contextmanager
 def gc_passes() -> Iterator[list[tuple[int, int]]]:
     """Collect (start_ns, duration_ns) of every cyclic-GC pass while the block runs."""
-    passes: list[tuple[int, int]] = []
+    log: list[tuple[int, int]] = []
     started = [0]
 
     def callback(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             started[0] = time.monotonic_ns()
         else:
-            passes.append((started[0], time.monotonic_ns() - started[0]))
+            log.append((started[0], time.monotonic_ns() - started[0]))
 
     gc.callbacks.append(callback)
     try:
-        yield passes
+        yield log
     finally:
         gc.callbacks.remove(callback)
 
@@ -103,7 +103,7 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
-        with gc_passes() as passes:
+        with gc_passes() as gc_log:
             result = execute_plan(plan, target, folder, options)
         if profiler:
             profiler.disable()
@@ -116,7 +116,7 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
     due = np.sort(rows["planned_ns"].to_numpy(dtype=np.int64))
     lateness_ms = rows["lateness_ns"].dropna().to_numpy(dtype=float) / 1e6
     window = (due[0], int(rows["done_ns"].max()))
-    in_window = [d for t, d in passes if window[0] <= t <= window[1]]
+    in_window = [d for t, d in gc_log if window[0] <= t <= window[1]]
     realized = (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
     planned = (len(due) - 1) / ((due[-1] - due[0]) / 1e9)
     point = {
@@ -128,11 +128,7 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
         "realized_rate": realized,
         "planned_rate": planned,
         "rate_ratio": realized / planned,
-        "lateness_ms": {
-            "p50": float(np.percentile(lateness_ms, 50)),
-            "p99": float(np.percentile(lateness_ms, 99)),
-            "max": float(lateness_ms.max()),
-        },
+        "lateness_ms": _spread(lateness_ms),
         "status": {str(k): int(v) for k, v in rows["status"].value_counts().items()},
         "gc_in_window": {
             "passes": len(in_window),
@@ -183,12 +179,12 @@ def timer_floor(rate: float, duration: float) -> dict[str, Any]:
     return {
         "rate": rate,
         "wake_ups": len(late_ms),
-        "lateness_ms": {
-            "p50": float(np.percentile(late_ms, 50)),
-            "p99": float(np.percentile(late_ms, 99)),
-            "max": float(late_ms.max()),
-        },
+        "lateness_ms": _spread(late_ms),
     }
+
+
+def _spread(ms: np.ndarray) -> dict[str, float]:
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
 
 
 def _key(point: dict[str, Any]) -> tuple:
@@ -217,11 +213,11 @@ def summary_md(result: dict[str, Any]) -> str:
         stream = "yes" if p["stream"] else "no"
         timer = "precise" if p["precise_timer"] else "epoll"
         ok = "yes" if passes(p) else "no"
-        gc_ = p["gc_in_window"]
+        gc_window = p["gc_in_window"]
         lines.append(
             f"| {p['transport']} | {stream} | {timer} | {p['rate']:g} | {p['rate_ratio']:.4f} "
             f"| {lat['p50']:.3f} / {lat['p99']:.3f} / {lat['max']:.1f} "
-            f"| {gc_['passes']} / {gc_['total_ms']:.1f} "
+            f"| {gc_window['passes']} / {gc_window['total_ms']:.1f} "
             f"| {p['client_cpu_us_per_request']:.0f} | {p['loadavg_after'][0]:.2f} | {ok} |"
         )
     lines += [
