@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -52,11 +53,11 @@ class ClockAnchor:
     def to_mono_ns(self, epoch_ns: int) -> int:
         return self.mono_ns + (epoch_ns - self.epoch_ns)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ClockAnchor:
+    def from_dict(cls, data: dict[str, Any]) -> ClockAnchor:
         return cls(
             epoch_ns=int(data["epoch_ns"]),
             mono_ns=int(data["mono_ns"]),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine, then runs lint and the tests.
 # Usage: ./scripts/test.sh [pytest args...]
+# Lint, layer contracts and type check run first; any of them failing fails the whole script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 # With CI set, a test whose tool is missing fails instead of skipping: this script installed them all.
 export CI=${CI:-1}
 ruff check .
+lint-imports              # the layer contracts ([tool.importlinter] in pyproject.toml)
+python scripts/typecheck.py   # mypy against mypy-baseline.txt, which may only shrink
 python -m pytest "$@"

@@ -33,6 +33,8 @@ from typing import NoReturn
 import httpx
 import yaml
 
+from harness.session.embedded_stack import stop_process as stop_started_process
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 ERROR_PREFIX = "joulebench: error: "
@@ -111,17 +113,7 @@ def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None =
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
     """SIGTERM (what compose and Kubernetes send), SIGKILL if it does not exit in time; the status."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    return proc.returncode
+    return stop_started_process(proc, timeout_s)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,10 +74,12 @@ def bursty_offsets(
         if size < 1:
             raise ValueError(f"bursty: size must be >= 1 (got {size})")
         mean_size = float(size)
+        min_size = max_size = size
     else:
         if size_min is None or size_max is None or not 1 <= size_min <= size_max:
             raise ValueError("bursty: give size, or 1 <= size_min <= size_max")
         mean_size = (size_min + size_max) / 2
+        min_size, max_size = size_min, size_max
 
     # Whole bursts are generated and the unused tail kept, so successive draws continue one stream.
     pending = np.empty(0)
@@ -85,9 +88,9 @@ def bursty_offsets(
         nonlocal pending
         if len(pending) < k:
             # Each burst contributes `size` gaps: size-1 intra gaps, then one inter-burst gap.
-            bursts = k // (size if size is not None else size_min) + 1
+            bursts = k // min_size + 1
             sizes = (
-                np.full(bursts, size) if size is not None else gen.integers(size_min, size_max + 1, bursts)
+                np.full(bursts, size) if size is not None else gen.integers(min_size, max_size + 1, bursts)
             )
             fresh = np.full(int(sizes.sum()), intra, dtype=float)
             fresh[np.cumsum(sizes) - 1] = gap
@@ -117,7 +120,9 @@ def gamma_offsets(
     return _accumulate(lambda k: gen.gamma(shape, scale, k), 1.0 / rate, n, duration)
 
 
-def process_offsets(kind: str, params: dict, rng: Rng, n: int | None, duration: float | None) -> np.ndarray:
+def process_offsets(
+    kind: str, params: dict[str, Any], rng: Rng, n: int | None, duration: float | None
+) -> np.ndarray:
     """Dispatch by schedule kind with resolved parameters (see `traffic.schedules.resolve`)."""
     if kind == "fixed":
         return fixed_offsets(n, params["interval"], duration=duration)

@@ -22,19 +22,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .arrivals import process_offsets
-from .errors import InputError
-from .plan import ArmSpec, Plan, PlanHeader, make_plan
-from .prompts import PromptOptions, PromptPool, PromptSource, load_source
-from .schedules import Schedule, mean_gap, resolve
-from .spec import PlanSpec
-from .traces import Trace, load_trace, replay_offsets, window_indices, window_rate
+from foundation.errors import InputError
+from traffic.arrivals import process_offsets
+from traffic.plan import ArmSpec, Plan, PlanHeader, make_plan
+from traffic.prompts import PromptOptions, PromptPool, PromptSource, load_source
+from traffic.schedules import Schedule, mean_gap, resolve
+from traffic.spec import PlanSpec
+from traffic.traces import Trace, load_trace, replay_offsets, window_indices, window_rate
 
 _PROMPT_STREAM = 1
 _MATCH_STREAM = 2
 _ARM_STREAM = 3
 
 Progress = Callable[[str], None]
+# How a trace file is read (path, format, time_col, unit, input_col, output_col): each is loaded once.
+_TraceKey = tuple[str, str, str | None, str, str | None, str | None]
 
 
 @dataclass
@@ -83,7 +85,7 @@ def build_plan(spec: PlanSpec, progress: Progress | None = None) -> Plan:
 
 
 def _schedule_arms(spec: PlanSpec) -> list[_Arm]:
-    traces: dict[tuple, Trace] = {}
+    traces: dict[_TraceKey, Trace] = {}
     named = list(zip(spec.arm_names, spec.parsed_schedules, strict=True))
     replays = {name: _trace_arm(spec, name, s, traces) for name, s in named if s.kind == "trace"}
     # Without n or duration, the other arms get as many requests as the first trace arm.
@@ -151,7 +153,7 @@ def _build_arm(spec: PlanSpec, name: str, schedule: Schedule, follow: int | None
     return _Arm(ArmSpec(name, schedule.kind, params, schedule.spec, rate), offsets)
 
 
-def _trace_arm(spec: PlanSpec, name: str, schedule: Schedule, traces: dict[tuple, Trace]) -> _Arm:
+def _trace_arm(spec: PlanSpec, name: str, schedule: Schedule, traces: dict[_TraceKey, Trace]) -> _Arm:
     p = schedule.params
     key = (p["path"], p["format"], p.get("time_col"), p["unit"], p.get("input_col"), p.get("output_col"))
     if key not in traces:
@@ -219,7 +221,8 @@ def _rows(
         tokens_out: Any = pd.array([spec.max_tokens] * total, dtype="Int64")
     else:
         tokens_out = max_tokens[index]
-    return pd.DataFrame(
+    # Annotated: pandas-stubs 3 types the constructor with typing.Self, which a Python 3.10 target lacks.
+    rows: pd.DataFrame = pd.DataFrame(
         {
             "request_id": np.arange(total, dtype=np.int64),
             "arm": np.repeat([arm.spec.name for arm in arms], counts),
@@ -237,13 +240,15 @@ def _rows(
             "temperature": np.full(total, np.nan if spec.temperature is None else spec.temperature),
         }
     )
+    return rows
 
 
 def _target_rate(spec: PlanSpec, arms: list[_Arm]) -> float | None:
     if spec.rate is not None:
         return spec.rate
     rates = [arm.spec.mean_rate for arm in arms]
-    if any(rate is None for rate in rates):
+    known = [rate for rate in rates if rate is not None]
+    if len(known) < len(rates):
         return None
-    same = all(math.isclose(rate, rates[0], rel_tol=1e-9) for rate in rates)
-    return float(rates[0]) if same else None
+    same = all(math.isclose(rate, known[0], rel_tol=1e-9) for rate in known)
+    return float(known[0]) if same else None

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .plan import ArmSpec, Plan
+from traffic.plan import ArmSpec, Plan
 
 # Gaps are differences of float offsets: allow for rounding when comparing them with point masses.
 _ATOL = 1e-9
@@ -33,7 +33,9 @@ _ATOL = 1e-9
 def describe_plan(plan: Plan) -> dict[str, Any]:
     header = plan.header
     arms = [describe_arm(arm, plan.arm(arm.name)) for arm in header.arms]
-    gaps = np.concatenate([_gaps(plan.arm(arm.name)) for arm in header.arms if not arm.closed_loop] or [[]])
+    gaps = np.concatenate(
+        [_gaps(plan.arm(arm.name)) for arm in header.arms if not arm.closed_loop] or [np.empty(0)]
+    )
     tested = [a for a in arms if a["ks_pvalue"] is not None]
     source = header.prompt_source
     summary: dict[str, Any] = {
@@ -50,7 +52,7 @@ def describe_plan(plan: Plan) -> dict[str, Any]:
         "prompt_source": {k: source.get(k) for k in ("spec", "kind", "content_hash", "records", "pool")},
         "arms": arms,
     }
-    return _finite(summary)
+    return {k: _finite(v) for k, v in summary.items()}
 
 
 def describe_arm(arm: ArmSpec, rows: pd.DataFrame) -> dict[str, Any]:

@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .atomicfile import atomic_write
-from .errors import InputError
+from foundation.atomic_write import atomic_text
+from foundation.errors import InputError
+from foundation.tagged_parquet import TaggedFormat, nullable_pandas, read_tagged, schema_of, write_tagged
 
 PLAN_SCHEMA_VERSION = 1
-_METADATA_KEY = b"joulebench.plan"
 
 # name -> (pyarrow type, nullable). The order is the on-disk column order and the hashing order.
 PLAN_COLUMNS: dict[str, tuple[pa.DataType, bool]] = {
@@ -45,6 +44,8 @@ PLAN_COLUMNS: dict[str, tuple[pa.DataType, bool]] = {
     "ignore_eos": (pa.bool_(), False),
     "temperature": (pa.float64(), True),
 }
+_PLAN_SCHEMA = schema_of(PLAN_COLUMNS)
+PLAN_FORMAT = TaggedFormat("plan file", "joulebench.plan", PLAN_SCHEMA_VERSION, _PLAN_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class ArmSpec:
     def closed_loop(self) -> bool:
         return self.kind == "concurrency"
 
+    @property
+    def user_count(self) -> int:
+        """A closed-loop arm's concurrent users (1 for open-loop arms)."""
+        return int(self.users or self.params.get("n") or 1)
+
 
 @dataclass(frozen=True)
 class PlanHeader:
@@ -74,23 +80,16 @@ class PlanHeader:
     schema_version: int = PLAN_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, text: str, origin: str) -> PlanHeader:
+    def from_dict(cls, data: dict[str, Any], origin: str) -> PlanHeader:
+        """The header from its JSON form (the schema version is checked by the reader)."""
         try:
-            data = json.loads(text)
-            version = int(data.get("schema_version", -1))
-            if version != PLAN_SCHEMA_VERSION:
-                raise InputError(
-                    f"{origin}: plan schema version {version} is not supported "
-                    f"(this joulebench reads version {PLAN_SCHEMA_VERSION})"
-                )
-            arms = tuple(ArmSpec(**arm) for arm in data.pop("arms"))
-            return cls(arms=arms, **data)
-        except InputError:
-            raise
+            fields = dict(data)
+            arms = tuple(ArmSpec(**arm) for arm in fields.pop("arms"))
+            return cls(arms=arms, **fields)
         except (ValueError, TypeError, KeyError) as exc:
             raise InputError(f"{origin}: plan header is malformed ({exc})") from None
 
@@ -101,7 +100,9 @@ class Plan:
     rows: pd.DataFrame
 
     def arm(self, name: str) -> pd.DataFrame:
-        return self.rows[self.rows["arm"] == name]
+        # Annotated: pandas-stubs 3 types indexing with typing.Self, which a Python 3.10 target lacks.
+        rows: pd.DataFrame = self.rows[self.rows["arm"] == name]
+        return rows
 
 
 def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -109,8 +110,8 @@ def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in PLAN_COLUMNS if c not in rows.columns]
     if missing:
         raise InputError(f"plan rows lack column(s) {', '.join(missing)}")
-    table = pa.Table.from_pandas(rows[list(PLAN_COLUMNS)], schema=_arrow_schema(), preserve_index=False)
-    return table.to_pandas(types_mapper=_pandas_type)
+    table = pa.Table.from_pandas(rows[list(PLAN_COLUMNS)], schema=_PLAN_SCHEMA, preserve_index=False)
+    return nullable_pandas(table)
 
 
 def plan_hash(rows: pd.DataFrame) -> str:
@@ -134,31 +135,22 @@ def make_plan(header: PlanHeader, rows: pd.DataFrame) -> Plan:
     return Plan(header=sealed, rows=rows)
 
 
-def save_plan(plan: Plan, path: str | os.PathLike) -> Path:
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
     """Write the plan atomically (a crash or an error never leaves a partial file)."""
     path = Path(path)
-    table = pa.Table.from_pandas(canonical_rows(plan.rows), schema=_arrow_schema(), preserve_index=False)
-    table = table.replace_schema_metadata({_METADATA_KEY: plan.header.to_json().encode()})
-    human = json.dumps(json.loads(plan.header.to_json()), indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-    atomic_write(Path(f"{path}.json"), lambda tmp: Path(tmp).write_text(human))
+    table = pa.Table.from_pandas(canonical_rows(plan.rows), schema=_PLAN_SCHEMA, preserve_index=False)
+    header = plan.header.to_dict()
+    write_tagged(path, table, PLAN_FORMAT, header)
+    atomic_text(Path(f"{path}.json"), json.dumps(header, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return path
 
 
-def load_plan(path: str | os.PathLike, verify: bool = True) -> Plan:
+def load_plan(path: str | os.PathLike[str], verify: bool = True) -> Plan:
     """Read a plan; with `verify`, recompute its hash so an edited or damaged file is caught."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: plan file not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet plan ({_first_line(exc)})") from None
-    meta = table.schema.metadata or {}
-    if _METADATA_KEY not in meta:
-        raise InputError(f"{path}: Parquet file has no joulebench plan header")
-    header = PlanHeader.from_json(meta[_METADATA_KEY].decode(), origin=str(path))
-    rows = canonical_rows(table.to_pandas(types_mapper=_pandas_type))
+    table, raw = read_tagged(path, PLAN_FORMAT)
+    header = PlanHeader.from_dict(raw, origin=str(path))
+    rows = canonical_rows(nullable_pandas(table))
     _validate(header, rows, origin=str(path))
     if verify and plan_hash(rows) != header.plan_hash:
         raise InputError(f"{path}: plan rows do not match the plan_hash in its header (edited or damaged)")
@@ -197,20 +189,6 @@ def _validate(header: PlanHeader, rows: pd.DataFrame, origin: str) -> None:
         raise InputError(f"{origin}: request {first} has neither prompt nor messages")
 
 
-def _arrow_schema() -> pa.Schema:
-    return pa.schema([pa.field(n, t, nullable=nullable) for n, (t, nullable) in PLAN_COLUMNS.items()])
-
-
-def _pandas_type(arrow_type: pa.DataType):
-    # Nullable extension dtypes keep integer columns integral when they hold nulls.
-    mapping = {
-        pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-        pa.string(): pd.StringDtype(),
-    }
-    return mapping.get(arrow_type)
-
-
 def _canonical_value(value: Any) -> Any:
     if value is None or value is pd.NA:
         return None
@@ -225,7 +203,3 @@ def _canonical_value(value: Any) -> Any:
 
 def _shallow(header: PlanHeader) -> dict[str, Any]:
     return {f: getattr(header, f) for f in header.__dataclass_fields__}
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -69,21 +69,21 @@ def _non_negative(params: dict[str, Any], *names: str) -> None:
 
 
 def _check_fixed(p: dict[str, Any]) -> None:
-    _positive(p, "interval")
+    _positive(p, "interval", "rate")
     if "interval" not in p and "rate" not in p:
         raise ValueError("needs interval (seconds between requests) or rate")
 
 
 def _check_uniform(p: dict[str, Any]) -> None:
     _non_negative(p, "low")
-    _positive(p, "high")
+    _positive(p, "high", "rate")
     if p["low"] >= p["high"]:
         raise ValueError(f"low ({p['low']:g}) must be < high ({p['high']:g}); use fixed for equal gaps")
 
 
 def _check_bursty(p: dict[str, Any]) -> None:
     _non_negative(p, "intra")
-    _positive(p, "gap")
+    _positive(p, "gap", "rate")
     has_size = "size" in p
     has_range = "size_min" in p or "size_max" in p
     if has_size == has_range:
@@ -111,7 +111,7 @@ def _check_concurrency(p: dict[str, Any]) -> None:
 
 
 def _check_trace(p: dict[str, Any]) -> None:
-    _positive(p, "time_scale")
+    _positive(p, "time_scale", "rate")
     _non_negative(p, "start")
     if "end" in p and p["end"] <= p.get("start", 0.0):
         raise ValueError(f"end ({p['end']:g}) must be > start ({p.get('start', 0.0):g})")
@@ -313,22 +313,22 @@ def arm_names(schedules: list[Schedule]) -> list[str]:
 def mean_gap(kind: str, params: dict[str, Any]) -> float:
     """Mean seconds between consecutive requests of an open-loop process (not trace)."""
     if kind == "fixed":
-        return params["interval"]
+        return float(params["interval"])
     if kind == "uniform":
-        return (params["low"] + params["high"]) / 2
+        return float(params["low"] + params["high"]) / 2
     if kind == "bursty":
         size = mean_burst_size(params)
         # One ON/OFF cycle holds `size` requests and lasts (size-1)*intra + gap (gap is end-to-start).
-        return ((size - 1) * params["intra"] + params["gap"]) / size
+        return float((size - 1) * params["intra"] + params["gap"]) / size
     if kind in ("poisson", "gamma"):
-        return 1.0 / params["rate"]
+        return 1.0 / float(params["rate"])
     raise ValueError(f"{kind}: no mean gap")
 
 
 def mean_burst_size(params: dict[str, Any]) -> float:
     if "size" in params:
         return float(params["size"])
-    return (params["size_min"] + params["size_max"]) / 2
+    return float(params["size_min"] + params["size_max"]) / 2
 
 
 _INTERVAL_KEYS = {"fixed": ("interval",), "uniform": ("low", "high"), "bursty": ("intra", "gap")}
@@ -349,6 +349,9 @@ def resolve(schedule: Schedule, rate: float | None) -> dict[str, Any]:
         params["rate"] = float(target)
         return params
     if kind == "fixed" and "interval" not in params:
+        # parse_schedule's check already demands interval or rate; a Schedule built by hand may not.
+        if target is None:
+            raise ValueError("fixed: needs interval or rate (in the schedule or --rate)")
         params["interval"] = 1.0 / float(target)
         return params
     if target is not None:

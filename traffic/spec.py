@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import InputError
-from .prompts import SourceSpec, parse_source
-from .prompts.records import FIELD_ROLES
-from .schedules import KINDS, Schedule, arm_names, parse_schedule
+from foundation.errors import InputError
+from traffic.prompts import SourceSpec, parse_source
+from traffic.prompts.content import FIELD_ROLES, ConversationMode
+from traffic.schedules import KINDS, Schedule, arm_names, parse_schedule
 
 DEFAULT_SCHEDULE = "fixed:interval=0.5"
 
@@ -49,7 +49,7 @@ class PlanSpec(BaseModel):
         "synthetic", description="synthetic[:k=v,...], hf:NAME[,split=S,config=C], or a file"
     )
     fields: dict[str, str] = Field(default_factory=dict, description="role -> column: prompt, messages, id")
-    conversation: Literal["first", "full"] = "first"
+    conversation: ConversationMode = "first"
     tokenizer: str | None = None
     sample: int | None = Field(None, gt=0)
     replace: bool = False

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
-from .errors import InputError
+from foundation.errors import InputError
 
 _TIME_COLUMNS = ("timestamp", "time", "arrival_time", "arrival", "t")
 _INPUT_COLUMNS = ("input_tokens", "input_length", "prompt_tokens", "contexttokens", "context_tokens")
@@ -58,6 +59,8 @@ def load_trace(
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if format == "auto":
         format = _detect_format(path)
+    inputs: np.ndarray | None
+    outputs: np.ndarray | None
     if format == "mooncake":
         times, inputs, outputs = _read_mooncake(path)
     else:
@@ -96,7 +99,9 @@ def window_rate(trace: Trace, rows: np.ndarray) -> float:
     span = trace.times_s[rows[-1]] - trace.times_s[rows[0]]
     if len(rows) < 2 or span <= 0:
         raise InputError(f"{trace.path}: the window has too few distinct arrival times to set a rate")
-    return (len(rows) - 1) / span
+    # Indexing an untyped-dtype array gives Any; the rate is a numpy float64, a float subclass.
+    rate: float = (len(rows) - 1) / span
+    return rate
 
 
 def replay_offsets(
@@ -174,7 +179,7 @@ def _column(
     return None
 
 
-def _parse_times(path: Path, values: pd.Series, unit: str, column: str) -> np.ndarray:
+def _parse_times(path: Path, values: pd.Series, unit: str, column: str) -> NDArray[np.float64]:
     numbers = pd.to_numeric(values, errors="coerce")
     if unit == "auto":
         unit = "s" if numbers.notna().all() else "datetime"
@@ -183,7 +188,9 @@ def _parse_times(path: Path, values: pd.Series, unit: str, column: str) -> np.nd
         _fail_on(path, stamps.isna().to_numpy(), values, column, "not a timestamp")
         # Integer nanoseconds keep every digit (Azure writes 7 fractional digits).
         ns = stamps.astype("datetime64[ns]").astype("int64").to_numpy()
-        return (ns - ns.min()) / 1e9
+        # int64 / float is float64; the stubs lose the dtype of an integer array's arithmetic.
+        seconds: NDArray[np.float64] = (ns - ns.min()) / 1e9
+        return seconds
     _fail_on(path, ~np.isfinite(numbers.to_numpy(dtype=float)), values, column, "not a number")
     return numbers.to_numpy(dtype=float) * _UNIT_SECONDS[unit]
 

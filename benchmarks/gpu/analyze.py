@@ -31,8 +31,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from harness.energy import load_power
+from harness.power.series import EnergySeries
 from harness.runfolder import RunFolder
+from harness.runfolder.power_file import POWER_FILE, load_power
+from harness.runfolder.report_files import read_energy, read_summary
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -56,7 +58,7 @@ def _get(block: dict, *keys, default=np.nan):
 
 
 def arm_rows(run: Path) -> list[dict]:
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     rows = []
     for arm in summary["arms"]:
         name = arm["name"]
@@ -92,7 +94,7 @@ def arm_rows(run: Path) -> list[dict]:
 
 def window_checks(run: Path) -> dict:
     """Conservation against the counter, and counter vs integrated instant power over the run."""
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     window = summary["run"]["window"]
     start, end = window["start_ns"], window["end_ns"]
     power = load_power(run)
@@ -118,7 +120,7 @@ def window_checks(run: Path) -> dict:
 
 def crosscheck(run: Path) -> str | None:
     """The other power sources' energy over the run relative to the primary (from the manifest)."""
-    sources = json.loads((run / "manifest.json").read_text()).get("power", {}).get("sources", [])
+    sources = RunFolder.open(run).manifest().get("power", {}).get("sources", [])
     parts = [
         f"{s['kind']} {100 * s['difference_vs_primary']:+.2f}%"
         for s in sources
@@ -145,7 +147,7 @@ def sequential_check(
     attributed energy plus the unattributed gaps between them vs the raw counter as Prometheus
     scraped it (1 s), an independent path from the GPU to the number.
     """
-    energy = pd.read_parquet(run / "energy.parquet")
+    energy, _ = read_energy(run)
     requests = RunFolder.open(run).requests()
     merged = energy.merge(requests[["request_id", "sent_ns", "done_ns"]], on="request_id")
     merged = merged[(merged["arm"] == arm) & (merged["status"] == "ok") & ~merged["warmup"]]
@@ -159,9 +161,6 @@ def sequential_check(
         t, cum = _cumulative_instant(series.t_ns, series.power_w)
         instant += np.interp(done, t, cum) - np.interp(sent, t, cum)
 
-    def primary_j(a: int, b: int) -> float:
-        return sum(float(np.interp(b, x.t_ns, x.energy_j) - np.interp(a, x.t_ns, x.energy_j)) for x in power)
-
     per_request = pd.DataFrame(
         {
             "run": run.name,
@@ -171,30 +170,34 @@ def sequential_check(
             "instant_window_j": instant,
         }
     )
-    prom_file = run / "power_sources" / "prometheus" / "power.parquet"
+    prom_dir = run / "power_sources" / "prometheus"
     blocks = []
-    if prom_file.is_file():
-        prom = pd.read_parquet(prom_file)
-        t, e = prom["t_ns"].to_numpy(dtype=np.int64), prom["energy_j"].to_numpy(dtype=float)
+    if (prom_dir / POWER_FILE).is_file():
+        prom = load_power(prom_dir).series
         for k in range(0, len(merged) - block + 1, block):
             a, b = int(sent[k]), int(done[k + block - 1])
             inside = slice(k, k + block)
             # The gaps between consecutive requests hold idle power only, which the join leaves
             # unattributed: the block's energy is its requests' plus those gaps'.
             in_requests = sum(
-                primary_j(int(x), int(y)) for x, y in zip(sent[inside], done[inside], strict=True)
+                _counter_j(power, int(x), int(y)) for x, y in zip(sent[inside], done[inside], strict=True)
             )
-            gaps = primary_j(a, b) - in_requests
+            gaps = _counter_j(power, a, b) - in_requests
             blocks.append(
                 {
                     "run": run.name,
                     "first_request": int(merged["request_id"].iloc[k]),
                     "duration_s": (b - a) / 1e9,
                     "attributed_plus_gaps_j": attributed[inside].sum() + gaps,
-                    "prometheus_counter_j": float(np.interp(b, t, e) - np.interp(a, t, e)),
+                    "prometheus_counter_j": _counter_j(prom, a, b),
                 }
             )
     return per_request, pd.DataFrame(blocks)
+
+
+def _counter_j(series: list[EnergySeries], a: int, b: int) -> float:
+    """The energy counter's increase from a to b, summed over the GPUs."""
+    return sum(float(np.interp(b, s.t_ns, s.energy_j) - np.interp(a, s.t_ns, s.energy_j)) for s in series)
 
 
 def plot(arms: pd.DataFrame, out: Path, order: list[str]) -> None:
@@ -343,7 +346,7 @@ def main() -> None:
         blocks.to_csv(out / "sequential_blocks.csv", index=False)
     plot(arms, out, order)
 
-    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    manifest = RunFolder.open(runs[0]).manifest()
     lines = [f"# {args.title}", ""]
     if args.intro:
         lines += [args.intro.read_text().strip(), ""]

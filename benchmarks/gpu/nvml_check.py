@@ -40,12 +40,12 @@ import numpy as np  # noqa: E402
 import pynvml  # noqa: E402
 
 from harness.clock import ClockAnchor  # noqa: E402
-from harness.power.backend import GpuIdentity, parse_gpus  # noqa: E402
 from harness.power.exposition import make_registry, render  # noqa: E402
+from harness.power.gpu_backend import GpuIdentity, parse_gpus  # noqa: E402
 from harness.power.nvml import NvmlBackend  # noqa: E402
 from harness.power.samplelog import ENERGY_ROW, POWER_ROW, SampleRing, SampleRows  # noqa: E402
 from harness.power.sampler import LAG_BUCKETS, LoopStats, Sampler, SamplerConfig  # noqa: E402
-from harness.power.sidecar import log_header  # noqa: E402
+from harness.power.sidecar_server import log_header  # noqa: E402
 
 LOAD_CODE = r"""
 import sys, time, torch

@@ -1,11 +1,11 @@
 """Protocol clients (OpenAI chat/completions, TGI generate) on one httpx.AsyncClient, and SSE parsing."""
 
-from .base import CONTENT, END, Api, Prompt, StreamFault, prompts_from_plan
-from .client import make_client, perform
-from .detect import APIS, BACKEND_CHOICES, Target, resolve_target
-from .openai import OpenAIChat, OpenAICompletions
-from .sse import SSEEvent, SSEParser
-from .tgi import TGIGenerate
+from harness.backends.base import CONTENT, END, Api, Prompt, StreamFault
+from harness.backends.client import make_client, perform
+from harness.backends.detect import APIS, BACKEND_CHOICES, Target, resolve_target
+from harness.backends.openai import OpenAIChat, OpenAICompletions
+from harness.backends.sse import SSEEvent, SSEParser
+from harness.backends.tgi import TGIGenerate
 
 __all__ = [
     "APIS",
@@ -23,6 +23,5 @@ __all__ = [
     "Target",
     "make_client",
     "perform",
-    "prompts_from_plan",
     "resolve_target",
 ]

@@ -13,12 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
-from traffic.errors import InputError
-from traffic.plan import Plan
-
-from ..records import RequestRecord
+from harness.records import RequestRecord
 
 # Flags returned by `Api.read_event`.
 CONTENT = 1  # the event carried generated text (a "content-bearing chunk")
@@ -38,28 +33,6 @@ class Prompt:
     max_tokens: int | None
     ignore_eos: bool
     temperature: float | None
-
-
-def prompts_from_plan(plan: Plan) -> list[Prompt]:
-    """One `Prompt` per plan row, in row order."""
-    rows = plan.rows
-    temperatures = rows["temperature"].to_numpy(dtype=float, na_value=np.nan)
-    columns = (
-        rows["prompt"].to_numpy(dtype=object, na_value=None).tolist(),
-        rows["messages"].to_numpy(dtype=object, na_value=None).tolist(),
-        rows["max_tokens"].to_numpy(dtype=object, na_value=None).tolist(),
-        rows["ignore_eos"].to_numpy(dtype=bool).tolist(),
-        np.where(np.isnan(temperatures), None, temperatures).tolist(),
-    )
-    out = []
-    for i, (prompt, messages, max_tokens, ignore_eos, temperature) in enumerate(zip(*columns, strict=True)):
-        try:
-            parsed = json.loads(messages) if messages is not None else None
-        except ValueError:
-            raise InputError(f"plan request {i}: `messages` is not valid JSON") from None
-        max_tokens = None if max_tokens is None else int(max_tokens)
-        out.append(Prompt(prompt, parsed, max_tokens, ignore_eos, temperature))
-    return out
 
 
 class Api(ABC):
@@ -102,9 +75,10 @@ def load_json(data: str | bytes, what: str) -> Any:
     # generated \x0b should cost a warning-free parse, not a lost measurement.
     try:
         return json.loads(data, strict=False)
-    except ValueError as exc:
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         snippet = data[:80] if isinstance(data, str) else data[:80].decode("utf-8", "replace")
-        raise StreamFault(f"malformed {what} ({exc.msg}): {snippet!r}") from None
+        raise StreamFault(f"malformed {what} ({reason}): {snippet!r}") from None
 
 
 def as_int(value: Any) -> int | None:

@@ -19,17 +19,16 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 import httpx
 
-from traffic.errors import InputError
-
-from .. import __version__
-from ..records import RequestRecord
-from .aiohttp_transport import AiohttpTransport
-from .base import CONTENT, END, Api, StreamFault, error_text, load_json
-from .sse import SSEParser
+from foundation.flag_fields import check_choice
+from harness import __version__
+from harness.backends.aiohttp_transport import AiohttpTransport
+from harness.backends.base import CONTENT, END, Api, StreamFault, error_text, load_json
+from harness.backends.sse import SSEParser
+from harness.records import RequestRecord
 
 _now = time.monotonic_ns
 _JSON = {"content-type": "application/json"}
@@ -40,7 +39,8 @@ _CLOSED = httpx.ByteStream(b"")
 KEEPALIVE_EXPIRY_S = 2.0
 
 
-TRANSPORTS = ("aiohttp", "httpx")
+Transport = Literal["aiohttp", "httpx"]
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
 
 
 def make_client(
@@ -54,8 +54,7 @@ def make_client(
     """An AsyncClient whose pool never queues a request: `pool` must cover the run's peak concurrency
     (httpx's default of 100 connections would silently delay request 101 until one frees up).
     `transport`: "httpx" (httpcore) or "aiohttp" (see `aiohttp_transport`: cheaper per request)."""
-    if transport not in TRANSPORTS:
-        raise InputError(f"--transport {transport!r}: choose one of {', '.join(TRANSPORTS)}")
+    check_choice("--transport", transport, Transport)
     headers = {"user-agent": f"joulebench/{__version__}"}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"

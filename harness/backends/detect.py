@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import httpx
 
-from traffic.errors import InputError
-
-from .base import Api
-from .client import make_client
-from .openai import OpenAIChat, OpenAICompletions
-from .tgi import TGIGenerate
+from foundation.errors import InputError
+from foundation.flag_fields import check_choice
+from harness.backends.base import Api
+from harness.backends.client import make_client
+from harness.backends.openai import OpenAIChat, OpenAICompletions
+from harness.backends.tgi import TGIGenerate
 
 APIS: dict[str, type[Api]] = {cls.name: cls for cls in (OpenAIChat, OpenAICompletions, TGIGenerate)}
 BACKEND_ALIASES = {"openai": "openai-chat", "tgi": "tgi-generate"}
-BACKEND_CHOICES = ("auto", "openai-chat", "openai-completions", "tgi", "openai", "tgi-generate")
+Backend = Literal["auto", "openai-chat", "openai-completions", "tgi", "openai", "tgi-generate"]  # aliases too
+BACKEND_CHOICES: tuple[Backend, ...] = get_args(Backend)
 
 
 @dataclass
@@ -54,9 +55,8 @@ async def resolve_target(
     timeout_s: float = 10.0,
 ) -> Target:
     url = check_url(url)
+    check_choice("--backend", backend, Backend)
     name = BACKEND_ALIASES.get(backend, backend)
-    if name != "auto" and name not in APIS:
-        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
     async with make_client(url, pool=2, timeout_s=timeout_s, api_key=api_key) as client:
         models, info = await asyncio.gather(_probe(client, url, "/v1/models"), _probe(client, url, "/info"))
     openai_ok = isinstance(models.data, dict) and isinstance(models.data.get("data"), list)

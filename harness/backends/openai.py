@@ -11,10 +11,9 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from traffic.errors import InputError
-
-from ..records import RequestRecord
-from .base import CONTENT, END, Api, Prompt, StreamFault, as_int, error_text, load_json
+from foundation.errors import InputError
+from harness.backends.base import CONTENT, END, Api, Prompt, StreamFault, as_int, error_text, load_json
+from harness.records import RequestRecord
 
 
 class _OpenAI(Api):

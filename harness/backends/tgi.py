@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from traffic.errors import InputError
-
-from ..records import RequestRecord
-from .base import CONTENT, END, Api, Prompt, StreamFault, as_int, error_text, load_json
+from foundation.errors import InputError
+from harness.backends.base import CONTENT, END, Api, Prompt, StreamFault, as_int, error_text, load_json
+from harness.records import RequestRecord
 
 
 class TGIGenerate(Api):

@@ -1,8 +1,8 @@
 """`joulebench` entry point.
 
-Every module in this package except `app` and private `_*` helpers holds one command (or one command
-group) and registers it on `harness.cli.app.app` when imported. `main` turns `InputError` into a
-one-line message.
+Every `<command>_command.py` in this package holds one command (or one command group) and registers it
+on `harness.cli.app.app` when imported; the other modules are what they share. `main` turns
+`InputError` into a one-line message.
 """
 
 import importlib
@@ -11,18 +11,23 @@ import sys
 
 import typer
 
-from traffic.errors import InputError
+from foundation.errors import InputError
+from harness.cli.app import app
 
-from .app import app
+COMMAND_SUFFIX = "_command"
 
 
 def _load_commands(argv: list[str]) -> None:
-    # Import only the command being run (module name = command name with '_' for '-'): the
-    # mock server and the sidecar start in tests many times, and the others import pandas/scipy.
-    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "app" and not m.name.startswith("_")]
+    # Import only the command being run (`mock-server` is mock_server_command.py): the mock server
+    # and the sidecar start in tests many times, and the other commands import pandas and scipy.
+    commands = {
+        m.name.removesuffix(COMMAND_SUFFIX): m.name
+        for m in pkgutil.iter_modules(__path__)
+        if m.name.endswith(COMMAND_SUFFIX)
+    }
     wanted = argv[0].replace("-", "_") if argv else ""
-    for name in [wanted] if wanted in names else names:
-        importlib.import_module(f"{__name__}.{name}")
+    for module in [commands[wanted]] if wanted in commands else commands.values():
+        importlib.import_module(f"{__name__}.{module}")
 
 
 def main(argv: list[str] | None = None) -> None:

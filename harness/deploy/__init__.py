@@ -9,10 +9,10 @@ Both describe the server in the same shape (`describe()` -> a JSON-ready dict fo
 with secrets (API keys, tokens) redacted from command lines and environments.
 """
 
-from .cmdline import parse_flags, redact_argv, redact_env
-from .container import ServerContainer
-from .health import ServerError, server_version, wait_http_healthy
-from .native import LaunchSpec, NativeServer, tgi_spec, vllm_spec
+from harness.deploy.cmdline import parse_flags, redact_argv, redact_env
+from harness.deploy.container import ServerContainer
+from harness.deploy.health import ServerError, server_version, wait_http_healthy
+from harness.deploy.native import LaunchSpec, NativeServer, tgi_spec, vllm_spec
 
 __all__ = [
     "LaunchSpec",

@@ -17,10 +17,9 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from traffic.errors import InputError
-
-from .cmdline import parse_flags, redact_argv, redact_env
-from .health import ServerError, probe, server_version
+from foundation.errors import InputError
+from harness.deploy.cmdline import parse_flags, redact_argv, redact_env
+from harness.deploy.health import ServerError, probe, server_version
 
 _DEAD_STATES = {"exited", "dead", "removing"}
 

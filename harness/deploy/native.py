@@ -26,11 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from traffic.errors import InputError
-
-from .cmdline import parse_flags, redact_argv, redact_env
-from .health import ServerError, server_version, wait_http_healthy
+from harness.deploy.cmdline import parse_flags, redact_argv, redact_env
+from harness.deploy.health import ServerError, server_version, wait_http_healthy
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 TGI_LAUNCHER = "text-generation-launcher"

@@ -4,12 +4,12 @@
 describes the method and every figure it reports.
 """
 
-from .analysis import Analysis, AnalysisOptions, analyze
-from .flags import Flag
-from .power_file import load_power, save_power
-from .split import METHODS
-from .stats import BootstrapSpec
-from .windows import (
+from harness.energy.analysis_options import AnalysisOptions
+from harness.energy.flags import Flag
+from harness.energy.join import Analysis, analyze
+from harness.energy.split import METHODS
+from harness.energy.stats import BootstrapSpec
+from harness.energy.windows import (
     ArmWindow,
     IdleWindows,
     Window,
@@ -29,6 +29,4 @@ __all__ = [
     "analyze",
     "arm_windows_from_manifest",
     "idle_windows_from_manifest",
-    "load_power",
-    "save_power",
 ]

@@ -1,14 +1,35 @@
-"""Latency, lateness and rate figures of a set of requests (no energy here)."""
+"""The request log as arrays sliced per arm, and its latency, lateness and rate figures (no energy here)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 
-from .lifetimes import chunk_arrays, int_column
-from .stats import percentiles
+from harness.energy.lifetimes import chunk_arrays, int_column
+from harness.energy.stats import Percentiles, percentiles
+
+
+class Latency(TypedDict):
+    """Seconds, of successful requests."""
+
+    ttft: Percentiles
+    itl: Percentiles  # between content chunks
+    tpot: Percentiles  # (last - first token) / (output tokens - 1)
+    e2e: Percentiles
+
+
+class Lateness(Percentiles):
+    max: float | None
+
+
+class Rates(TypedDict):
+    target: float | None  # the plan's target mean rate
+    planned: float | None
+    realized: float | None
+    realized_over_planned: float | None
 
 
 @dataclass
@@ -52,7 +73,31 @@ class RequestTimes:
         return cls(**cols, itl_count=np.maximum(np.diff(offsets) - 1, 0), itl_s=_gaps(flat, offsets))
 
 
-def latency(times: RequestTimes, ok: np.ndarray) -> dict:
+@dataclass
+class Codes:
+    """A string column as integer codes (pd.factorize): comparing a million Python strings per arm
+    would cost more than the join."""
+
+    codes: np.ndarray
+    names: list[str]
+
+    @classmethod
+    def of(cls, column: pd.Series) -> Codes:
+        codes, names = pd.factorize(column.astype(str))
+        return cls(codes, list(names))
+
+    def eq(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            return np.zeros(len(self.codes), dtype=bool)
+        rows: np.ndarray = self.codes == self.names.index(name)  # numpy types `==` as Any
+        return rows
+
+    def counts(self, rows: np.ndarray) -> dict[str, int]:
+        n = np.bincount(self.codes[rows], minlength=len(self.names))
+        return {name: int(c) for name, c in sorted(zip(self.names, n, strict=True)) if c}
+
+
+def latency(times: RequestTimes, ok: np.ndarray) -> Latency:
     """TTFT, inter-chunk latency, time per output token and end-to-end latency (s) of `ok` rows."""
     t = times
     ttft = (t.first - t.sent)[ok & t.has_first & t.has_sent] / 1e9
@@ -68,14 +113,12 @@ def latency(times: RequestTimes, ok: np.ndarray) -> dict:
     }
 
 
-def lateness_ms(times: RequestTimes, rows: np.ndarray) -> dict:
+def lateness_ms(times: RequestTimes, rows: np.ndarray) -> Lateness:
     late = times.lateness[rows & times.has_lateness] / 1e6
-    stats = percentiles(late)
-    stats["max"] = float(late.max()) if len(late) else None
-    return stats
+    return {**percentiles(late), "max": float(late.max()) if len(late) else None}
 
 
-def rates(times: RequestTimes, rows: np.ndarray, target: float | None) -> dict:
+def rates(times: RequestTimes, rows: np.ndarray, target: float | None) -> Rates:
     """Planned and realized request rates (from the first to the last send of the rows)."""
     planned = _rate(times.planned[rows & times.has_planned])
     realized = _rate(times.sent[rows & times.has_sent])

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TypedDict
 
 SEVERITIES = ("info", "warning", "error")
+
+
+class FlagRecord(TypedDict):
+    """A flag as summary.json lists it."""
+
+    code: str
+    severity: str
+    message: str
+    scope: str
 
 
 @dataclass(frozen=True)
@@ -14,8 +24,8 @@ class Flag:
     message: str  # one line for humans, with the numbers that triggered it
     scope: str = "run"  # "run", an arm name, or "gpu <index>"
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self) -> FlagRecord:
+        return {"code": self.code, "severity": self.severity, "message": self.message, "scope": self.scope}
 
 
 class FlagList(list[Flag]):

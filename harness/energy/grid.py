@@ -53,7 +53,7 @@ def energy_at(series: EnergySeries, t_ns: np.ndarray) -> np.ndarray:
     origin = series.t_ns[0]
     # Offsets from the first sample keep float64 exact to the nanosecond.
     x = (series.t_ns - origin).astype(np.float64)
-    out = np.interp((t - origin).astype(np.float64), x, series.energy_j)
+    out: np.ndarray = np.interp((t - origin).astype(np.float64), x, series.energy_j)
     out[(t < series.t_ns[0]) | (t > series.t_ns[-1])] = np.nan
     return out
 

@@ -22,6 +22,7 @@ Token counts the server did not report weigh zero (the caller flags them).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 
 REQUIRED_COLUMNS = ("request_id", "arm", "status", "sent_ns", "done_ns")
 BLOCK = 1 << 23  # chunks handled at once (bounds the join's working memory on long streams)
@@ -71,7 +72,7 @@ class PointMasses:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def ranges(self):
+    def ranges(self) -> Iterator[tuple[int, int, int, int]]:
         """Yield (first request, end request, first chunk, end chunk) per block of whole requests."""
         n = len(self.offsets) - 1
         cuts = np.searchsorted(self.offsets, np.arange(0, len(self) + self.block, self.block))

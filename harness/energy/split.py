@@ -34,13 +34,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
-from .grid import Intervals, sorted_unique
-from .lifetimes import Lifetimes, Tokens, concat_ranges
+from harness.energy.grid import Intervals, sorted_unique
+from harness.energy.lifetimes import Lifetimes, Tokens, concat_ranges
 
-METHODS = ("time", "tokens")
+Method = Literal["time", "tokens"]  # how energy is split among the requests in flight
+METHODS: tuple[Method, ...] = get_args(Method)
 _WEIGHT_SCALE_BITS = 61  # stretch weights sum to at most 2**61, safely inside int64
 
 
@@ -77,7 +79,7 @@ class Sweep:
             raise ValueError(f"unknown method {method!r}")
         if method == "tokens" and tokens is None:
             raise ValueError("the tokens method needs the token model")
-        self.life, self.intervals, self.method, self.tokens = life, intervals, method, tokens
+        self.life, self.intervals, self.method = life, intervals, method
         parts = [life.start, life.end, life.first, *(iv.tau for iv in intervals)]
         if extra_times is not None:
             parts.append(np.asarray(extra_times, dtype=np.int64))
@@ -139,7 +141,7 @@ class Sweep:
             self.token_count[g] += np.bincount(k[valid], stretch_tokens[valid], minlength=n_int)
         # Chunk tokens: the interval (tau_k, tau_k+1] holding each chunk, per GPU (the interval count
         # stands for "none"), found by binary search in blocks of requests.
-        masses = tok.masses
+        self.masses = masses = tok.masses  # set, like the weights, only for the tokens method
         self.chunk_k = []
         for iv in self.intervals:
             self.chunk_k.append(
@@ -243,7 +245,7 @@ class Sweep:
 
     def _chunk_energy(self) -> tuple[np.ndarray, np.ndarray]:
         """Per request (dynamic, idle) J of its chunk tokens."""
-        masses = self.tokens.masses
+        masses = self.masses
         count = len(self.life.start)
         dyn, idle = np.zeros(count), np.zeros(count)
         has = np.diff(masses.offsets) > 0
@@ -289,7 +291,7 @@ class Sweep:
 
     def _edge_chunks(self, which: np.ndarray, start: int, end: int) -> np.ndarray:
         """Per request, J of the chunks of the `which` requests that arrived in (start, end]."""
-        masses = self.tokens.masses
+        masses = self.masses
         out = np.zeros(len(self.life.start))
         lengths = np.diff(masses.offsets)
         req = np.flatnonzero(which & (lengths > 0))

@@ -12,6 +12,7 @@ of 4,096 quantile groups).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -27,7 +28,32 @@ class BootstrapSpec:
     seed: int = 0
 
 
-def percentiles(values: np.ndarray, owned: bool = False) -> dict[str, float | None]:
+class Percentiles(TypedDict):
+    """The finite values' count, mean and `QUANTILES`; None where there are no values."""
+
+    n: int
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class Described(Percentiles):
+    """`Percentiles` with bootstrap 95% intervals: `ci95` of the mean, `ci95_p50`, ... of each quantile."""
+
+    ci95: list[float] | None
+    ci95_p50: list[float] | None
+    ci95_p90: list[float] | None
+    ci95_p99: list[float] | None
+
+
+class Difference(TypedDict):
+    diff: float | None
+    ci95: list[float] | None
+    relative: float | None
+
+
+def percentiles(values: np.ndarray, owned: bool = False) -> Percentiles:
     """mean, p50, p90, p99 (and n); None where there are no values.
 
     `owned`: the caller hands over `values` (they may be reordered in place, saving a copy).
@@ -37,10 +63,10 @@ def percentiles(values: np.ndarray, owned: bool = False) -> dict[str, float | No
     if not finite.all():
         v, owned = v[finite], True
     if len(v) == 0:
-        return {"n": 0, "mean": None} | dict.fromkeys(QUANTILES)
-    mean = float(v.mean(dtype=np.float64))
-    qs = np.quantile(v, list(QUANTILES.values()), overwrite_input=owned)
-    return {"n": len(v), "mean": mean} | {k: float(q) for k, q in zip(QUANTILES, qs, strict=True)}
+        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+    mean = float(v.mean(dtype=np.float64))  # before the quantiles, which may reorder `v`
+    p50, p90, p99 = (float(q) for q in np.quantile(v, list(QUANTILES.values()), overwrite_input=owned))
+    return {"n": len(v), "mean": mean, "p50": p50, "p90": p90, "p99": p99}
 
 
 def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,35 +118,46 @@ def interval(replicates: np.ndarray, level: float = 0.95) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def describe(values: np.ndarray, spec: BootstrapSpec, stream: int = 0) -> dict:
+def describe(values: np.ndarray, spec: BootstrapSpec, stream: int = 0) -> Described:
     """Percentiles of `values` with bootstrap 95% intervals: `ci95` (of the mean), `ci95_p50`, ..."""
-    out: dict = percentiles(values)
-    if not out["n"]:
-        out["ci95"] = None
-        out.update({f"ci95_{k}": None for k in QUANTILES})
-        return out
+    stats = percentiles(values)
+    if not stats["n"]:
+        return {**stats, "ci95": None, "ci95_p50": None, "ci95_p90": None, "ci95_p99": None}
     reps = resample(values, spec, stream)
-    out["ci95"] = interval(reps["mean"])
-    out.update({f"ci95_{k}": interval(reps[k]) for k in QUANTILES})
-    return out
+    return {
+        **stats,
+        "ci95": interval(reps["mean"]),
+        "ci95_p50": interval(reps["p50"]),
+        "ci95_p90": interval(reps["p90"]),
+        "ci95_p99": interval(reps["p99"]),
+    }
 
 
-def scaled(stats: dict, factor: float) -> dict:
+def scaled(stats: Described, factor: float) -> Described:
     """The same statistics in another unit (e.g. J → Wh)."""
 
-    def scale(v):
-        if v is None:
-            return None
-        if isinstance(v, list):
-            return [x * factor for x in v]
-        return v * factor
+    def value(v: float | None) -> float | None:
+        return None if v is None else v * factor
 
-    return {k: (v if k == "n" else scale(v)) for k, v in stats.items()}
+    def ci(v: list[float] | None) -> list[float] | None:
+        return None if v is None else [x * factor for x in v]
+
+    return {
+        "n": stats["n"],
+        "mean": value(stats["mean"]),
+        "p50": value(stats["p50"]),
+        "p90": value(stats["p90"]),
+        "p99": value(stats["p99"]),
+        "ci95": ci(stats["ci95"]),
+        "ci95_p50": ci(stats["ci95_p50"]),
+        "ci95_p90": ci(stats["ci95_p90"]),
+        "ci95_p99": ci(stats["ci95_p99"]),
+    }
 
 
 def mean_difference(
     a: np.ndarray, b: np.ndarray, spec: BootstrapSpec, streams: tuple[int, int] = (1, 2)
-) -> dict:
+) -> Difference:
     """Mean of `a` minus mean of `b`, with a bootstrap 95% interval from independent resamples."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

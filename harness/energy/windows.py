@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pandas as pd
 
-from traffic.errors import InputError
+from foundation.errors import InputError
+from foundation.flag_fields import check_choice
 
-IDLE_MODES = ("mean", "pre", "post", "linear")
+IdleMode = Literal["mean", "pre", "post", "linear"]
+IDLE_MODES: tuple[IdleMode, ...] = get_args(IdleMode)
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,7 @@ class IdleWindows:
     mode: str = "mean"
 
     def __post_init__(self) -> None:
-        if self.mode not in IDLE_MODES:
-            raise InputError(f"idle mode: {self.mode!r} is not one of {', '.join(IDLE_MODES)}")
+        check_choice("idle mode", self.mode, IdleMode)
 
 
 def arm_windows_from_manifest(manifest: Mapping[str, Any], origin: str = "manifest.json") -> list[ArmWindow]:

@@ -62,6 +62,26 @@ async def read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+GONE = object()  # what `read_json` returns when the client went away before its body arrived
+
+
+async def read_json(
+    scope: dict, receive: Receive, wrong_type: HttpError, not_json: Callable[[Exception], HttpError]
+) -> Any:
+    """A request's JSON body, or GONE. vLLM and TGI word their refusals differently, so each API passes
+    its own: `wrong_type` when the content type is not JSON, `not_json(exc)` when the body does not parse."""
+    content_type = (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+    if content_type != b"application/json":
+        raise wrong_type
+    raw = await read_body(receive)
+    if raw is None:
+        return GONE
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise not_json(exc) from None
+
+
 async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     """A whole response. With its Content-Length, as vLLM's and TGI's servers send (not chunked)."""
     length = (b"content-length", str(len(body)).encode())

@@ -40,10 +40,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 from scipy.optimize import least_squares, nnls
 
-from traffic.errors import InputError
-
-from .profile import PROFILE_SCHEMA_VERSION, Profile
-from .replay import WaveResult, replay_prefill, replay_wave
+from foundation.errors import InputError
+from harness.mock.profile import PROFILE_SCHEMA_VERSION, Profile
+from harness.mock.replay import WaveResult, replay_prefill, replay_wave
 
 # vLLM's defaults for the OpenAI server on GPUs with >= 70 GiB (vllm/engine/arg_utils.py).
 DEFAULT_MAX_NUM_SEQS = 1024

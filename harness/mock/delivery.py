@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .asgi import Hangup, Send, send_whole
-from .faults import FaultPlan
-from .state import Generation, MockState
+from harness.mock.asgi import Hangup, Send, send_whole
+from harness.mock.faults import FaultPlan
+from harness.mock.state import Generation, MockState
 
 
 async def spike(state: MockState, plan: FaultPlan) -> None:

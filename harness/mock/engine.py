@@ -29,8 +29,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .gpu import GpuReading, SimGpu
-from .profile import Profile
+from harness.mock.gpu import GpuReading, SimGpu
+from harness.mock.profile import Profile
 
 # Event kinds, with the priority that orders events at the same instant: an admission starts once
 # every request arriving at that instant has queued (they count as in flight), a request admitted at

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .profile import Faults
+from harness.mock.profile import Faults
 
 
 @dataclass(frozen=True)

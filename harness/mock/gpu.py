@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .profile import Gpu, Power
+from harness.mock.profile import Gpu, Power
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 
 from harness.clock import boot_id
-
-from .engine import DONE, RequestSpec, SimRequest, Simulator, Step
-from .gpu import GpuReading
+from harness.mock.engine import DONE, RequestSpec, SimRequest, Simulator, Step
+from harness.mock.gpu import GpuReading
 
 
 class Waiter:

@@ -16,7 +16,7 @@ import bisect
 import math
 from collections.abc import Iterable
 
-from .engine import SimRequest, Simulator, Step
+from harness.mock.engine import SimRequest, Simulator, Step
 
 # Bucket bounds as vLLM v1's PrometheusStatLogger sets them.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

@@ -14,16 +14,25 @@ the length controls are accepted and ignored; logprobs are not produced.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
 
-from . import delivery
-from .asgi import JSON_HEADERS, SSE_HEADERS, HttpError, Receive, Send, dumps, header, read_body, respond_json
-from .engine import RequestSpec
-from .state import Generation, MockState
-from .tokens import request_id
+from harness.mock import delivery
+from harness.mock.asgi import (
+    GONE,
+    JSON_HEADERS,
+    SSE_HEADERS,
+    HttpError,
+    Receive,
+    Send,
+    dumps,
+    read_json,
+    respond_json,
+)
+from harness.mock.engine import RequestSpec
+from harness.mock.state import Generation, MockState
+from harness.mock.token_text import request_id
 
 _INT_TEXT = re.compile(r"^\s*[+-]?\d+\s*$")
 
@@ -62,21 +71,14 @@ def injected(status: int) -> HttpError:
 
 # ------------------------------------------------------------------------------------------ fields
 async def json_body(scope: dict, receive: Receive) -> dict | None:
-    content_type = (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-    if content_type != b"application/json":
-        raise invalid(
-            ("content-type",),
-            "value_error",
-            "Unsupported Media Type: Only 'application/json' is allowed",
-            None,
-        )
-    raw = await read_body(receive)
-    if raw is None:
+    wrong_type = invalid(
+        ("content-type",), "value_error", "Unsupported Media Type: Only 'application/json' is allowed", None
+    )
+    body = await read_json(
+        scope, receive, wrong_type, lambda exc: invalid((0,), "json_invalid", "JSON decode error", {})
+    )
+    if body is GONE:
         return None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid((0,), "json_invalid", "JSON decode error", {}) from exc
     if not isinstance(body, dict):
         raise invalid((), "model_attributes_type", "Input should be a valid dictionary or object", body)
     return body

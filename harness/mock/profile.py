@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 
 PROFILE_SCHEMA_VERSION = 1
 DEFAULT_PROFILE = "h100-vllm0.26-llama3.2-1b"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
-from .engine import RequestSpec, Simulator
-from .profile import Profile
+from harness.mock.engine import RequestSpec, Simulator
+from harness.mock.profile import Profile
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import uvicorn
 
-from . import openai_api, tgi_api
-from .asgi import Hangup, HttpError, Receive, Send, respond, respond_json
-from .state import MockState, Settings
+from harness.mock import openai_api, tgi_api
+from harness.mock.asgi import Hangup, HttpError, Receive, Send, respond, respond_json
+from harness.mock.state import MockState, Settings
 
 Handler = Callable[[MockState, dict, Receive, Send], Awaitable[None]]
 _log = logging.getLogger("harness.mock")
@@ -227,8 +227,8 @@ def serve(
     state = MockState(settings)
     config = uvicorn.Config(
         MockApp(state, on_ready=ready),
-        http=http,  # type: ignore[arg-type]
-        loop=loop,  # type: ignore[arg-type]
+        http=http,
+        loop=loop,
         lifespan="on",
         log_level=log_level,
         access_log=False,

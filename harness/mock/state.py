@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .asgi import DisconnectWatch, Receive
-from .engine import DONE, RequestSpec, Simulator
-from .faults import FaultDrawer, FaultPlan
-from .live import LiveSim, Waiter
-from .metrics import ServerMetrics
-from .profile import Profile
-from .tokens import PromptCounter, token_ids_logprobs, token_texts
+from harness.mock.asgi import DisconnectWatch, Receive
+from harness.mock.engine import DONE, RequestSpec, Simulator
+from harness.mock.faults import FaultDrawer, FaultPlan
+from harness.mock.live import LiveSim, Waiter
+from harness.mock.metrics import ServerMetrics
+from harness.mock.profile import Profile
+from harness.mock.token_text import PromptCounter, token_ids_logprobs, token_texts
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import json
 import time
 from typing import Any
 
-from . import delivery
-from .asgi import JSON_HEADERS, HttpError, Receive, Send, dumps, header, read_body, respond_json
-from .engine import RequestSpec
-from .state import Generation, MockState
+from harness.mock import asgi, delivery
+from harness.mock.asgi import JSON_HEADERS, HttpError, Receive, Send, dumps, respond_json
+from harness.mock.engine import RequestSpec
+from harness.mock.state import Generation, MockState
 
 COMPUTE_TYPE = b"gpu+optimized"
 _TEXT = b"text/plain; charset=utf-8"
@@ -137,16 +137,15 @@ def _kind(value: Any) -> str:
 
 
 async def _body(scope: dict, receive: Receive) -> dict | None:
-    content_type = (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-    if content_type != b"application/json":
-        raise _rejection(415, "Expected request with `Content-Type: application/json`")
-    raw = await read_body(receive)
-    if raw is None:
+    wrong_type = _rejection(415, "Expected request with `Content-Type: application/json`")
+    body = await asgi.read_json(
+        scope,
+        receive,
+        wrong_type,
+        lambda exc: _rejection(400, f"Failed to parse the request body as JSON: {exc}"),
+    )
+    if body is asgi.GONE:
         return None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _rejection(400, f"Failed to parse the request body as JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _deserialize(f"invalid type: {_kind(body)}, expected struct GenerateRequest")
     return body

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from traffic.errors import InputError
 
 
 @dataclass(frozen=True)

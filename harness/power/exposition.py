@@ -24,8 +24,7 @@ from prometheus_client.registry import Collector
 
 from harness import __version__
 from harness.clock import ClockAnchor
-
-from .sampler import LAG_BUCKETS, Sampler
+from harness.power.sampler import LAG_BUCKETS, Sampler
 
 GPU_LABELS = ["gpu", "uuid"]
 

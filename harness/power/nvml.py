@@ -18,9 +18,8 @@ import threading
 from types import ModuleType
 from typing import Any
 
-from traffic.errors import InputError
-
-from .backend import (
+from foundation.errors import InputError
+from harness.power.gpu_backend import (
     BackendError,
     EnergyReading,
     GpuIdentity,

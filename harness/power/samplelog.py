@@ -24,14 +24,14 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 
 SAMPLES_SCHEMA_VERSION = 1
 FORMAT = "joulebench-samples"
@@ -195,6 +195,14 @@ class Session:
     rows: SampleRows
     dropped: int = 0
     issues: list[str] = field(default_factory=list)
+
+    def lines(self) -> Iterator[str]:
+        """The session in the `--log` file format: its header, what was dropped, then its rows."""
+        yield json.dumps(self.header, separators=(",", ":")) + "\n"
+        if self.dropped:
+            yield json.dumps({"dropped": self.dropped}) + "\n"
+        for row in self.rows.to_lists():
+            yield json.dumps(row, separators=(",", ":")) + "\n"
 
 
 def check_header(header: Any, where: str) -> dict[str, Any]:

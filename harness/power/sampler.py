@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .backend import BackendError, GpuIdentity, GpuState, PowerBackend
-from .samplelog import FLAG_INTEGRATED, FLAG_POWER_USAGE, FLAG_RESET, SampleRing
+from harness.power.gpu_backend import BackendError, GpuIdentity, GpuState, PowerBackend
+from harness.power.samplelog import FLAG_INTEGRATED, FLAG_POWER_USAGE, FLAG_RESET, SampleRing
 
 log = logging.getLogger(__name__)
 

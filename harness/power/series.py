@@ -10,6 +10,7 @@ smooth over.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,5 +44,6 @@ class EnergySeries:
 class PowerData:
     series: list[EnergySeries]
     source: str
-    clock: dict = field(default_factory=dict)  # how times were mapped: {"mode": "same-host"|"offset", ...}
+    # How times were mapped: {"mode": "same-host"|"offset", ...}
+    clock: dict[str, Any] = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)  # source-level problems (unreachable, stale, ...)

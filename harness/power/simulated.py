@@ -12,10 +12,16 @@ from typing import Any
 
 import httpx
 
+from foundation.errors import InputError
 from harness.clock import boot_id
-from traffic.errors import InputError
-
-from .backend import BackendError, EnergyReading, GpuIdentity, GpuState, PowerReading, check_indices
+from harness.power.gpu_backend import (
+    BackendError,
+    EnergyReading,
+    GpuIdentity,
+    GpuState,
+    PowerReading,
+    check_indices,
+)
 
 SIM_SCHEMA_VERSION = 1
 # NVML's clock-event reason bit for the software power cap (nvmlClocksEventReasonSwPowerCap).

@@ -10,6 +10,7 @@ requests), so its interval is the mean's, shifted.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +19,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from foundation.errors import InputError
 from harness.energy import AnalysisOptions, BootstrapSpec
 from harness.energy.stats import mean_difference
-from traffic.errors import InputError
-
-from .files import ENERGY_FILE, SUMMARY_FILE, read_energy, read_summary, summary_document
-from .format import fmt_ci, fmt_num, fmt_pct
-from .run_inputs import analyze_run
-from .terminal import wide_console
+from harness.report.format import fmt_ci, fmt_num, fmt_pct
+from harness.report.run_inputs import analyze_run
+from harness.report.run_report import summary_document
+from harness.report.terminal import wide_console
+from harness.runfolder.report_files import ENERGY_FILE, SUMMARY_FILE, read_energy, read_summary
 
 COMPARE_SCHEMA_VERSION = 1
 
@@ -44,7 +45,7 @@ class Entry:
         return (self.block.get("all_in") or {}).get("j_per_request")
 
 
-def load_entries(paths: list[str | os.PathLike]) -> tuple[list[Entry], list[str]]:
+def load_entries(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Entry], list[str]]:
     """Entries of every arm of every run; reads summary.json + energy.parquet, or joins the run."""
     entries: list[Entry] = []
     notes: list[str] = []
@@ -110,8 +111,9 @@ def compare(entries: list[Entry], baseline: str | None = None, spec: BootstrapSp
             all_in_diff = None if e.all_in is None or base.all_in is None else e.all_in - base.all_in
             # all-in = mean + a fixed overhead per success, so its interval is the mean's, shifted.
             all_in_ci = None
-            if all_in_diff is not None and diff["ci95"] is not None:
-                all_in_ci = [v + all_in_diff - diff["diff"] for v in diff["ci95"]]
+            mean_diff, ci = diff["diff"], diff["ci95"]
+            if all_in_diff is not None and mean_diff is not None and ci is not None:
+                all_in_ci = [v + all_in_diff - mean_diff for v in ci]
             row["vs_baseline"] = {
                 **diff,
                 "significant": None

@@ -11,9 +11,8 @@ import json
 import pandas as pd
 
 from harness.energy import Analysis
-
-from . import plots
-from .format import fmt_ci, fmt_num
+from harness.report import plots
+from harness.report.format import fmt_ci, fmt_num
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;

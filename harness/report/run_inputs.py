@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from foundation.errors import InputError
 from harness.energy import (
     Analysis,
     AnalysisOptions,
@@ -22,12 +23,10 @@ from harness.energy import (
     analyze,
     arm_windows_from_manifest,
     idle_windows_from_manifest,
-    load_power,
 )
-from harness.energy.power_file import POWER_FILE
 from harness.power.series import PowerData
 from harness.runfolder import RunFolder
-from traffic.errors import InputError
+from harness.runfolder.power_file import POWER_FILE, load_power
 
 
 @dataclass

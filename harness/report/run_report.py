@@ -3,19 +3,55 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
+from harness import __version__
 from harness.energy import Analysis, AnalysisOptions
+from harness.report.run_inputs import analyze_run
+from harness.report.terminal import render_terminal_summary
+from harness.runfolder.report_files import write_energy, write_report_html, write_summary
+from harness.runfolder.server_metrics_file import server_load
 
-from .files import ReportPaths, summary_document, write_run_reports
-from .run_inputs import analyze_run
-from .terminal import render_terminal_summary
+
+@dataclass(frozen=True)
+class ReportPaths:
+    summary: Path
+    energy: Path
+    html: Path
+
+
+def summary_document(analysis: Analysis, run_id: str) -> dict[str, Any]:
+    """The summary.json document: the analysis summary plus where and when it was made."""
+    return {
+        "run_id": run_id,
+        "generated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "joulebench": __version__,
+        **analysis.summary,
+    }
+
+
+def write_run_reports(
+    run_dir: str | os.PathLike[str], analysis: Analysis, run_id: str | None = None
+) -> ReportPaths:
+    """Write summary.json, energy.parquet and report.html into `run_dir` (atomically, each)."""
+    from harness.report.html import render_html  # matplotlib is imported only when a report is drawn
+
+    run_dir = Path(run_dir)
+    doc = summary_document(analysis, run_id or run_dir.name)
+    summary = write_summary(run_dir, doc)
+    energy = write_energy(run_dir, analysis.requests, analysis.method)
+    load = server_load(run_dir)  # requests running/waiting from the server's metrics, if scraped
+    html = write_report_html(run_dir, render_html(doc, analysis, load))
+    return ReportPaths(summary=summary, energy=energy, html=html)
 
 
 def report_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     *,
     method: str | None = None,
     idle_mode: str | None = None,

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .format import fmt_ci, fmt_num
+from harness.report.format import fmt_ci, fmt_num
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 

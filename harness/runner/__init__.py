@@ -1,17 +1,7 @@
 """Executes arrival plans (open and closed loop) against a target and logs every request."""
 
-from .execute import check_run, execute_plan
-from .options import RunOptions
-from .pipeline import RunContext, Stage, run_pipeline
-from .result import ArmWindow, RunResult
+from harness.runner.execute import check_run, execute_plan
+from harness.runner.options import RunOptions
+from harness.runner.result import ArmRun, RunResult
 
-__all__ = [
-    "ArmWindow",
-    "RunContext",
-    "RunOptions",
-    "RunResult",
-    "Stage",
-    "check_run",
-    "execute_plan",
-    "run_pipeline",
-]
+__all__ = ["ArmRun", "RunOptions", "RunResult", "check_run", "execute_plan"]

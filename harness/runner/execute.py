@@ -1,7 +1,7 @@
 """`execute_plan`: run a plan against a target into a run folder, and hand back a `RunResult`.
 
 This is the "execute" stage of `joulebench run` (plan -> [idle capture] -> execute -> [power fetch ->
-join -> report]); the stages around it hook in through `harness.runner.pipeline`.
+join -> report]); the stages around it hook in through `harness.session.pipeline`.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from traffic.errors import InputError
+from foundation.errors import InputError
+from harness.backends import Target
+from harness.clock import ClockAnchor
+from harness.runfolder import RunFolder, utc_iso
+from harness.runfolder.request_log import warmup_rows
+from harness.runner.dispatcher import Dispatcher
+from harness.runner.options import RunOptions
+from harness.runner.plan_prompts import prompts_from_plan
+from harness.runner.progress import ProgressDisplay
+from harness.runner.result import RunResult
+from harness.runner.timing import new_event_loop, raise_fd_limit
 from traffic.plan import Plan
-
-from ..backends import Target, prompts_from_plan
-from ..clock import ClockAnchor
-from ..records import warmup_rows
-from ..runfolder import RunFolder, utc_iso
-from .executor import Executor
-from .options import RunOptions
-from .progress import ProgressDisplay
-from .result import RunResult
-from .timing import new_event_loop, raise_fd_limit
 
 
 def check_run(plan: Plan, target: Target, options: RunOptions) -> None:
@@ -40,9 +40,9 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> None:
         target.api.check(prompts[row], f"plan request {row}")
     arm_of = plan.rows["arm"].to_numpy(dtype=object)
     for arm in plan.header.arms:
-        users = int(arm.users or arm.params.get("n") or 1)
         mine = shard.mask(ids[arm_of == arm.name])
-        if arm.closed_loop and mine.any() and users // shard.count + (shard.index < users % shard.count) == 0:
+        if arm.closed_loop and mine.any() and shard.users(arm.user_count) == 0:
+            users = arm.user_count
             raise InputError(
                 f"--shard {shard}: closed-loop arm {arm.name!r} has {users} user(s), fewer than the "
                 f"{shard.count} shards; use at most {users} shards"
@@ -67,8 +67,8 @@ def execute_plan(
     """
     check_run(plan, target, options)
     anchor = anchor or ClockAnchor.now()
-    executor = Executor(plan, target, options, folder.log_path, anchor, api_key)
-    fd_soft, fd_hard = raise_fd_limit(executor.pool_size + 64)
+    dispatcher = Dispatcher(plan, target, options, folder.log_path, anchor, api_key)
+    fd_soft, fd_hard = raise_fd_limit(dispatcher.pool_size + 64)
     folder.update_manifest(
         clock={"anchor": anchor.as_dict(), "start_utc": utc_iso(anchor.epoch_ns)},
         options=options.as_manifest(),
@@ -79,16 +79,16 @@ def execute_plan(
             if options.start_at_epoch_s is None
             else round(options.start_at_epoch_s * 1e9),
         },
-        connections={"pool": executor.pool_size, "fd_limit": [fd_soft, fd_hard]},
+        connections={"pool": dispatcher.pool_size, "fd_limit": [fd_soft, fd_hard]},
     )
     loop = new_event_loop(options.precise_timer)
-    progress = ProgressDisplay(executor.stats, options.progress)
-    handled = _install_signals(loop, executor)
+    progress = ProgressDisplay(dispatcher.stats, options.progress)
+    handled = _install_signals(loop, dispatcher)
     gc.freeze()  # the plan and records are long-lived: keep them out of every collection during the run
     cpu0, wall0 = time.process_time(), time.monotonic()
     try:
         with progress:
-            loop.run_until_complete(executor.run(progress))
+            loop.run_until_complete(dispatcher.run(progress))
     finally:
         cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
         for sig, previous in handled.items():
@@ -98,12 +98,12 @@ def execute_plan(
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         gc.unfreeze()
-        executor.finish()
+        dispatcher.finish()
     end_anchor = ClockAnchor.now()
     compacted = folder.compact(plan)
-    end_ns = max((w.end_ns for w in executor.arm_windows), default=end_anchor.mono_ns)
-    start_ns = executor.start_ns if executor.start_ns is not None else end_ns
-    reason = executor.stop_reason or "completed"
+    end_ns = max((w.end_ns for w in dispatcher.arm_windows), default=end_anchor.mono_ns)
+    start_ns = dispatcher.start_ns if dispatcher.start_ns is not None else end_ns
+    reason = dispatcher.stop_reason or "completed"
     arms = {arm.name: arm for arm in plan.header.arms}
     folder.update_manifest(
         clock={
@@ -135,7 +135,7 @@ def execute_plan(
                 "planned": w.planned,
                 "sent": w.sent,
             }
-            for w in executor.arm_windows
+            for w in dispatcher.arm_windows
         ],
     )
     return RunResult(
@@ -143,14 +143,14 @@ def execute_plan(
         anchor=anchor,
         start_ns=start_ns,
         end_ns=end_ns,
-        arms=list(executor.arm_windows),
+        arms=list(dispatcher.arm_windows),
         stop_reason=reason,
         requests=compacted.frame,
         client_cpu_s=cpu_s,
     )
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, executor: Executor) -> dict[int, Any]:
+def _install_signals(loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher) -> dict[int, Any]:
     """Ctrl-C and SIGTERM (what Kubernetes sends) stop gracefully; a second one stops at once.
 
     Returns the handlers they replace, to be put back afterwards."""
@@ -158,17 +158,17 @@ def _install_signals(loop: asyncio.AbstractEventLoop, executor: Executor) -> dic
         return {}
 
     def on_signal(sig: signal.Signals) -> None:
-        if executor.stop_reason is None:
-            inflight = executor.stats.in_flight
+        if dispatcher.stop_reason is None:
+            inflight = dispatcher.stats.in_flight
             print(
                 f"\njoulebench: {sig.name}: stopping; {inflight} request(s) in flight may finish within "
-                f"{executor.options.grace_s:g} s (interrupt again to stop at once)",
+                f"{dispatcher.options.grace_s:g} s (interrupt again to stop at once)",
                 file=sys.stderr,
             )
-            executor.request_stop("interrupted")
+            dispatcher.request_stop("interrupted")
         else:
             print(f"\njoulebench: {sig.name} again: cancelling what is in flight", file=sys.stderr)
-            executor.abort()
+            dispatcher.abort()
 
     handled = {}
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,32 +1,85 @@
-"""How a plan is executed (everything but the plan and the target), validated in one place."""
+"""How a plan is executed (everything but the plan and the target), validated in one place.
+
+A field made with `flag` (foundation/flag_fields.py) is a flag of `joulebench run`, declared here next
+to its default; FLAG_PANEL is the help panel of those flags.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from traffic.errors import InputError
-
-from ..backends.client import TRANSPORTS
-from ..records import Shard
+from foundation.errors import InputError
+from foundation.flag_fields import check_choice, flag
+from harness.backends.client import Transport
+from harness.records import Shard
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    stream: bool = True
-    max_concurrency: int | None = None  # client-side cap; the wait shows as queued_ns
-    max_rate: float | None = None  # requests/s guard (asyncio-throttle); the wait shows as queued_ns
-    warmup: int = 1  # requests sent one at a time before the plan, flagged warmup=True
-    time_limit_s: float | None = None  # stop sending this long after the measured start
-    timeout_s: float = 300.0  # per request, from sent_ns to the end of the response
-    grace_s: float = 30.0  # after a stop: how long in-flight requests may still finish
-    arm_gap_s: float = 0.0  # idle time between one arm's last response and the next arm's start
-    shard: Shard = field(default_factory=Shard)
-    start_at_epoch_s: float | None = None  # the measured start, in epoch seconds (for shards)
-    progress: bool = True
-    precise_timer: bool = True
-    transport: str = "aiohttp"  # or "httpx": see harness.backends.aiohttp_transport
+    FLAG_PANEL: ClassVar[str] = "Run"
+
+    stream: bool = flag(
+        True, "--stream/--no-stream", "Streaming responses (per-chunk times, TTFT) or whole responses."
+    )
+    max_concurrency: int | None = flag(
+        None,
+        "--max-concurrency <int>",
+        "Client-side cap on requests in flight; the wait is logged as queued_ns "
+        "(default: no cap, pure open loop).",
+    )
+    max_rate: float | None = flag(  # enforced with asyncio-throttle
+        None,
+        "--max-rate REQ/S",
+        "Guard: never more than this many requests per second "
+        "(floor(R) per 1 s window); the wait is logged as queued_ns.",
+    )
+    warmup: int = flag(
+        1,
+        "--warmup <int>",
+        "Requests sent one at a time before the plan (the plan's first prompts), logged "
+        "with warmup=true and negative ids, excluded from results.",
+    )
+    time_limit_s: float | None = flag(
+        None,
+        "--time-limit SECONDS",
+        "Stop sending this long after the measured start; requests not sent by then are logged not_sent.",
+    )
+    timeout_s: float = flag(
+        300.0, "--timeout SECONDS", "Per-request limit from sending to the end of the response."
+    )
+    grace_s: float = flag(
+        30.0,
+        "--grace SECONDS",
+        "After Ctrl-C, SIGTERM or the time limit: how long requests "
+        "in flight may still finish before they are cancelled.",
+    )
+    arm_gap_s: float = flag(
+        0.0, "--arm-gap SECONDS", "Idle time between one arm's last response and the next arm's start."
+    )
+    shard: Shard = flag(
+        Shard(),
+        "--shard I/N",
+        "Send only this shard's slice of the plan (request_id % N == I) at "
+        "the original offsets; merge the shards' folders with `joulebench merge`.",
+        parse=Shard.parse,
+    )
+    start_at_epoch_s: float | None = flag(
+        None,
+        "--start-at EPOCH_S",
+        "Start the measured plan at this epoch time (seconds), "
+        "so all shards start together; warm-up happens before it.",
+    )
+    transport: Transport = flag(
+        "aiohttp",
+        "--transport",
+        "HTTP transport under httpx: aiohttp (aiohttp's connection pool, cheaper per request) or "
+        "httpx (httpcore). See docs/runner.md.",
+    )
+    progress: bool = flag(True, "--progress/--no-progress", "Live progress display on stderr.")
+    # Not a flag: the load generator's fidelity benchmark turns the precise timer off to measure what it buys.
+    precise_timer: bool = field(default=True, metadata={"flag": None})
 
     def validate(self) -> RunOptions:
         positive = {
@@ -34,18 +87,17 @@ class RunOptions:
             "--time-limit": self.time_limit_s,
             "--timeout": self.timeout_s,
         }
-        for flag, value in positive.items():
+        for name, value in positive.items():
             if value is not None and not value > 0:
-                raise InputError(f"{flag}: must be > 0 (got {value})")
-        for flag, value in {"--grace": self.grace_s, "--arm-gap": self.arm_gap_s}.items():
+                raise InputError(f"{name}: must be > 0 (got {value})")
+        for name, value in {"--grace": self.grace_s, "--arm-gap": self.arm_gap_s}.items():
             if not value >= 0:
-                raise InputError(f"{flag}: must be >= 0 (got {value})")
+                raise InputError(f"{name}: must be >= 0 (got {value})")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise InputError(f"--max-concurrency: must be >= 1 (got {self.max_concurrency})")
         if self.warmup < 0:
             raise InputError(f"--warmup: must be >= 0 (got {self.warmup})")
-        if self.transport not in TRANSPORTS:
-            raise InputError(f"--transport {self.transport!r}: choose one of {', '.join(TRANSPORTS)}")
+        check_choice("--transport", self.transport, Transport)
         start = self.start_at_epoch_s
         if start is not None:
             now = time.time()

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..clock import ClockAnchor
-from ..runfolder import RunFolder
+from harness.clock import ClockAnchor
+from harness.runfolder import RunFolder
 
 
 @dataclass(frozen=True)
-class ArmWindow:
+class ArmRun:
     """One arm's measured window on the harness monotonic clock: from its start (the first request's
     due time) to its last response."""
 
@@ -28,7 +28,7 @@ class RunResult:
     anchor: ClockAnchor  # maps every *_ns time of the run to epoch time
     start_ns: int  # measured start: the first arm's start (after warm-up)
     end_ns: int  # the last arm's end (or when a stop finished)
-    arms: list[ArmWindow]
+    arms: list[ArmRun]
     stop_reason: str  # completed | interrupted | aborted | time_limit
     requests: pd.DataFrame  # requests.parquet as written (warm-up rows included, flagged)
     client_cpu_s: float  # CPU time this process spent executing (warm-up, sending, draining)

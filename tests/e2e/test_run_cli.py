@@ -103,7 +103,7 @@ def test_acceptance_tgi_backend_with_a_multi_arm_plan_file(mock, tmp_path: Path)
             ["--target", "MOCK", "--backend", "tgi", "--plan", "missing.parquet"],
             "missing.parquet: plan file not found",
         ),
-        (["--target", "MOCK", "--plan", "corrupt.parquet"], "not a readable Parquet plan"),
+        (["--target", "MOCK", "--plan", "corrupt.parquet"], "corrupt.parquet: not a readable Parquet file"),
         (["--target", "MOCK", "--backend", "vllm", "--prompts", "synthetic", "--n", "3"], "--backend 'vllm'"),
         (["--target", "MOCK", "--prompts", "synthetic", "--n", "3", "--shard", "2/2"], "--shard 2/2"),
         (["--target", "MOCK", "--plan", "x.parquet", "--n", "3"], "not both"),

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from foundation.errors import InputError
 from traffic.builder import build_plan
-from traffic.errors import InputError
 from traffic.plan import PLAN_COLUMNS, load_plan, save_plan
 from traffic.spec import PlanSpec
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 from traffic.prompts import PromptOptions, load_source, parse_source
-from traffic.prompts.records import POLITE_TURN
-from traffic.prompts.tokens import load_tokenizer
+from traffic.prompts.content import POLITE_TURN
+from traffic.prompts.tokenizer import load_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 from traffic.spec import DEFAULT_SCHEDULE, PlanSpec
 
 

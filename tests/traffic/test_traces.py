@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 from traffic.traces import load_trace, replay_offsets, window_indices, window_rate
 
 

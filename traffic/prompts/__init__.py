@@ -1,7 +1,7 @@
 """Prompt sources: UltraChat and AI Energy Score files, generic JSONL/JSON/CSV/Parquet, Hugging Face
 datasets from the local cache, and the built-in synthetic source (the embedded default)."""
 
-from .pool import PromptOptions, PromptPool, PromptSource, load_source
-from .source import SourceSpec, parse_source
+from traffic.prompts.pool import PromptOptions, PromptPool, PromptSource, load_source
+from traffic.prompts.source import SourceSpec, parse_source
 
 __all__ = ["PromptOptions", "PromptPool", "PromptSource", "SourceSpec", "load_source", "parse_source"]

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from . import synthetic
-from .hf import read_hf
-from .records import polite_text, render_table
-from .source import SourceSpec
-from .tables import files_sha256, read_table
-from .tokens import TokenCounter, load_tokenizer
+from foundation.errors import InputError
+from traffic.prompts import synthetic
+from traffic.prompts.content import polite_text, render_table
+from traffic.prompts.hf import read_hf
+from traffic.prompts.source import SourceSpec
+from traffic.prompts.tables import files_sha256, read_table
+from traffic.prompts.tokenizer import TokenCounter, load_tokenizer
 
 # Without a tokenizer, lengths for trace matching are estimated at 4 characters per token.
 CHARS_PER_TOKEN_ESTIMATE = 4
@@ -233,7 +234,7 @@ def _synthetic_batch(
 
 
 def _pool_from(
-    ids: list[str], prompts: list[str | None], messages: list[Any], counter: TokenCounter | None
+    ids: list[str], prompts: Sequence[str | None], messages: list[Any], counter: TokenCounter | None
 ) -> PromptPool:
     chat = [None if m is None else json.dumps(m, ensure_ascii=False) for m in messages]
     # Messages are measured by their contents alone (no chat template).

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 GENERATOR = "joulebench-synthetic-v1"  # bump when the output for a given seed changes
 DEFAULTS: dict[str, Any] = {"dist": "lognormal", "mean": 128.0, "cv": 0.5, "min": 4, "max": 4096}
@@ -75,8 +76,9 @@ def parse_options(text: str) -> dict[str, Any]:
     return options
 
 
-def draw_lengths(count: int, options: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+def draw_lengths(count: int, options: dict[str, Any], rng: np.random.Generator) -> NDArray[np.int64]:
     """Prompt lengths (words, or tokens with a tokenizer) from the configured distribution."""
+    raw: NDArray[np.float64]
     if options["dist"] == "fixed" or (options["dist"] == "lognormal" and options["cv"] == 0):
         raw = np.full(count, options["mean"])
     elif options["dist"] == "uniform":

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputError
+from foundation.errors import InputError
 
 
 @dataclass
@@ -133,14 +133,14 @@ def _read_parquet(path: Path) -> Table:
     )
 
 
-def _numbered_lines(path: Path, handle):
+def _numbered_lines(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, str]]:
     try:
         yield from enumerate(handle, start=1)
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
 
 
-def _open_text(path: Path):
+def _open_text(path: Path) -> TextIO:
     try:
         return path.open(encoding="utf-8")
     except OSError as exc:

@@ -17,14 +17,13 @@ from typing import Protocol
 
 import httpx
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from traffic.errors import InputError
-
-from ..clocksync import ClockOffset, estimate_clock_offset
-from ..series import PowerData
-from .dcgm import DcgmSource
-from .prometheus import PrometheusSource
-from .sidecar import SidecarSource
+from harness.power.clocksync import ClockOffset, estimate_clock_offset
+from harness.power.series import PowerData
+from harness.power.sources.dcgm import DcgmSource
+from harness.power.sources.prometheus import PrometheusSource
+from harness.power.sources.sidecar_samples import SidecarSource
 
 __all__ = [
     "ClockOffset",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..series import EnergySeries
+from harness.power.series import EnergySeries
 
 _GAP_FACTOR = 3.0  # a gap is a spacing above 3x the expected period ...
 _GAP_MIN_S = 1.0  # ... and above the expected period plus one second

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..series import PowerData
-from .assemble import build_series
-from .promapi import pair, with_selector
-from .prometheus import PrometheusBase, one_per_gpu
+from harness.power.series import PowerData
+from harness.power.sources.assemble import build_series
+from harness.power.sources.promapi import pair, with_selector
+from harness.power.sources.prometheus import PrometheusBase, one_per_gpu
 
 ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 POWER = "DCGM_FI_DEV_POWER_USAGE"

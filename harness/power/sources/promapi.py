@@ -1,14 +1,16 @@
-"""A small client for Prometheus' HTTP API (`/api/v1/query_range`), for the prometheus and dcgm sources."""
+"""A small client for Prometheus' HTTP API (`/api/v1/query`, `/api/v1/query_range`), for the prometheus and
+dcgm sources."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import numpy as np
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 
 MAX_POINTS = 10_000  # Prometheus refuses more than 11,000 points per series in one query_range
 
@@ -42,17 +44,25 @@ class PrometheusAPI:
         self._client = client
         self._timeout = timeout_s
 
-    def _get(self, client: httpx.Client, params: dict[str, str]) -> list[dict]:
+    def _get(self, client: httpx.Client, path: str, params: dict[str, str]) -> Any:
         try:
-            response = client.get(f"{self.url}/api/v1/query_range", params=params)
+            response = client.get(f"{self.url}/api/v1/{path}", params=params)
             doc = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise InputError(f"{self.url}: cannot query Prometheus ({exc})") from None
-        if doc.get("status") != "success":
-            raise InputError(
-                f"{self.url}: query {params['query']!r} failed: {doc.get('error', response.status_code)}"
-            )
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            error = doc.get("error", response.status_code) if isinstance(doc, dict) else doc
+            raise InputError(f"{self.url}: query {params['query']!r} failed: {error}")
         return doc["data"]["result"]
+
+    def query(self, expr: str) -> Any:
+        """`expr` evaluated at the server's now: a list of {metric, value}, or [t, "v"] for a scalar."""
+        client = self._client or httpx.Client(timeout=self._timeout)
+        try:
+            return self._get(client, "query", {"query": expr})
+        finally:
+            if self._client is None:
+                client.close()
 
     def query_range(self, expr: str, start_s: float, end_s: float, step_s: float) -> list[Series]:
         """Evaluate `expr` at every step in [start_s, end_s]; one Series per label set."""
@@ -64,7 +74,7 @@ class PrometheusAPI:
             while t <= end_s:
                 stop = min(end_s, t + chunk)
                 params = {"query": expr, "start": f"{t:.3f}", "end": f"{stop:.3f}", "step": f"{step_s:g}"}
-                for item in self._get(client, params):
+                for item in self._get(client, "query_range", params):
                     labels = {k: v for k, v in item["metric"].items() if k != "__name__"}
                     entry = merged.setdefault(tuple(sorted(labels.items())), (labels, [], []))
                     for ts, value in item["values"]:

@@ -15,13 +15,12 @@ from typing import Any
 import httpx
 import numpy as np
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from traffic.errors import InputError
-
-from ..clocksync import ClockOffset
-from ..series import PowerData
-from .assemble import build_series
-from .promapi import PrometheusAPI, epoch_s_to_ns, pair, with_selector
+from harness.power.clocksync import ClockOffset
+from harness.power.series import PowerData
+from harness.power.sources.assemble import build_series
+from harness.power.sources.promapi import PrometheusAPI, epoch_s_to_ns, pair, with_selector
 
 DEFAULT_SPAN_S = 3600.0
 

@@ -13,10 +13,10 @@ import pytest
 from fixture_replay import Fixture, ReplayServer, load_fixtures
 from joulebench_testkit import free_port
 
+from foundation.errors import InputError
 from harness.backends import APIS, OpenAIChat, Prompt, make_client, perform, resolve_target
 from harness.backends.client import TRANSPORTS
 from harness.records import RequestRecord
-from traffic.errors import InputError
 
 FIXTURES = {f.name: f for f in load_fixtures()}
 PROMPT = Prompt(prompt="hi", messages=None, max_tokens=8, ignore_eos=False, temperature=None)

@@ -28,56 +28,20 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
 def test_acceptance_commands(tmp_path):
     p, arms, t = tmp_path / "p.parquet", tmp_path / "arms.parquet", tmp_path / "t.parquet"
     first = run_joulebench(
-        "plan",
-        "build",
-        "--prompts",
-        "synthetic",
-        "--schedule",
-        "uniform:low=0.1,high=0.5",
-        "--n",
-        "1000",
-        "--seed",
-        "7",
-        "--out",
-        str(p),
-    )
+        "plan", "build", "--prompts", "synthetic", "--schedule", "uniform:low=0.1,high=0.5", "--n", "1000",
+        "--seed", "7", "--out", str(p),
+    )  # fmt: skip
     assert first.returncode == 0, first.stderr
     second = run_joulebench(
-        "plan",
-        "build",
-        "--prompts",
-        ULTRACHAT,
-        "--schedule",
-        "fixed:interval=0.5",
-        "--schedule",
-        "uniform:low=0.1,high=0.5",
-        "--schedule",
-        "bursty:size=8,intra=0.01,gap=2.4",
-        "--rate",
-        "2",
-        "--n",
-        "300",
-        "--seed",
-        "1",
-        "--max-tokens",
-        "128",
-        "--ignore-eos",
-        "--out",
-        str(arms),
-    )
+        "plan", "build", "--prompts", ULTRACHAT, "--schedule", "fixed:interval=0.5",
+        "--schedule", "uniform:low=0.1,high=0.5", "--schedule", "bursty:size=8,intra=0.01,gap=2.4",
+        "--rate", "2", "--n", "300", "--seed", "1", "--max-tokens", "128", "--ignore-eos", "--out", str(arms),
+    )  # fmt: skip
     assert second.returncode == 0, second.stderr
     third = run_joulebench(
-        "plan",
-        "build",
-        "--prompts",
-        "synthetic",
-        "--schedule",
-        f"trace:path={AZURE},format=azure,time_scale=0.5",
-        "--duration",
-        "60",
-        "--out",
-        str(t),
-    )
+        "plan", "build", "--prompts", "synthetic",
+        "--schedule", f"trace:path={AZURE},format=azure,time_scale=0.5", "--duration", "60", "--out", str(t),
+    )  # fmt: skip
     assert third.returncode == 0, third.stderr
     described = run_joulebench("plan", "describe", str(p), "--json")
     assert described.returncode == 0, described.stderr
@@ -261,7 +225,8 @@ def test_describe_rejects_missing_and_damaged_plans(tmp_path, capsys):
     damaged = tmp_path / "damaged.parquet"
     damaged.write_bytes(b"PAR1 not really")
     code, _, err = run_main(capsys, "plan", "describe", str(damaged), "--json")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a readable Parquet plan" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "damaged.parquet: not a readable Parquet file" in err
 
 
 def test_plan_options_can_be_shared_by_another_command(tmp_path):
@@ -269,7 +234,7 @@ def test_plan_options_can_be_shared_by_another_command(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from harness.cli._plan_options import PlanOptions, plan_options
+    from harness.cli.plan_flags import PlanOptions, plan_options
 
     app = typer.Typer()
     seen: dict = {}

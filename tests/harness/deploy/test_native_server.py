@@ -20,10 +20,10 @@ import httpx
 import pytest
 from joulebench_testkit import busy_port, free_port
 
+from foundation.errors import InputError
 from harness.cli import main
 from harness.deploy.health import ServerError
 from harness.deploy.native import NativeServer, tgi_spec, vllm_spec
-from traffic.errors import InputError
 
 FAKE_VLLM = Path(__file__).parent / "fake_vllm"
 REPO = Path(__file__).resolve().parents[3]

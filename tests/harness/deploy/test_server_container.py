@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from engine_standin import EngineStandIn, FakeContainer, rfc3339_nano
 
+from foundation.errors import InputError
 from harness.cli import main
 from harness.deploy.cmdline import REDACTED
 from harness.deploy.container import ServerContainer, _parse_docker_time
 from harness.deploy.health import ServerError
-from traffic.errors import InputError
 
 VLLM_CMD = [
     "--model", "meta-llama/Llama-3.2-1B-Instruct", "--dtype", "bfloat16", "--tensor-parallel-size", "1",

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from harness.energy import ArmWindow, IdleWindows, Window, analyze
 from harness.power.series import EnergySeries, PowerData
 
-RTOL = 1e-9
+# Rounding in the cumulative sums reaches a few 1e-9 of the total on adversarial inputs (a large counter
+# offset, the tokens split); the join flags `conservation` above 1e-6. A real leak is far larger.
+RTOL = 1e-6
+
 times = st.integers(min_value=0, max_value=20 * S)
 
 

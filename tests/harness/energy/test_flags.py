@@ -209,7 +209,7 @@ def test_unstreamed_requests_have_no_phase_split():
 
 
 def test_bad_method_and_missing_columns_are_input_errors():
-    from traffic.errors import InputError
+    from foundation.errors import InputError
 
     reqs = _reqs(2)
     with pytest.raises(InputError, match="method"):

@@ -8,12 +8,12 @@ import pyarrow as pa
 import pytest
 from energy_synth import MS, Req, S, frame
 
+from foundation.errors import InputError
 from harness.energy import ArmWindow, arm_windows_from_manifest, idle_windows_from_manifest
 from harness.energy.grid import cut, energy_at
 from harness.energy.lifetimes import chunk_arrays, lifetimes, tokens
 from harness.energy.windows import derive_arm_windows, run_window
 from harness.power.series import EnergySeries
-from traffic.errors import InputError
 
 
 def test_chunk_column_as_arrow_list_or_object_arrays_gives_the_same_arrays():

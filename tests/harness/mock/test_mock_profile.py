@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import InputError
 from harness.mock.profile import DEFAULT_PROFILE, builtin_profiles, load_profile, parse_profile
-from harness.mock.tokens import LINE_BREAKERS, PromptCounter, token_texts
-from traffic.errors import InputError
+from harness.mock.token_text import LINE_BREAKERS, PromptCounter, token_texts
 
 TOKENIZER = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "models" / "Llama-3-tokenizer"
 

@@ -8,7 +8,7 @@ import pytest
 from fake_pynvml import FakeGpu, FakeNvml
 
 from harness.power.nvml import NvmlBackend
-from harness.power.sidecar import Sidecar
+from harness.power.sidecar_server import Sidecar
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pynvml
 import pytest
 from fake_pynvml import FakeGpu, FakeNvml
 
-from harness.power.backend import BackendError, Unsupported, parse_gpus
+from foundation.errors import InputError
+from harness.power.gpu_backend import BackendError, Unsupported, parse_gpus
 from harness.power.nvml import NvmlBackend
-from traffic.errors import InputError
 
 NVML_SOURCE = Path(__file__).resolve().parents[3] / "harness" / "power" / "nvml.py"
 

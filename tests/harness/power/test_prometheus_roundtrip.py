@@ -21,12 +21,12 @@ from dcgm_exporter_standin import DcgmExporterStandIn
 from fake_pynvml import FakeGpu, FakeNvml
 from joulebench_testkit import PrometheusServer, run_mock_server, simulated_sidecar
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.power.nvml import NvmlBackend
 from harness.power.samplelog import ENERGY_ROW
-from harness.power.sidecar import Sidecar
+from harness.power.sidecar_server import Sidecar
 from harness.power.sources import DcgmSource, PrometheusSource
-from traffic.errors import InputError
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fake_pynvml import FakeGpu
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor, boot_id
 from harness.power.samplelog import COLUMNS, SampleRing, SampleRows, read_log_file
-from traffic.errors import InputError
 
 
 def test_ring_wraps_and_reports_what_was_overwritten():

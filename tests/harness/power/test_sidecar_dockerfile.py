@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 
+import tomllib
 from joulebench_testkit import REPO, require_tool
 
 DOCKERFILE = REPO / "deploy" / "sidecar" / "Dockerfile"
@@ -51,6 +52,14 @@ def test_copies_only_what_exists_and_installs_the_package():
                 assert (REPO / source).exists(), source
     runs = " ".join(args for k, args in final_stage() if k == "RUN")
     assert "pip install" in runs and "/wheels" in runs
+
+
+def test_copies_every_package_the_wheel_is_built_from():
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in include["include"]}
+    copies = [args for keyword, args in instructions() if keyword == "COPY" and "--from" not in args]
+    copied = {args.split()[0] for args in copies}
+    assert packages <= copied, packages - copied
 
 
 def test_runs_unprivileged_with_nvml_utility_capability_only():

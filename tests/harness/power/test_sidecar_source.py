@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from fake_pynvml import FakeGpu
 
+from foundation.errors import InputError
 from harness.power.clocksync import ClockOffset, estimate_clock_offset
 from harness.power.sources import SidecarSource, open_source
-from traffic.errors import InputError
+from harness.runfolder.power_file import save_raw_samples
 
 
 def mean_power(series, t0: int, t1: int) -> float:
@@ -49,8 +50,8 @@ def test_http_read_follows_the_power_and_matches_the_counter(fake_sidecar, tmp_p
     whole = SidecarSource(tmp_path / "log.jsonl").read(start, end)
     assert np.array_equal(whole.series[0].t_ns, a.t_ns)
     assert np.allclose(whole.series[0].energy_j, a.energy_j)
-    source.save(tmp_path / "saved.jsonl")
-    again = open_source(f"sidecar={tmp_path / 'saved.jsonl'}").read(start, end)
+    saved = save_raw_samples(tmp_path, source.sessions())
+    again = open_source(f"sidecar={saved}").read(start, end)
     assert np.array_equal(again.series[1].t_ns, b.t_ns) and np.allclose(again.series[1].energy_j, b.energy_j)
 
 

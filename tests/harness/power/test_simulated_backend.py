@@ -12,10 +12,10 @@ import pytest
 from joulebench_testkit import free_port, one_line_error, require_tool, run_joulebench, run_mock_server
 from joulebench_testkit import simulated_sidecar as sidecar_process
 
+from foundation.errors import InputError
 from harness.power.samplelog import read_log_file
 from harness.power.simulated import SimulatedBackend
 from harness.power.sources import SidecarSource
-from traffic.errors import InputError
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from harness.clock import ClockAnchor
-from harness.energy import save_power
 from harness.power.series import EnergySeries, PowerData
-from harness.records import RequestRecord, records_frame, write_requests
+from harness.records import RequestRecord, records_frame
 from harness.runfolder import RunFolder
+from harness.runfolder.power_file import save_power
+from harness.runfolder.requests_file import write_requests
 from traffic.plan import ArmSpec, PlanHeader, make_plan
 
 S = 1_000_000_000

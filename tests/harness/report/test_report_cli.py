@@ -11,8 +11,8 @@ import pytest
 from joulebench_testkit import run_main
 from run_synth import S, build_run
 
-from harness.report import read_energy
 from harness.report.format import fmt_num
+from harness.runfolder.report_files import read_energy
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_report_errors_for_missing_folders(tmp_path, capsys, make, message):
     ("name", "message"),
     [
         ("manifest.json", "not valid JSON"),
-        ("requests.parquet", "not a readable requests Parquet file"),
+        ("requests.parquet", "requests.parquet: not a readable Parquet file"),
         ("power.parquet", "not a readable Parquet file"),
         ("plan.parquet", "plan"),
     ],
@@ -154,10 +154,10 @@ def test_report_bad_flag_value(tmp_path, capsys):
     run = build_run(tmp_path)
     assert run_main(["report", str(run), "--method", "watts"]) == 2
     assert (
-        capsys.readouterr().err.strip() == "joulebench: error: --method: 'watts' is not one of time, tokens"
+        capsys.readouterr().err.strip() == "joulebench: error: --method 'watts': expected one of time, tokens"
     )
     assert run_main(["report", str(run), "--idle", "median"]) == 2
-    assert capsys.readouterr().err.strip().startswith("joulebench: error: --idle: 'median'")
+    assert capsys.readouterr().err.strip().startswith("joulebench: error: --idle 'median': expected one of")
 
 
 def test_report_as_a_real_process(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from runner_helpers import max_in_flight, one_row_each, plan_of, run_plan
 
-from traffic.errors import InputError
+from foundation.errors import InputError
 
 
 def test_closed_loop_keeps_n_users_busy(fast_mock, tmp_path) -> None:

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from foundation.errors import InputError
 from harness.runner import RunOptions
-from traffic.errors import InputError
 
 
 @pytest.mark.parametrize(

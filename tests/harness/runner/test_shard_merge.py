@@ -13,11 +13,12 @@ import pytest
 from joulebench_testkit import joulebench_argv, run_joulebench
 from runner_helpers import plan_of
 
+from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from harness.records import TIME_COLUMNS, read_requests, write_requests
+from harness.records import TIME_COLUMNS
 from harness.runfolder import RunFolder
-from harness.runner.merge import merge_runs
-from traffic.errors import InputError
+from harness.runfolder.requests_file import read_requests, write_requests
+from harness.runfolder.shard_merge import merge_runs
 from traffic.plan import save_plan
 
 

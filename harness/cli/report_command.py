@@ -1,0 +1,83 @@
+"""`joulebench report RUN`: join a run folder's requests and power again and rewrite its reports."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from foundation.flag_fields import check_choice
+from harness.cli.app import app
+from harness.energy import METHODS, AnalysisOptions, BootstrapSpec
+from harness.energy.split import Method
+from harness.energy.windows import IDLE_MODES, IdleMode
+from harness.report import render_terminal_summary, report_run
+from harness.report.terminal import wide_console
+from harness.runfolder.report_files import read_summary
+
+# The flags' defaults are read from the analysis' own, so the two cannot drift apart.
+_DEFAULTS = AnalysisOptions()
+
+
+@app.command("report")
+def report(
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Run folder (with manifest.json, plan.parquet, requests.parquet, power.parquet)."
+        ),
+    ],
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How energy is split among requests in flight: {' or '.join(METHODS)} "
+            "(default: the method the run recorded, else time). See docs/energy.md."
+        ),
+    ] = None,
+    idle: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Idle power estimate: {', '.join(IDLE_MODES)} (of the idle windows before/after the run; "
+            "default: mean)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the bootstrap resampling (CIs are reproducible).")
+    ] = _DEFAULTS.bootstrap.seed,
+    resamples: Annotated[
+        int, typer.Option(min=100, help="Bootstrap resamples per CI.")
+    ] = _DEFAULTS.bootstrap.resamples,
+    min_coverage: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Flag requests with less of their lifetime under power samples."),
+    ] = _DEFAULTS.min_coverage,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the paths written.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Exit with status 1 when a result has an error flag (e.g. no power data).")
+    ] = False,
+) -> None:
+    """Rebuild summary.json, energy.parquet and report.html of a run folder, and print the summary.
+
+    The join reads only the folder: requests.parquet (recovered from requests.jsonl if the runner died),
+    power.parquet, and the arm and idle windows in manifest.json. Results with problems (no or gappy
+    power data, too little coverage, short windows, no successful requests) are reported as flags in
+    the summary, never as silent numbers.
+    """
+    if method is not None:
+        check_choice("--method", method, Method)
+    if idle is not None:
+        check_choice("--idle", idle, IdleMode)
+    options = AnalysisOptions(
+        bootstrap=BootstrapSpec(resamples=resamples, seed=seed), min_coverage=min_coverage
+    )
+    console = wide_console()
+    with console.status("joining requests and power...", spinner="dots") if not quiet else nullcontext():
+        analysis, paths = report_run(run, method=method, idle_mode=idle, options=options)
+    if not quiet:
+        render_terminal_summary(read_summary(run), console)  # exactly what summary.json says
+    for path in (paths.summary, paths.energy, paths.html):
+        typer.echo(str(path))
+    if strict and any(f.severity == "error" for f in analysis.flags):
+        raise typer.Exit(1)

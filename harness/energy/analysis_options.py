@@ -1,0 +1,20 @@
+"""What `analyze` may be told: read by the join (cutting, idle windows) and the summary (flags, CIs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.energy.stats import BootstrapSpec
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    counter_period_s: float = 0.1  # NVML energy counters update about every 100 ms
+    window_error_limit: float = 0.02  # flag windows where 2 counter periods exceed this share
+    min_coverage: float = 0.9  # requests with less of their lifetime under power samples are flagged
+    bootstrap: BootstrapSpec = field(default_factory=BootstrapSpec)
+    timeline_points: int = 2000  # resolution of the power-over-time plot data
+
+    @property
+    def min_window_s(self) -> float:
+        return 2 * self.counter_period_s / self.window_error_limit

@@ -1,0 +1,331 @@
+"""Executes a plan on one event loop: warm-up, then the arms in plan order, open or closed loop.
+
+Open loop: every request is due at `arm start + offset`, an absolute monotonic deadline; the sender
+sleeps until the next deadline, starts the request as its own task and moves on, never waiting for a
+response. Requests already due (a burst, or a late wake-up) start in the same turn. Closed loop
+(`concurrency` arms): n users, each sending its next request when its previous one ends.
+
+Arm k+1 starts when arm k's last response is in (plus `arm_gap_s`). With `start_at` (shards), arms
+after open-loop arms also have a fixed start on the shared clock — start of the previous arm + its
+last offset + `arm_gap_s` — so that every shard starts them together; a shard still busy then starts
+late, and its lateness shows it.
+
+Stopping (Ctrl-C, SIGTERM or the time limit): nothing more is sent (the rest stays `not_sent`),
+in-flight requests may finish for `grace_s`, then they are cancelled (`cancelled`). A second
+interrupt cancels them at once. Every path ends in `finish()`, which writes a row for every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from asyncio_throttle import Throttler
+
+from harness.backends import Target, make_client, perform
+from harness.clock import ClockAnchor
+from harness.records import RequestRecord
+from harness.runfolder.request_log import RecordLog, expected_records, log_header, warmup_rows
+from harness.runner.options import RunOptions
+from harness.runner.plan_prompts import prompts_from_plan
+from harness.runner.progress import ProgressDisplay, Stats
+from harness.runner.result import ArmRun
+from harness.runner.timing import sleep_until
+from traffic.plan import Plan
+
+_now = time.monotonic_ns
+_TICK_S = 0.5
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        plan: Plan,
+        target: Target,
+        options: RunOptions,
+        log_path: Path,
+        anchor: ClockAnchor,
+        api_key: str | None = None,
+    ) -> None:
+        self.plan = plan
+        self.target = target
+        self.api = target.api
+        self.options = options
+        self.anchor = anchor
+        self._api_key = api_key
+        self.records = expected_records(
+            plan, shard=options.shard, warmup=options.warmup, api=self.api.name, stream=options.stream
+        )
+        self._prompts = prompts_from_plan(plan)
+        self._warmup_rows = warmup_rows(plan, options.warmup)
+        offsets = plan.rows["offset_s"].to_numpy(dtype=float)
+        self._offset_ns = np.where(np.isnan(offsets), 0, np.round(offsets * 1e9)).astype(np.int64)
+        self._arm_last_offset_ns = {
+            arm.name: int(self._offset_ns[(plan.rows["arm"] == arm.name).to_numpy()].max(initial=0))
+            for arm in plan.header.arms
+        }
+        self.warmups = [r for r in self.records if r.warmup]
+        self.by_arm: dict[str, list[RequestRecord]] = {arm.name: [] for arm in plan.header.arms}
+        for rec in self.records:
+            if not rec.warmup:
+                self.by_arm[rec.arm].append(rec)
+        self.stats = Stats(planned=sum(len(v) for v in self.by_arm.values()))
+        self.arm_windows: list[ArmRun] = []
+        self.start_ns: int | None = None
+        self.stop_reason: str | None = None
+
+        self.log = RecordLog(
+            log_path,
+            log_header(
+                anchor=anchor, plan=plan, shard=options.shard, warmup=options.warmup,
+                api=self.api.name, stream=options.stream,
+            ),
+        )  # fmt: skip
+        self._client = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._sending: asyncio.Future[Any] | None = None
+        self._stopping = False
+        self._cancel_reason = "cancelled"
+        self._timers: list[asyncio.TimerHandle] = []
+        self._semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
+        self._throttler = _throttler(options.max_rate)
+
+    @property
+    def pool_size(self) -> int:
+        """Connections the run may need at once, so httpx's pool never queues a request: the cap, or
+        per arm its users (closed loop) or all its requests (open loop, worst case)."""
+        if self.options.max_concurrency:
+            return self.options.max_concurrency
+        shard = self.options.shard
+        arms = self.plan.header.arms
+        need = [shard.users(a.user_count) if a.closed_loop else len(self.by_arm[a.name]) for a in arms]
+        return max(1, *need)
+
+    # --- stopping ---------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Stop sending; in-flight requests get `grace_s` to finish. A second request stops at once."""
+        if self._stopping:
+            self.abort()
+            return
+        self._stopping = True
+        self.stop_reason = reason
+        if self._sending is not None:
+            self._sending.cancel()
+        grace = self.options.grace_s
+        loop = asyncio.get_running_loop()
+        self._timers.append(
+            loop.call_later(
+                grace, self._cancel_inflight, f"still running {grace:g} s after the run stopped ({reason})"
+            )
+        )
+
+    def _time_limit(self) -> None:
+        if not self._stopping:  # a run already stopping by hand keeps its own course
+            self.request_stop("time_limit")
+
+    def abort(self) -> None:
+        self._stopping = True
+        self.stop_reason = "aborted"
+        if self._sending is not None:
+            self._sending.cancel()
+        self._cancel_inflight("the run was stopped at once (second interrupt)")
+
+    def _cancel_inflight(self, reason: str) -> None:
+        self._cancel_reason = reason
+        for task in list(self._inflight):
+            task.cancel()
+
+    # --- the run ----------------------------------------------------------------------------------
+
+    async def run(self, progress: ProgressDisplay) -> None:
+        loop = asyncio.get_running_loop()
+        self._client = make_client(
+            self.target.url, pool=self.pool_size, timeout_s=self.options.timeout_s, api_key=self._api_key,
+            transport=self.options.transport,
+        )  # fmt: skip
+        ticker = loop.create_task(self._tick(progress))
+        try:
+            async with self._client:
+                await self._phase(self._warm_up())
+                await self._arms(loop)
+                await self._drain()
+        finally:
+            ticker.cancel()
+            for timer in self._timers:
+                timer.cancel()
+
+    async def _arms(self, loop: asyncio.AbstractEventLoop) -> None:
+        start_at = self.options.start_at_epoch_s
+        t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now()
+        if self._stopping:
+            return
+        await self._phase(sleep_until(t0))
+        if self._stopping:  # stopped while waiting for --start-at: nothing was measured
+            return
+        self.start_ns = t0
+        if self.options.time_limit_s is not None:
+            limit = (t0 + round(self.options.time_limit_s * 1e9)) / 1e9
+            self._timers.append(loop.call_at(limit, self._time_limit))
+        scheduled: int | None = t0 if start_at is not None else None
+        previous_end: int | None = None
+        gap = round(self.options.arm_gap_s * 1e9)
+        for arm in self.plan.header.arms:
+            if self._stopping:
+                return
+            candidates = [
+                t for t in (scheduled, None if previous_end is None else previous_end + gap) if t is not None
+            ]
+            start = max(candidates) if candidates else _now()
+            await self._phase(sleep_until(start))
+            if self._stopping:
+                return
+            recs = self.by_arm[arm.name]
+            self.log.event("arm", arm=arm.name, start_ns=start)
+            self.stats.start_arm(arm.name, start)
+            sending = (
+                self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
+                if arm.closed_loop
+                else self._open_loop(recs, start)
+            )
+            await self._phase(sending)
+            await self._drain()
+            end = _now()
+            self.log.event("arm", arm=arm.name, end_ns=end)
+            sent = sum(r.sent_ns is not None for r in recs)
+            self.arm_windows.append(ArmRun(arm.name, start, end, len(recs), sent))
+            previous_end = end
+            if scheduled is not None and not arm.closed_loop:
+                scheduled += self._arm_last_offset_ns[arm.name] + gap
+            else:
+                scheduled = None  # a closed-loop arm has no planned end: later arms follow its drain
+
+    async def _phase(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run one stoppable step of sending; a stop cancels it (and only it)."""
+        if self._stopping:
+            coro.close()
+            return
+        self._sending = asyncio.ensure_future(coro)
+        try:
+            await self._sending
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            self._sending = None
+
+    async def _warm_up(self) -> None:
+        for rec in self.warmups:
+            rec.planned_ns = _now()
+            await asyncio.shield(self._launch(rec))
+
+    async def _open_loop(self, recs: list[RequestRecord], start: int) -> None:
+        offsets = self._offset_ns
+        for rec in recs:
+            rec.planned_ns = start + int(offsets[rec.request_id])
+        i, n = 0, len(recs)
+        while i < n:
+            rec = recs[i]
+            body = self._body(rec)  # encoded before the deadline, not after it
+            await sleep_until(rec.planned_ns)
+            self._launch(rec, body)
+            i += 1
+            now = _now()
+            while i < n and recs[i].planned_ns <= now:
+                self._launch(recs[i])
+                i += 1
+
+    async def _closed_loop(self, recs: list[RequestRecord], start: int, users: int) -> None:
+        queue = deque(recs)
+
+        async def user() -> None:
+            free_at = start
+            while queue and not self._stopping:
+                rec = queue.popleft()
+                rec.planned_ns = free_at
+                # shield: a stop ends the user, not the request it has in flight
+                await asyncio.shield(self._launch(rec))
+                free_at = _now()
+
+        await asyncio.gather(*(user() for _ in range(users)))
+
+    def _launch(self, rec: RequestRecord, body: bytes | None = None) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._request(rec, body or self._body(rec)))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    def _body(self, rec: RequestRecord) -> bytes:
+        row = self._warmup_rows[-rec.request_id - 1] if rec.warmup else rec.request_id
+        return self.api.encode(self._prompts[row], rec.stream)
+
+    async def _request(self, rec: RequestRecord, body: bytes) -> None:
+        acquired = False
+        try:
+            if self._semaphore is not None or self._throttler is not None:
+                t0 = _now()
+                if self._semaphore is not None:
+                    await self._semaphore.acquire()
+                    acquired = True
+                if self._throttler is not None:
+                    await self._throttler.acquire()
+                rec.queued_ns = _now() - t0
+            else:
+                rec.queued_ns = 0
+            rec.sent_ns = _now()
+            self.log.sent(rec)
+            if not rec.warmup:
+                self.stats.on_sent(rec.sent_ns - rec.planned_ns)
+            await perform(self._client, self.api, body, rec, self.options.timeout_s)
+        except asyncio.CancelledError:
+            if rec.sent_ns is not None:  # cancelled while still queued at the cap: never sent
+                rec.finish("cancelled", _now(), self._cancel_reason)
+        finally:
+            if acquired:
+                self._semaphore.release()
+            if rec.terminal:
+                if self._api_key and rec.error and self._api_key in rec.error:
+                    rec.error = rec.error.replace(self._api_key, "***")
+                self.log.row(rec)
+                if not rec.warmup:
+                    self.stats.on_done(rec.status == "ok")
+
+    async def _drain(self) -> None:
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
+
+    async def _tick(self, progress: ProgressDisplay) -> None:
+        last_log = 0
+        while True:
+            await asyncio.sleep(_TICK_S)
+            progress.refresh()
+            now = _now()
+            if now - last_log >= 1_000_000_000:
+                self.log.event("tick", t=now)
+                last_log = now
+
+    def finish(self) -> None:
+        """Write a row for every request that has none (never sent: `not_sent`), then the end line."""
+        now = _now()
+        for rec in self.records:
+            if rec.terminal:
+                continue
+            if rec.sent_ns is not None:  # unreachable after a drain; kept so no request can go missing
+                rec.finish("cancelled", now, "the runner ended before the request did")
+            self.log.row(rec)
+        self.log.event("end", t=now, reason=self.stop_reason or "completed")
+        self.log.close()
+
+
+def _throttler(max_rate: float | None) -> Throttler | None:
+    """At most max_rate requests per second: `floor(rate)` per 1 s window, or 1 per 1/rate s below 1/s."""
+    if max_rate is None:
+        return None
+    if max_rate >= 1:
+        return Throttler(rate_limit=int(max_rate), period=1.0, retry_interval=0.001)
+    return Throttler(rate_limit=1, period=1.0 / max_rate, retry_interval=0.001)

@@ -1,0 +1,254 @@
+"""What `joulebench run` measures around the requests, and where it sends them, validated in one place.
+
+The runner's own settings stay in `harness.runner.RunOptions`; this holds the rest: the target, idle
+capture, power sources, server metrics, the server's container, and how the report splits energy.
+A field made with `flag` is a flag of `joulebench run`, declared next to its default (see
+foundation.flag_fields.flag); FLAG_PANEL is the help panel of a model's flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal, get_args
+from urllib.parse import urlsplit
+
+import httpx
+
+from foundation.errors import InputError
+from foundation.flag_fields import check_choice, flag
+from harness.backends.detect import Backend
+from harness.energy.split import Method
+from harness.power.gpu_backend import parse_gpus
+from harness.power.sources.promapi import with_selector
+
+SourceKind = Literal["sidecar", "prometheus", "dcgm"]
+SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)  # also the order of preference for the primary
+IDLE_REAL_S = 30.0  # a real GPU: long enough for the counter's 100 ms steps to be under 1%
+IDLE_SIMULATED_S = 3.0  # the simulated GPU's counter is exact, a short window is enough
+_POWER = "Power and energy"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    FLAG_PANEL: ClassVar[str] = "Run"
+
+    # None: the embedded default. Its flag, --target, belongs to the run command: it also picks the plan.
+    url: str | None = field(metadata={"flag": None})
+    backend: Backend = flag(
+        "auto",
+        "--backend <str>",  # typer's metavar: six choices (aliases too) would widen the column
+        "Protocol: auto (GET /v1/models -> openai-chat, else GET /info -> tgi), openai-chat, "
+        "openai-completions, or tgi (TGI's /generate and /generate_stream).",
+    )
+    model: str | None = flag(
+        None, "--model", "Model name for OpenAI requests (default: the first of GET /v1/models)."
+    )
+    api_key_env: str = flag(
+        "JOULEBENCH_API_KEY",
+        "--api-key-env",
+        "Environment variable holding the API key (sent as a bearer token; never written anywhere).",
+    )
+
+    def __post_init__(self) -> None:
+        # Checked when made: the probe of the server, which checks it too, comes after the plan is built.
+        check_choice("--backend", self.backend, Backend)
+
+
+def parse_gpu_list(text: str | None) -> tuple[str, ...] | None:
+    """`--gpus`: 'all' or indices like '0,1' (as the sources label them)."""
+    if text is None:
+        return None
+    indices = parse_gpus(text)
+    return None if indices is None else tuple(str(i) for i in indices)
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    FLAG_PANEL: ClassVar[str] = _POWER
+
+    sidecar: str | None = flag(
+        None,
+        "--sidecar URL",
+        "The power sidecar (joulebench sidecar): its high-rate sample log (/samples), polled "
+        "during the run, is the primary power source; raw samples go to power_samples.jsonl.",
+    )
+    prometheus: str | None = flag(
+        None,
+        "--prometheus URL",
+        "A Prometheus that scrapes the sidecar: joulebench_gpu_energy_joules_total (primary if "
+        "there is no --sidecar, else a cross-check).",
+    )
+    dcgm: str | None = flag(
+        None,
+        "--dcgm URL",
+        "A Prometheus that scrapes NVIDIA's dcgm-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION "
+        "(primary if it is the only source, else a cross-check). May be the same URL as --prometheus.",
+    )
+    primary: SourceKind | None = flag(
+        None,
+        "--primary",
+        "The power source the energy join uses; the others are read for cross-checks. "
+        f"(default: the first given of {', '.join(SOURCE_KINDS)})",
+    )
+    selector: str = flag(
+        "",
+        "--power-selector MATCHERS",
+        'PromQL label matchers for --prometheus and --dcgm series, e.g. instance="gpu-host:9400" '
+        "(needed when the Prometheus holds several hosts' GPUs).",
+    )
+    gpus: tuple[str, ...] | None = flag(
+        None,
+        "--gpus all|0,1,...",
+        "The GPUs serving the model: energy is summed over these (default: every GPU the source has).",
+        parse=parse_gpu_list,
+    )
+    prometheus_step_s: float = flag(
+        1.0,
+        "--prometheus-step SECONDS",
+        "Query resolution for --prometheus/--dcgm: set it to the scrape interval.",
+    )
+    # Sidecar /samples poll period during the run: its ring is bounded, and a sidecar that dies takes
+    # what it sampled since the last poll with it. Not a flag: nothing a user would tune.
+    poll_s: float = field(default=1.0, metadata={"flag": None})
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """kind -> location of every source given, primary first."""
+        given = {k: v for k in SOURCE_KINDS if (v := getattr(self, k))}
+        first = self.primary_kind
+        return dict(sorted(given.items(), key=lambda kv: kv[0] != first))
+
+    @property
+    def primary_kind(self) -> SourceKind | None:
+        if self.primary:
+            return self.primary
+        return next((k for k in SOURCE_KINDS if getattr(self, k)), None)
+
+    def validate(self) -> PowerConfig:
+        for kind in SOURCE_KINDS:
+            url = getattr(self, kind)
+            if url is not None:
+                _check_url(f"--{kind}", url)
+        if self.primary is not None:
+            check_choice("--primary", self.primary, SourceKind)
+            if not getattr(self, self.primary):
+                raise InputError(f"--primary {self.primary}: give --{self.primary} URL too")
+        if self.selector:
+            if not (self.prometheus or self.dcgm):
+                raise InputError("--power-selector: only applies to --prometheus and --dcgm")
+            with_selector("up", self.selector)
+        if not self.prometheus_step_s >= 0.001:
+            raise InputError(f"--prometheus-step: expected at least 0.001 s, got {self.prometheus_step_s}")
+        return self
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    FLAG_PANEL: ClassVar[str] = "Server"
+
+    metrics: str = flag(
+        "auto",
+        "--server-metrics auto|off|URL",
+        "Scrape the server's Prometheus metrics during the run into server_metrics.parquet "
+        "(auto: TARGET/metrics). Failed scrapes are counted, never fatal.",
+    )
+    metrics_interval_s: float = flag(
+        1.0, "--server-metrics-interval SECONDS", "Seconds between server metrics scrapes."
+    )
+    container: str | None = flag(
+        None,
+        "--server-container NAME",
+        "The server's Docker container: its image, version, flags and GPUs go into the manifest, "
+        "its log (since its last start) into server.log.",
+    )
+    restart: bool = flag(
+        False,
+        "--restart-server",
+        "Restart --server-container before the run (fresh KV and prefix caches) and wait until "
+        "it is healthy.",
+    )
+    docker_host: str | None = flag(
+        None,
+        "--docker-host URL",
+        "Docker Engine for --server-container, e.g. unix:///var/run/docker.sock "
+        "(default: DOCKER_HOST, else the local socket).",
+    )
+    info_file: Path | None = flag(
+        None,
+        "--server-info FILE",
+        "server.json written by `joulebench serve vllm|tgi --out DIR` for a natively started "
+        "server: recorded in the manifest.",
+    )
+
+    def metrics_url(self, target: str) -> str | None:
+        if self.metrics == "off":
+            return None
+        if self.metrics == "auto":
+            return target.rstrip("/") + "/metrics"
+        return self.metrics
+
+    def validate(self) -> ServerConfig:
+        if self.metrics not in ("auto", "off"):
+            _check_url("--server-metrics", self.metrics)
+        if not 0.05 <= self.metrics_interval_s <= 3600:
+            raise InputError(
+                f"--server-metrics-interval: expected 0.05 to 3600 seconds, got {self.metrics_interval_s}"
+            )
+        if self.restart and not self.container:
+            raise InputError("--restart-server: needs --server-container NAME")
+        if self.docker_host is not None and not self.container:
+            raise InputError("--docker-host: only used with --server-container")
+        if self.info_file is not None:
+            if self.container:
+                raise InputError("--server-info: give --server-container or --server-info, not both")
+            if not self.info_file.is_file():
+                raise InputError(f"--server-info {self.info_file}: file not found")
+        return self
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    FLAG_PANEL: ClassVar[str] = _POWER
+
+    power: PowerConfig = field(default_factory=PowerConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    idle_s: float | None = flag(
+        None,
+        "--idle SECONDS",
+        "Idle capture before and after the run (power only, no requests), for idle power. "
+        f"(default: {IDLE_REAL_S:g} s; {IDLE_SIMULATED_S:g} s when the power source is the mock's "
+        "simulated GPU; 0 without a power source)",
+    )
+    method: Method = flag(
+        "time",
+        "--method",
+        "How energy is split among the requests in flight: time (equal shares) or tokens "
+        "(by prefill and decode tokens). See docs/energy.md.",
+    )
+    strict: bool = flag(
+        False,
+        "--strict/--no-strict",
+        "Exit with status 1 when a result has an error flag (no power data, no successful requests, ...).",
+    )
+
+    def validate(self, embedded: bool = False) -> MeasureConfig:
+        """`embedded`: the embedded default, which brings its own power source."""
+        self.power.validate()
+        self.server.validate()
+        if self.idle_s is not None and not 0 <= self.idle_s <= 3600:
+            raise InputError(f"--idle: expected 0 to 3600 seconds, got {self.idle_s}")
+        if self.idle_s and not self.power.sources and not embedded:
+            raise InputError("--idle: idle power needs a power source (--sidecar, --prometheus or --dcgm)")
+        check_choice("--method", self.method, Method)
+        return self
+
+
+def _check_url(flag: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InputError(f"{flag} {url!r}: not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"{flag} {url!r}: not an http(s) URL (e.g. http://127.0.0.1:9400)")

@@ -1,0 +1,241 @@
+"""One `joulebench run`, from validated settings to a reported run folder.
+
+    check everything (target, power sources, server container)  ->  nothing written on bad input
+    create the run folder and its manifest
+    run_pipeline(stages):  report ( server ( power ( server metrics ( idle ( execute ) ) ) ) )
+                           before runs left to right, after right to left (harness/session/pipeline.py)
+
+With no target, the embedded default (embedded_stack.py) provides one: the mock server and a simulated
+sidecar as subprocesses, stopped whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from foundation.errors import InputError
+from harness.backends import Target, resolve_target
+from harness.clock import ClockAnchor
+from harness.report.request_summary import arm_summary, arm_table
+from harness.report.terminal import wide_console
+from harness.runfolder import RunFolder
+from harness.runner import RunOptions, RunResult, check_run
+from harness.session.config import IDLE_REAL_S, IDLE_SIMULATED_S, MeasureConfig, TargetConfig
+from harness.session.embedded_stack import EmbeddedStack, default_plan_spec
+from harness.session.idle_capture import IdleStage
+from harness.session.metrics_scraper import ServerMetricsStage
+from harness.session.pipeline import RunContext, Stage, run_pipeline
+from harness.session.power_stage import PowerStage
+from harness.session.provenance import host_info, versions
+from harness.session.report_stage import ReportStage
+from harness.session.server_stage import ServerStage
+from harness.session.stage_state import MeasureState
+from traffic.builder import build_plan
+from traffic.plan import Plan, load_plan
+from traffic.spec import PlanSpec
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """Where the plan comes from: a file, a spec from flags, or (neither) the built-in default."""
+
+    file: Path | None = None
+    spec: Callable[[], PlanSpec] | None = None  # deferred: validating it may read files
+
+    def load(self, console: Console) -> tuple[Plan, str]:
+        if self.file is not None:
+            return load_plan(self.file), str(self.file)
+        spec, origin = (self.spec(), "built from flags") if self.spec else (default_plan_spec(), "built-in")
+        with console.status("building plan") as status:
+            return build_plan(spec, progress=lambda message: status.update(message)), origin
+
+
+def run_measured(
+    target: TargetConfig,
+    plan: PlanSource,
+    options: RunOptions,
+    measure: MeasureConfig,
+    out: Path,
+) -> int:
+    """Execute and measure one run; returns the exit status (0; 1 with --strict and an error flag; 130
+    when stopped)."""
+    options.validate()
+    if target.url is None:
+        _check_embedded(measure)
+    measure.validate(embedded=target.url is None)
+    err = Console(stderr=True)
+    if options.shard.count > 1 and measure.power.sources:
+        raise InputError(
+            f"--shard {options.shard}: power is measured for the whole plan, not a shard; run the shards "
+            "without power sources"
+        )
+    the_plan, origin = plan.load(err)
+    try:
+        with _sigterm_as_interrupt():
+            if target.url is not None:
+                return _run(target, the_plan, origin, options, measure, out, err, stack=None)
+            with EmbeddedStack(err) as stack:
+                target = replace(target, url=stack.mock_url)
+                measure = replace(measure, power=replace(measure.power, sidecar=stack.sidecar_url))
+                return _run(target, the_plan, origin, options, measure, out, err, stack=stack)
+    except KeyboardInterrupt:
+        # Outside the execution itself (which stops gracefully on its own): during the checks, the
+        # idle capture, or a second Ctrl-C while fetching or reporting. Everything started is stopped.
+        err.print("joulebench: interrupted", highlight=False)
+        return 130
+
+
+def _run(
+    target: TargetConfig,
+    plan: Plan,
+    origin: str,
+    options: RunOptions,
+    measure: MeasureConfig,
+    out: Path,
+    err: Console,
+    stack: EmbeddedStack | None,
+) -> int:
+    assert target.url is not None
+    anchor = ClockAnchor.now()
+    state = MeasureState()
+    server = ServerStage(measure.server, target.url, err)
+    server.prepare()
+    api_key = os.environ.get(target.api_key_env) or None
+    resolved = asyncio.run(resolve_target(target.url, target.backend, target.model, api_key))
+    check_run(plan, resolved, options)
+    power = PowerStage(measure.power, state, err)
+    power.preflight(anchor)
+    idle_s = _idle_seconds(measure, power)
+
+    folder = RunFolder.create(out, plan)
+    if stack is not None:
+        stack.folder = folder.path
+    err.print(f"run folder: {folder.path}")
+    manifest = _manifest(plan, origin, resolved, target.api_key_env, api_key is not None)
+    for note in manifest["target"]["notes"]:
+        err.print(f"[yellow]note:[/] {note}")
+    folder.update_manifest(**manifest)
+
+    out_console = wide_console()
+    report = ReportStage(measure.method, state, out_console) if power.sources else None
+    stages: list[Stage] = [s for s in (report, server) if s is not None]
+    if power.sources:
+        stages.append(power)
+    else:
+        err.print(
+            "[yellow]note:[/] no power source (--sidecar, --prometheus, --dcgm): requests only, no energy"
+        )
+    metrics_url = measure.server.metrics_url(target.url)
+    if metrics_url:
+        stages.append(ServerMetricsStage(metrics_url, measure.server.metrics_interval_s, err))
+    if idle_s > 0:
+        stages.append(IdleStage(idle_s, state, err))
+    try:
+        result = run_pipeline(RunContext(plan, resolved, options, folder, api_key, anchor), stages)
+    finally:
+        if stack is not None:
+            stack.stop()
+            folder.update_manifest(embedded=stack.describe())
+    if report is None:
+        out_console.print(arm_table(arm_summary(result.requests)))
+    out_console.print(f"{result.stop_reason}: {folder.path}", highlight=False, markup=False, soft_wrap=True)
+    return _exit_code(result, state, report, measure)
+
+
+def _exit_code(
+    result: RunResult, state: MeasureState, report: ReportStage | None, measure: MeasureConfig
+) -> int:
+    if result.stop_reason in ("interrupted", "aborted") or state.interrupted:
+        return 130
+    if measure.strict and report is not None and report.errors:
+        return 1
+    return 0
+
+
+def _check_embedded(measure: MeasureConfig) -> None:
+    """The embedded default brings its own server and power: flags that point elsewhere make no sense."""
+    given = [f"--{k}" for k in measure.power.sources]
+    if measure.server.container:
+        given.append("--server-container")
+    if measure.server.info_file:
+        given.append("--server-info")
+    if given:
+        raise InputError(f"{given[0]}: needs --target (without it, joulebench runs its embedded mock stack)")
+
+
+def _idle_seconds(measure: MeasureConfig, power: PowerStage) -> float:
+    if measure.idle_s is not None:
+        return measure.idle_s
+    if not power.sources:
+        return 0.0
+    return IDLE_SIMULATED_S if power.simulated else IDLE_REAL_S
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops joulebench the way Ctrl-C does (subprocesses stopped, folder consistent), not at once.
+
+    During the execution the runner installs its own handlers (graceful stop) and puts these back.
+    """
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (and Windows has no SIGTERM to speak of)
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _notes(plan: Plan, target: Target) -> list[str]:
+    if target.api.name == "tgi-generate" and bool(plan.rows["ignore_eos"].any()):
+        return ["the plan sets ignore_eos, which TGI's API does not have: max_tokens is only an upper bound"]
+    return []
+
+
+def _manifest(plan: Plan, origin: str, target: Target, api_key_env: str, api_key_set: bool) -> dict[str, Any]:
+    header = plan.header
+    return {
+        "command_line": [_USERINFO.sub("***@", arg) for arg in sys.argv],
+        "versions": versions(),
+        "host": host_info(),
+        "target": {
+            "url": _USERINFO.sub("***@", target.url),
+            "backend": target.api.name,
+            "model": target.api.model,
+            "detected": target.detected,
+            "server": target.server,
+            "api_key": {"env": api_key_env, "set": api_key_set},
+            "notes": _notes(plan, target),
+        },
+        "plan": {
+            "hash": header.plan_hash,
+            "origin": origin,
+            "n": header.n,
+            "seed": header.seed,
+            "target_mean_rate": header.target_mean_rate,
+            "prompt_source": header.prompt_source,
+            "arms": [
+                {"name": a.name, "kind": a.kind, "spec": a.spec, "mean_rate": a.mean_rate, "users": a.users}
+                for a in header.arms
+            ],
+        },
+    }
