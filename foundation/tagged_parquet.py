@@ -81,7 +81,9 @@ def read_tagged(
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
-        table = pq.read_table(path, filters=filters)
+        # One open file: a writer that replaces the path meanwhile (atomically) cannot mix two files.
+        with path.open("rb") as source:
+            table = pq.read_table(source, filters=filters)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
     raw = (table.schema.metadata or {}).get(kind.key.encode())

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +203,20 @@ def _canonical_value(value: Any) -> Any:
 
 def _shallow(header: PlanHeader) -> dict[str, Any]:
     return {f: getattr(header, f) for f in header.__dataclass_fields__}
+
+
+def select_arms(plan: Plan, names: list[str]) -> Plan:
+    """The sub-plan of these arms (in this order), each with exactly its rows of `plan`: the same prompts
+    and the same offsets, so an arm sent alone is the arm of the whole plan (an experiment's cells)."""
+    known = {arm.name: arm for arm in plan.header.arms}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise InputError(f"plan {plan.header.plan_hash[:8]}: no arm named {unknown or names!r}")
+    rows = pd.concat([plan.arm(name) for name in names], ignore_index=True)
+    rows["request_id"] = np.arange(len(rows), dtype=np.int64)
+    extra = {**plan.header.extra, "selected_from": plan.header.plan_hash}
+    counts = extra.get("requests_per_arm")
+    if isinstance(counts, dict):
+        extra["requests_per_arm"] = {name: counts.get(name) for name in names}
+    header = replace(plan.header, arms=tuple(known[name] for name in names), extra=extra)
+    return make_plan(header, rows)

@@ -226,15 +226,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _schedule_text(path: Path, i: int, item: Any) -> Any:
+def schedule_text(item: Any) -> Any:
+    """A schedule as text: a mapping {kind: ..., key: value} becomes 'kind:key=value,...'; text stays."""
     if not isinstance(item, dict):
         return item
     item = dict(item)
     kind = item.pop("kind", None)
     if kind not in KINDS:
-        raise InputError(f"{path}: schedules[{i}]: needs kind: one of {', '.join(KINDS)}")
+        raise ValueError(f"needs kind: one of {', '.join(KINDS)}")
     values = ",".join(f"{key}={_yaml_scalar(value)}" for key, value in item.items())
     return f"{kind}:{values}" if values else kind
+
+
+def _schedule_text(path: Path, i: int, item: Any) -> Any:
+    try:
+        return schedule_text(item)
+    except ValueError as exc:
+        raise InputError(f"{path}: schedules[{i}]: {exc}") from None
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -15,8 +15,11 @@
 #   experiment.sh calibrate      measure the mock server's calibration curves (decode waves, prefill, idle)
 #   experiment.sh plan           build the six-arm plan
 #   experiment.sh repeat N       one `joulebench run` of the whole plan (repeat number N)
+#   experiment.sh experiment     start `joulebench experiment run` of arrival-shaping-h200.yaml in the
+#                                background (it outlives the command; `wait` follows it)
+#   experiment.sh wait SECONDS   follow the experiment until it ends or SECONDS pass
 #   experiment.sh collect        pack what is worth keeping into $OUT
-#   experiment.sh stop           stop vLLM, the sidecar and Prometheus
+#   experiment.sh stop           stop vLLM, the sidecar and Prometheus (by the PIDs `start` recorded)
 #
 # Several subcommands may be given at once: `experiment.sh setup start fixtures calibrate collect`.
 # Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
@@ -31,6 +34,7 @@ SITE=$WORK/site
 PROM=$WORK/prometheus
 MODEL=$WORK/model
 RESULTS=$WORK/results
+PIDS=$WORK/pids
 PORT=${PORT:-8000}
 SIDECAR_PORT=${SIDECAR_PORT:-9400}
 PROM_PORT=${PROM_PORT:-9090}
@@ -43,7 +47,7 @@ SERVED_NAME=llama-3.2-1b-random
 # cheaper (3.23 vs 3.57 J/request measured in the recipe).
 VLLM_FLAGS=(--served-model-name "$SERVED_NAME" --dtype bfloat16 --max-model-len 4096 --no-enable-prefix-caching)
 
-mkdir -p "$STASH" "$RESULTS"
+mkdir -p "$STASH" "$RESULTS" "$PIDS"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 log() { echo "[$(date +%T)] $*"; }
@@ -101,16 +105,20 @@ do_setup() {
 
 do_start() {
   # Own sessions (setsid), so they outlive this command; logs in $RESULTS.
+  # A background job of this script is not a group leader, so setsid execs in place: $! is the PID.
   setsid nohup python3 -m harness sidecar --backend nvml --port "$SIDECAR_PORT" --interval 0.1 \
     --log "$RESULTS/sidecar_samples.jsonl" >"$RESULTS/sidecar.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS/sidecar"
   setsid nohup python3 -m harness serve vllm --model "$MODEL" --port "$PORT" --python python3 \
     --env VLLM_USE_FLASHINFER_SAMPLER=0 --out "$RESULTS/vllm" "${VLLM_FLAGS[@]}" \
     >"$RESULTS/serve.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS/serve"
   sed -e "s/sidecar:9400/127.0.0.1:$SIDECAR_PORT/" -e "s/server:8000/127.0.0.1:$PORT/" \
     "$REPO/deploy/prometheus/prometheus.yml" >"$WORK/prometheus.yml"
   setsid nohup "$PROM/usr/bin/prometheus" --config.file="$WORK/prometheus.yml" \
     --storage.tsdb.path="$WORK/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
     >"$RESULTS/prometheus.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS/prometheus"
   wait_http "http://127.0.0.1:$SIDECAR_PORT/metrics" 30 || { log "sidecar did not start"; cat "$RESULTS/sidecar.log"; exit 4; }
   wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 60 || { log "prometheus did not start"; tail "$RESULTS/prometheus.log"; exit 4; }
   local t0=$SECONDS
@@ -150,28 +158,58 @@ do_repeat() {  # N
   log "repeat $1 done"
 }
 
+do_experiment() {
+  setsid nohup python3 -m harness experiment run "$HERE/arrival-shaping-h200.yaml" \
+    --target "http://127.0.0.1:$PORT" --set "power.sidecar=http://127.0.0.1:$SIDECAR_PORT" \
+    --set "power.prometheus=http://127.0.0.1:$PROM_PORT" --set "server_info=$RESULTS/vllm/server.json" \
+    --set "plan.prompts=$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" \
+    --set "plan.tokenizer=$MODEL/tokenizer.json" --out "$RESULTS/experiments" \
+    >"$RESULTS/experiment.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS/experiment"
+  log "experiment started (PID $(cat "$PIDS/experiment"))"
+}
+
+do_wait() {  # SECONDS
+  local pid; pid=$(cat "$PIDS/experiment")
+  local end=$((SECONDS + $1))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 5; done
+  tail -5 "$RESULTS/experiment.log"
+  kill -0 "$pid" 2>/dev/null && log "experiment still running" || log "experiment ended"
+}
+
 do_collect() {
   [ -n "${OUT:-}" ] || { log "OUT is not set"; return 0; }
   cp "$RESULTS"/machine.txt "$OUT"/ 2>/dev/null
   [ -f "$RESULTS/calibration.json" ] && cp "$RESULTS/calibration.json" "$OUT"/
   # Everything small goes into one archive (the machine returns at most 8 files).
   tar -C "$RESULTS" -czf "$OUT/results.tgz" --exclude='prometheus-data' --exclude='*.safetensors' \
-    $(cd "$RESULTS" && ls -d runs fixtures vllm arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
+    $(cd "$RESULTS" && ls -d runs experiments experiment.log fixtures vllm arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
   ls -la "$OUT"
 }
 
 do_stop() {
-  pkill -INT -f "harness serve vllm" ; pkill -TERM -f "harness sidecar"; pkill -TERM -f "usr/bin/prometheus"
-  for _ in $(seq 40); do pgrep -f "vllm.entrypoints" >/dev/null || break; sleep 1; done
-  pgrep -af "vllm|harness|prometheus" || log "all stopped"
+  # By the PIDs `start` recorded, never by name: `serve` stops vLLM's whole process group on SIGINT.
+  local name pid
+  for name in experiment serve sidecar prometheus; do
+    [ -f "$PIDS/$name" ] || continue
+    pid=$(cat "$PIDS/$name")
+    if [ "$name" = serve ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
+  done
+  for name in experiment serve sidecar prometheus; do
+    [ -f "$PIDS/$name" ] || continue
+    pid=$(cat "$PIDS/$name")
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pid" 2>/dev/null && log "$name ($pid) still running" || { rm -f "$PIDS/$name"; log "$name stopped"; }
+  done
 }
 
-[ $# -gt 0 ] || { sed -n '2,22p' "$0"; exit 1; }
+[ $# -gt 0 ] || { sed -n '2,/^set -uo/p' "$0"; exit 1; }
 while [ $# -gt 0 ]; do
   cmd=$1; shift
   case "$cmd" in
     stash) do_stash "$@"; break ;;
-    setup|start|fixtures|calibrate|plan|collect|stop) "do_$cmd" ;;
+    setup|start|fixtures|calibrate|plan|experiment|collect|stop) "do_$cmd" ;;
+    wait) do_wait "${1:?wait needs seconds}"; shift ;;
     repeat) do_repeat "${1:?repeat needs a number}"; shift ;;
     *) log "unknown step $cmd"; exit 1 ;;
   esac

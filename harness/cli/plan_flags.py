@@ -117,9 +117,11 @@ _FLAGS = [
         list[str] | None,
     ),
     _flag(
-        "--rate REQ/S",
+        "--rate REQ/S[,REQ/S...]",
         "Mean rate of every open-loop arm (load matching): interval keys are scaled proportionally, "
-        "poisson/gamma take it as their rate, trace arms get a matching time_scale.",
+        "poisson/gamma take it as their rate, trace arms get a matching time_scale. Several rates "
+        "(joulebench run only) make a rate sweep: an experiment with one plan per rate.",
+        list[str] | None,
     ),
     _flag("--n -n INT", "Requests per arm (trace arms: at most this many)."),
     _flag("--duration SECONDS", "Keep requests with offset < this in every open-loop arm."),
@@ -153,13 +155,21 @@ class PlanOptions:
 
     values: dict[str, Any] = field(default_factory=dict)  # PlanSpec field -> value
     config: Path | None = None
+    rates: list[float] | None = None  # --rate with several values: a sweep (values["rate"] is then None)
 
     def given(self) -> bool:
         """Whether any plan flag or --config was given."""
-        return self.config is not None or any(v is not None for v in self.values.values())
+        given = self.config is not None or self.rates is not None
+        return given or any(v is not None for v in self.values.values())
 
     def to_spec(self) -> PlanSpec:
         """Validate into a PlanSpec (YAML from --config first, flags over it); InputError on bad input."""
+        if self.rates is not None:
+            shown = ",".join(f"{r:g}" for r in self.rates)
+            raise InputError(
+                f"--rate {shown}: a plan has one rate; several rates are a sweep "
+                "(`joulebench run --rate ...` or `joulebench experiment run`)"
+            )
         flags = {k: v for k, v in self.values.items() if v is not None}
         if self.config is not None:
             return PlanSpec.from_yaml(self.config, overrides=flags, label=self._label)
@@ -183,8 +193,37 @@ def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _plan_options(given: dict[str, Any]) -> PlanOptions:
     config = given.pop("config")
+    single, sweep = _rates(given.pop("rate"))
     values = {_SPEC_FIELD.get(name, name): _normalise(name, value) for name, value in given.items()}
-    return PlanOptions(values=values, config=config)
+    values["rate"] = single
+    return PlanOptions(values=values, config=config, rates=sweep)
+
+
+def _rates(given: list[str] | None) -> tuple[str | None, list[float] | None]:
+    """--rate as given: one value (text: PlanSpec converts it), or one comma-separated list (a sweep,
+    converted here). A repeated --rate is refused: the last one would silently win otherwise."""
+    if not given:
+        return None, None
+    if len(given) > 1:
+        raise InputError(
+            f"--rate: given {len(given)} times ({', '.join(given)}); give several rates as one list: "
+            f"--rate {','.join(given)}"
+        )
+    parts = [part.strip() for part in given[0].split(",")]
+    if len(parts) == 1:
+        return parts[0], None
+    rates: list[float] = []
+    for part in parts:
+        try:
+            rate = float(part)
+        except ValueError:
+            raise InputError(f"--rate {given[0]!r}: {part!r} is not a number of requests/s") from None
+        if not 0 < rate < float("inf"):
+            raise InputError(f"--rate {given[0]!r}: rates must be positive requests/s")
+        rates.append(rate)
+    if len(set(rates)) != len(rates):
+        raise InputError(f"--rate {given[0]!r}: a rate is given twice")
+    return None, rates
 
 
 def _normalise(name: str, value: Any) -> Any:

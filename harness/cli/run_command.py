@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from foundation.errors import InputError
+from foundation.flag_fields import check_choice
 from harness.cli._typer_flags import FlagValues, model_options
 from harness.cli.app import app
 from harness.cli.plan_flags import EPILOG, PlanOptions, plan_options
+from harness.experiment.definition import RUN_SETTINGS, ExperimentSpec
+from harness.experiment.design import ORDERS, Order
 from harness.runner import RunOptions
-from harness.session.config import MeasureConfig, TargetConfig
+from harness.session.config import SOURCE_KINDS, MeasureConfig, TargetConfig
+from harness.session.embedded_stack import default_plan_spec
 from harness.session.measured_run import PlanSource, run_measured
 
 _RUN = TargetConfig.FLAG_PANEL
+_EXPERIMENT = "Experiment (repeats, order, rate sweeps)"
+
+
+def _field_help(name: str) -> str:
+    return ExperimentSpec.model_fields[name].description or ""
 
 
 @app.command("run", epilog=EPILOG)
@@ -53,6 +64,34 @@ def run(
             rich_help_panel=_RUN,
         ),
     ] = Path("runs"),
+    repeats: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Run every arm this many times as an experiment: {_field_help('repeats')} "
+            "(docs/experiments.md). The run folders go into <out>/<experiment_id>/runs/.",
+            min=1,
+            show_default=False,
+            rich_help_panel=_EXPERIMENT,
+        ),
+    ] = None,
+    order: Annotated[
+        str | None,
+        typer.Option(
+            metavar="|".join(ORDERS),
+            help=f"Arm order per repeat (makes the run an experiment): {_field_help('order')}.",
+            show_default=False,
+            rich_help_panel=_EXPERIMENT,
+        ),
+    ] = None,
+    cooldown: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help=f"Experiments: {_field_help('cooldown_s')}.",
+            show_default=False,
+            rich_help_panel=_EXPERIMENT,
+        ),
+    ] = None,
 ) -> None:
     """Send an arrival plan to an LLM server, log every request, measure GPU energy, report per request.
 
@@ -63,15 +102,72 @@ def run(
     request. The run folder <out>/<run_id>/ also holds plan.parquet, requests.parquet,
     power.parquet, server_metrics.parquet and manifest.json. See docs/run.md.
     """
-    code = run_measured(
-        flags.build(TargetConfig, url=target),
-        _plan_source(plan_file, plan, embedded=target is None),
-        flags.build(RunOptions),
-        flags.build(MeasureConfig),
-        out,
-    )
+    if repeats is not None or order is not None or cooldown is not None or plan.rates is not None:
+        if plan_file is not None:
+            raise InputError("--plan: an experiment builds one plan per rate; give plan flags instead")
+        if order is not None:
+            check_choice("--order", order, Order)
+        design = {"repeats": repeats, "order": order, "cooldown_s": cooldown}
+        data = experiment_data(target, plan, flags, {k: v for k, v in design.items() if v is not None})
+        from harness.experiment.start import run_experiment_data
+
+        code = run_experiment_data(data, out, Console(stderr=True))
+    else:
+        code = run_measured(
+            flags.build(TargetConfig, url=target),
+            _plan_source(plan_file, plan, embedded=target is None),
+            flags.build(RunOptions),
+            flags.build(MeasureConfig),
+            out,
+        )
     if code:
         raise typer.Exit(code)
+
+
+def experiment_data(
+    target: str | None, plan: PlanOptions, flags: FlagValues, design: dict[str, Any]
+) -> dict[str, Any]:
+    """The experiment that `joulebench run` with --repeats, --order, --cooldown or several rates stands
+    for, as the YAML of `joulebench experiment run` would say it (validated there, one place)."""
+    spec = replace(plan, rates=None).to_spec() if plan.given() else default_plan_spec()
+    owned = {"schedules", "rate", "seed"}
+    plan_settings = spec.model_dump(mode="json", exclude=owned, exclude_defaults=True)
+    measure = flags.build(MeasureConfig)
+    if measure.idle_s is not None:
+        raise InputError("--idle: an experiment's idle windows are its cool-down (--cooldown SECONDS)")
+    options = flags.build(RunOptions)
+    runner = {f.name: getattr(options, f.name) for f in fields(RunOptions) if f.name in RUN_SETTINGS}
+    tc = flags.build(TargetConfig, url=target)
+    power = measure.power
+    power_data: dict[str, Any] = {k: v for k in SOURCE_KINDS if (v := getattr(power, k))}
+    if power.primary:
+        power_data["primary"] = power.primary
+    if power.selector:
+        power_data["selector"] = power.selector
+    if power.gpus is not None:
+        power_data["gpus"] = ",".join(power.gpus)
+    data: dict[str, Any] = {
+        "name": "run",
+        "target": "embedded"
+        if target is None
+        else {"url": target, "backend": tc.backend, "model": tc.model, "api_key_env": tc.api_key_env},
+        "plan": plan_settings,
+        "arms": spec.schedules,
+        "seed": spec.seed,
+        "method": measure.method,
+        "strict": measure.strict,
+        "run": runner,
+        **design,
+    }
+    if plan.rates is not None:
+        data["rates"] = plan.rates
+    elif spec.rate is not None:
+        data["rates"] = [spec.rate]
+    if target is not None:
+        data["power"] = power_data
+        if measure.server.info_file is not None:
+            data["server_info"] = str(measure.server.info_file)
+    return data
 
 
 def _plan_source(plan_file: Path | None, flags: PlanOptions, embedded: bool) -> PlanSource:

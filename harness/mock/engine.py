@@ -15,7 +15,9 @@ The model, in the order a request meets it:
    the most recently scheduled request is preempted (its KV freed, recomputed later).
 3. Step: duration = base + per decode sequence + per prefill token; energy = busy power × duration +
    joules per decode and prefill token. A step that would draw more than the power limit is stretched
-   until it does not (the clocks throttle). Between steps the GPU draws idle power.
+   until it does not (the clocks throttle). With host drift on (`host_drift.py`), the duration is
+   then multiplied by the drift at the step's start, at the same power. Between steps the GPU draws
+   idle power.
 4. A request that completes its prefill or decodes samples one token at the end of the step.
 """
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.mock.gpu import GpuReading, SimGpu
+from harness.mock.host_drift import HostDrift
 from harness.mock.profile import Profile
 
 # Event kinds, with the priority that orders events at the same instant: an admission starts once
@@ -86,6 +89,7 @@ class Step:
     power_w: float
     emitted: list[SimRequest] = field(default_factory=list)  # got a token at `end`
     finished: list[SimRequest] = field(default_factory=list)
+    drift: float = 1.0  # the host-drift multiplier in this step's duration
 
 
 class Listener(Protocol):
@@ -105,6 +109,8 @@ class Simulator:
         self.listener = listener
         self.now = t0
         self._rng = random.Random(seed)
+        # None when off, so that a profile without drift computes exactly what it did before drift.
+        self._drift = HostDrift(profile.step_time, seed, t0) if profile.step_time.drift_cv > 0 else None
         self._heap: list[tuple[float, int, int, int, Any]] = []
         self._seq = itertools.count()
         self._rids = itertools.count()
@@ -353,9 +359,14 @@ class Simulator:
         limit = self.profile.gpu.power_limit_w
         if power > limit:
             duration, power = energy / limit, limit
+        drift = 1.0
+        if self._drift is not None:
+            # A slower host keeps the GPU busy for longer at the same power: the step costs more.
+            drift = self._drift.at(t)
+            duration *= drift
         for req, _ in batch:
             req.in_step = True
-        step = Step(t, t + duration, batch, n_decode, n_prefill, n_sampled, power)
+        step = Step(t, t + duration, batch, n_decode, n_prefill, n_sampled, power, drift=drift)
         self.step = step
         self.steps += 1
         self.gpu.set_power(t, power, busy=True)

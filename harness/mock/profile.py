@@ -25,11 +25,18 @@ class _Strict(BaseModel):
 
 
 class StepTime(_Strict):
-    """Duration of one engine step: base + per decode sequence + per prefill token (seconds)."""
+    """Duration of one engine step: base + per decode sequence + per prefill token (seconds).
+
+    Host drift (off by default) multiplies every step's duration by a slowly varying factor with
+    mean 1 and coefficient of variation `drift_cv`, correlated over `drift_time_s` simulated seconds
+    (`host_drift.py`): what makes repeats of one arm on a real host differ from each other.
+    """
 
     base_s: float = Field(gt=0)
     per_decode_seq_s: float = Field(ge=0)
     per_prefill_token_s: float = Field(ge=0)
+    drift_cv: float = Field(default=0.0, ge=0)
+    drift_time_s: float = Field(default=60.0, gt=0)
 
 
 class Power(_Strict):

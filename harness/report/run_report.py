@@ -22,7 +22,7 @@ from harness.runfolder.server_metrics_file import server_load
 class ReportPaths:
     summary: Path
     energy: Path
-    html: Path
+    html: Path | None  # None: the page was not asked for (an experiment's cells may skip it)
 
 
 def summary_document(analysis: Analysis, run_id: str) -> dict[str, Any]:
@@ -36,18 +36,20 @@ def summary_document(analysis: Analysis, run_id: str) -> dict[str, Any]:
 
 
 def write_run_reports(
-    run_dir: str | os.PathLike[str], analysis: Analysis, run_id: str | None = None
+    run_dir: str | os.PathLike[str], analysis: Analysis, run_id: str | None = None, html: bool = True
 ) -> ReportPaths:
-    """Write summary.json, energy.parquet and report.html into `run_dir` (atomically, each)."""
-    from harness.report.html import render_html  # matplotlib is imported only when a report is drawn
-
+    """Write summary.json, energy.parquet and (with `html`) report.html into `run_dir` (atomically, each)."""
     run_dir = Path(run_dir)
     doc = summary_document(analysis, run_id or run_dir.name)
     summary = write_summary(run_dir, doc)
     energy = write_energy(run_dir, analysis.requests, analysis.method)
+    if not html:
+        return ReportPaths(summary=summary, energy=energy, html=None)
+    from harness.report.html import render_html  # matplotlib is imported only when a report is drawn
+
     load = server_load(run_dir)  # requests running/waiting from the server's metrics, if scraped
-    html = write_report_html(run_dir, render_html(doc, analysis, load))
-    return ReportPaths(summary=summary, energy=energy, html=html)
+    page = write_report_html(run_dir, render_html(doc, analysis, load))
+    return ReportPaths(summary=summary, energy=energy, html=page)
 
 
 def report_run(
@@ -57,11 +59,12 @@ def report_run(
     idle_mode: str | None = None,
     options: AnalysisOptions | None = None,
     console: Console | None = None,
+    html: bool = True,
 ) -> tuple[Analysis, ReportPaths]:
     """Join the run folder, write summary.json, energy.parquet and report.html into it, and print the
     terminal summary on `console` (nothing is printed when it is None)."""
     inputs, analysis = analyze_run(run_dir, method=method, idle_mode=idle_mode, options=options)
-    paths = write_run_reports(Path(run_dir), analysis, run_id=inputs.run_id)
+    paths = write_run_reports(Path(run_dir), analysis, run_id=inputs.run_id, html=html)
     if console is not None:
         render_terminal_summary(summary_document(analysis, inputs.run_id), console)
     return analysis, paths

@@ -43,15 +43,18 @@ class RunFolder:
         self.requests_path = self.path / self.REQUESTS
 
     @classmethod
-    def create(cls, out_dir: str | os.PathLike[str], plan: Plan, now: datetime | None = None) -> RunFolder:
-        """A new folder `<out_dir>/<YYYYmmddTHHMMSS>-<plan hash[:8]>[-N]` (UTC), holding the plan."""
+    def create(
+        cls, out_dir: str | os.PathLike[str], plan: Plan, now: datetime | None = None, name: str | None = None
+    ) -> RunFolder:
+        """A new folder `<out_dir>/<YYYYmmddTHHMMSS>-<plan hash[:8]>[-N]` (UTC), or `<out_dir>/<name>[-N]`,
+        holding the plan."""
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
         stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S")
-        base = f"{stamp}-{plan.header.plan_hash[:8]}"
+        base = name or f"{stamp}-{plan.header.plan_hash[:8]}"
         for n in range(1, 10_000):
             path = out / (base if n == 1 else f"{base}-{n}")
             try:

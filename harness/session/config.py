@@ -231,6 +231,10 @@ class MeasureConfig:
         "--strict/--no-strict",
         "Exit with status 1 when a result has an error flag (no power data, no successful requests, ...).",
     )
+    # Not flags: an experiment's cells may leave report.html out (its plots take about a second), and
+    # capture idle power before each cell only (the gap after one cell is the next one's idle window).
+    report_html: bool = field(default=True, metadata={"flag": None})
+    idle_after: bool = field(default=True, metadata={"flag": None})
 
     def validate(self, embedded: bool = False) -> MeasureConfig:
         """`embedded`: the embedded default, which brings its own power source."""

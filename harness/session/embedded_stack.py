@@ -97,8 +97,9 @@ def _die_with_parent() -> Callable[[], None] | None:
 class EmbeddedStack:
     """The mock server and a simulated sidecar, started together and always stopped together."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, mock_args: tuple[str, ...] = ()) -> None:
         self.console = console
+        self.mock_args = mock_args  # more mock-server flags (an experiment's `target.mock_args`)
         self.workdir = Path(tempfile.mkdtemp(prefix="joulebench-embedded-"))
         self.processes: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, list[str]] = {}
@@ -126,7 +127,7 @@ class EmbeddedStack:
         self._spawn(
             "mock-server",
             ["mock-server", "--host", "127.0.0.1", "--port", "0", "--profile", MOCK_PROFILE, "--seed", "0",
-             "--speed", "1", "--ready-file", str(ready)],
+             "--speed", "1", "--ready-file", str(ready), *self.mock_args],
         )  # fmt: skip
         self.mock_url = self._wait("mock-server", lambda: _ready_url(ready))
         self._spawn(

@@ -24,6 +24,9 @@ class IdleStage:
     seconds: float
     state: MeasureState
     console: Console
+    # False: before the run only. An experiment's cells do this: the gap before the next cell is that
+    # cell's idle window, so one cool-down is measured once, as one window long enough to be precise.
+    after_too: bool = True
     _partial: Window | None = field(default=None, init=False)  # what a Ctrl-C during the capture left
 
     def before(self, ctx: RunContext) -> None:
@@ -31,7 +34,9 @@ class IdleStage:
         self._record(ctx)
 
     def after(self, ctx: RunContext, result: RunResult) -> None:
-        if result.stop_reason in ("interrupted", "aborted"):
+        if not self.after_too:
+            pass
+        elif result.stop_reason in ("interrupted", "aborted"):
             self.state.notes.append("the run was stopped: no idle capture after it")
         else:
             try:

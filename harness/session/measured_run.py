@@ -12,6 +12,7 @@ sidecar as subprocesses, stopped whatever happens.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
@@ -50,13 +51,23 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 @dataclass(frozen=True)
+class Output:
+    folder: Path  # where the run folder is made
+    name: str | None  # its name (default: time and plan hash)
+    quiet: bool  # no tables on stdout
+
+
+@dataclass(frozen=True)
 class PlanSource:
     """Where the plan comes from: a file, a spec from flags, or (neither) the built-in default."""
 
     file: Path | None = None
     spec: Callable[[], PlanSpec] | None = None  # deferred: validating it may read files
+    built: tuple[Plan, str] | None = None  # a plan in hand, and where it came from
 
     def load(self, console: Console) -> tuple[Plan, str]:
+        if self.built is not None:
+            return self.built
         if self.file is not None:
             return load_plan(self.file), str(self.file)
         spec, origin = (self.spec(), "built from flags") if self.spec else (default_plan_spec(), "built-in")
@@ -70,14 +81,17 @@ def run_measured(
     options: RunOptions,
     measure: MeasureConfig,
     out: Path,
+    name: str | None = None,
+    quiet: bool = False,
 ) -> int:
     """Execute and measure one run; returns the exit status (0; 1 with --strict and an error flag; 130
-    when stopped)."""
+    when stopped). `name`: the run folder's name (default: time and plan hash); `quiet`: no tables on
+    stdout (an experiment prints one line per cell instead)."""
     options.validate()
     if target.url is None:
         _check_embedded(measure)
     measure.validate(embedded=target.url is None)
-    err = Console(stderr=True)
+    err = Console(file=io.StringIO()) if quiet else Console(stderr=True)
     if options.shard.count > 1 and measure.power.sources:
         raise InputError(
             f"--shard {options.shard}: power is measured for the whole plan, not a shard; run the shards "
@@ -87,11 +101,11 @@ def run_measured(
     try:
         with _sigterm_as_interrupt():
             if target.url is not None:
-                return _run(target, the_plan, origin, options, measure, out, err, stack=None)
+                return _run(target, the_plan, origin, options, measure, Output(out, name, quiet), err, None)
             with EmbeddedStack(err) as stack:
                 target = replace(target, url=stack.mock_url)
                 measure = replace(measure, power=replace(measure.power, sidecar=stack.sidecar_url))
-                return _run(target, the_plan, origin, options, measure, out, err, stack=stack)
+                return _run(target, the_plan, origin, options, measure, Output(out, name, quiet), err, stack)
     except KeyboardInterrupt:
         # Outside the execution itself (which stops gracefully on its own): during the checks, the
         # idle capture, or a second Ctrl-C while fetching or reporting. Everything started is stopped.
@@ -105,7 +119,7 @@ def _run(
     origin: str,
     options: RunOptions,
     measure: MeasureConfig,
-    out: Path,
+    out: Output,
     err: Console,
     stack: EmbeddedStack | None,
 ) -> int:
@@ -121,7 +135,7 @@ def _run(
     power.preflight(anchor)
     idle_s = _idle_seconds(measure, power)
 
-    folder = RunFolder.create(out, plan)
+    folder = RunFolder.create(out.folder, plan, name=out.name)
     if stack is not None:
         stack.folder = folder.path
     err.print(f"run folder: {folder.path}")
@@ -130,8 +144,8 @@ def _run(
         err.print(f"[yellow]note:[/] {note}")
     folder.update_manifest(**manifest)
 
-    out_console = wide_console()
-    report = ReportStage(measure.method, state, out_console) if power.sources else None
+    out_console = err if out.quiet else wide_console()
+    report = ReportStage(measure.method, state, out_console, measure.report_html) if power.sources else None
     stages: list[Stage] = [s for s in (report, server) if s is not None]
     if power.sources:
         stages.append(power)
@@ -143,7 +157,7 @@ def _run(
     if metrics_url:
         stages.append(ServerMetricsStage(metrics_url, measure.server.metrics_interval_s, err))
     if idle_s > 0:
-        stages.append(IdleStage(idle_s, state, err))
+        stages.append(IdleStage(idle_s, state, err, measure.idle_after))
     try:
         result = run_pipeline(RunContext(plan, resolved, options, folder, api_key, anchor), stages)
     finally:

@@ -23,6 +23,7 @@ class ReportStage:
     method: str
     state: MeasureState
     console: Console
+    html: bool = True  # report.html too (an experiment's cells may leave it out: plots take a second)
     errors: list[str] = field(default_factory=list, init=False)  # codes of the error flags, for --strict
 
     def before(self, ctx: RunContext) -> None:
@@ -36,7 +37,7 @@ class ReportStage:
         for note in self.state.notes:
             self.console.print(f"[yellow]note:[/] {note}", highlight=False)
         with self.console.status("joining requests and power..."):
-            analysis, paths = report_run(ctx.folder.path)
+            analysis, paths = report_run(ctx.folder.path, html=self.html)
         render_terminal_summary(read_summary(ctx.folder.path), self.console)  # exactly what was written
         self.errors = sorted({f.code for f in analysis.flags if f.severity == "error"})
-        self.console.print(f"report: {paths.html}", highlight=False)
+        self.console.print(f"report: {paths.html or paths.summary}", highlight=False)

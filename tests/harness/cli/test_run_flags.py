@@ -15,6 +15,7 @@ from harness.backends.client import TRANSPORTS
 from harness.backends.detect import BACKEND_CHOICES
 from harness.cli import _load_commands, run_command
 from harness.cli.app import app
+from harness.experiment.definition import ExperimentSpec
 from harness.records import Shard
 from harness.runner import RunOptions
 from harness.session.config import (
@@ -65,7 +66,19 @@ def test_every_option_is_a_model_field_a_plan_flag_or_the_commands_own() -> None
     declared = {_long(field.metadata["flag"]) for _, field in FLAG_FIELDS}
     for option in OPTIONS:
         (name,) = [opt for opt in option.opts if opt.startswith("--")]
-        assert name in declared or name in OWN or option.rich_help_panel == "Plan", name
+        assert name in declared or name in OWN or option.rich_help_panel == "Plan" or _experiment(option), (
+            name
+        )
+
+
+# The experiment flags of `run` and the ExperimentSpec fields they set: their help is the field's.
+EXPERIMENT_FLAGS = {"--repeats": "repeats", "--order": "order", "--cooldown": "cooldown_s"}
+
+
+def _experiment(option) -> bool:
+    (name,) = [opt for opt in option.opts if opt.startswith("--")]
+    field = EXPERIMENT_FLAGS.get(name)
+    return field is not None and ExperimentSpec.model_fields[field].description in option.help
 
 
 def test_choices_shown_are_the_literals() -> None:
@@ -128,3 +141,54 @@ def test_a_bad_value_is_one_line_naming_the_flag(args, message, capsys, tmp_path
     status = run_main(["run", *args, "--out", str(tmp_path / "runs")])
     assert one_line_error(capsys.readouterr().err, status) == message
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "2", "--rate", "4"],
+         "--rate: given 2 times (2, 4); give several rates as one list: --rate 2,4"),
+        (["--rate", "2,x"], "--rate '2,x': 'x' is not a number of requests/s"),
+        (["--rate", "2,0"], "--rate '2,0': rates must be positive requests/s"),
+        (["--rate", "2,2"], "--rate '2,2': a rate is given twice"),
+        (["--repeats", "2", "--idle", "3"],
+         "--idle: an experiment's idle windows are its cool-down (--cooldown SECONDS)"),
+        (["--order", "shuffled"], "--order 'shuffled': expected one of random, latin, fixed"),
+        (["--repeats", "2", "--plan", "p.parquet"],
+         "--plan: an experiment builds one plan per rate; give plan flags instead"),
+    ],
+)  # fmt: skip
+def test_repeats_order_and_rate_lists_check_their_values(args, message, capsys, tmp_path) -> None:
+    """--rate once, as a list; a repeated --rate is refused (it used to keep the last value silently)."""
+    status = run_main(
+        ["run", "--schedule", "fixed:interval=0.5", "-n", "2", *args, "--out", str(tmp_path / "o")]
+    )
+    assert one_line_error(capsys.readouterr().err, status).removeprefix("joulebench run: ") == message
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_plan_has_one_rate(capsys, tmp_path) -> None:
+    status = run_main(["plan", "build", "--schedule", "fixed:interval=0.5", "-n", "2", "--rate", "2,4",
+                       "--out", str(tmp_path / "p.parquet")])  # fmt: skip
+    assert one_line_error(capsys.readouterr().err, status).startswith("--rate 2,4: a plan has one rate")
+
+
+def test_run_with_repeats_is_the_experiment_its_flags_describe(tmp_path, monkeypatch) -> None:
+    """The flags become the experiment YAML `experiment run` would take, validated in the same place."""
+    import harness.experiment.start as start
+    from harness.experiment.definition import parse_experiment
+
+    seen: dict = {}
+    monkeypatch.setattr(start, "run_experiment_data", lambda data, out, console: seen.update(data) or 0)
+    status = run_main(["run", "--target", "http://127.0.0.1:9", "--sidecar", "http://127.0.0.1:9400",
+                       "--schedule", "fixed:interval=0.5", "--schedule", "poisson:rate=2", "-n", "5",
+                       "--max-tokens", "16", "--rate", "2,4", "--repeats", "3", "--order", "latin",
+                       "--cooldown", "4", "--warmup", "0", "--method", "tokens", "--gpus", "0,1",
+                       "--out", str(tmp_path)])  # fmt: skip
+    assert status == 0
+    spec = parse_experiment(seen, "test")
+    assert spec.arms == ["fixed:interval=0.5", "poisson:rate=2"] and spec.rates == [2.0, 4.0]
+    assert (spec.repeats, spec.order, spec.gap_s, spec.method) == (3, "latin", 4.0, "tokens")
+    assert spec.plan == {"n": 5, "max_tokens": 16} and spec.run["warmup"] == 0
+    assert spec.target.url == "http://127.0.0.1:9" and spec.power.sidecar == "http://127.0.0.1:9400"
+    assert spec.power.gpus == "0,1"

@@ -1,0 +1,122 @@
+"""One cell's row of the tidy table, read from its finished run folder (summary.json, energy.parquet).
+
+A cell runs one arm, so its figures are that arm's block of summary.json. The all-in figure (the
+arm window's energy over its successful requests) carries the counter's resolution: the window's two
+edges each fall somewhere between two counter updates, so the window's energy is uncertain by about
+two update periods at the arm's mean power (0 for an exact counter, as the simulated GPU's).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.experiment.definition import SteadyState
+from harness.report.request_summary import arm_summary
+from harness.runfolder import RunFolder
+from harness.runfolder.report_files import SUMMARY_FILE, read_energy, read_summary
+
+NAN = math.nan
+_ENERGY_COLUMNS = (
+    "duration_s", "j_per_request_all_in", "j_per_request_attributed", "j_idle_per_request",
+    "j_above_idle_per_request", "resolution_j_per_request", "mean_power_w", "energy_j_total",
+    "idle_power_w", "steady_j_per_request_attributed",
+)  # fmt: skip
+
+
+def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[str, Any]:
+    if not (run_dir / SUMMARY_FILE).is_file():
+        return _requests_only(run_dir, arm)  # no power source: the run joined nothing
+    summary = read_summary(run_dir)
+    block = next((a for a in summary["arms"] if a["name"] == arm), None)
+    if block is None:
+        raise ValueError(f"{run_dir}: summary.json has no arm {arm!r}")
+    ok = int(block["requests"]["ok"])
+    all_in = _get(block, "all_in", "j_per_request")
+    above = _get(block, "j_per_request_parts", "dynamic")
+    power = _get(block, "mean_power_w")
+    duration = _get(block, "window", "duration_s")
+    period = float(summary.get("options", {}).get("counter_period_s") or 0.0)
+    resolution = 2 * period * power / ok if ok and math.isfinite(power) else NAN
+    scoped = {f["code"] for f in summary.get("flags", []) if f.get("scope") in (arm, "run")}
+    flags = sorted({*block.get("flags", []), *scoped})
+    row: dict[str, Any] = {
+        "duration_s": duration,
+        "requests": int(block["requests"]["total"]),
+        "ok": ok,
+        "j_per_request_all_in": all_in,
+        "j_per_request_attributed": _get(block, "j_per_request", "mean"),
+        "j_idle_per_request": all_in - above if math.isfinite(all_in) and math.isfinite(above) else NAN,
+        "j_above_idle_per_request": above,
+        "resolution_j_per_request": resolution,
+        "mean_power_w": power,
+        "energy_j_total": _get(block, "energy_j_total"),
+        "idle_power_w": _get(summary, "idle", "power_w"),
+        "ttft_p50_s": _get(block, "latency_s", "ttft", "p50"),
+        "ttft_p90_s": _get(block, "latency_s", "ttft", "p90"),
+        "e2e_p50_s": _get(block, "latency_s", "e2e", "p50"),
+        "e2e_p90_s": _get(block, "latency_s", "e2e", "p90"),
+        "lateness_p99_ms": _get(block, "lateness_ms", "p99"),
+        "realized_rate": _get(block, "rate", "realized"),
+        "flags": ",".join(flags),
+    }
+    row.update(_steady(run_dir, arm, steady))
+    return row
+
+
+def _requests_only(run_dir: Path, arm: str) -> dict[str, Any]:
+    """Counts, latency and lateness from the request log; every energy figure NaN."""
+    (block,) = [a for a in arm_summary(RunFolder.open(run_dir).requests()) if a["arm"] == arm]
+    row: dict[str, Any] = dict.fromkeys(_ENERGY_COLUMNS, NAN)
+    row.update(
+        requests=block["planned"],
+        ok=block["status"].get("ok", 0),
+        ttft_p50_s=_ms(block["ttft_ms"], "p50"),
+        ttft_p90_s=_ms(block["ttft_ms"], "p90"),
+        e2e_p50_s=_ms(block["e2e_ms"], "p50"),
+        e2e_p90_s=_ms(block["e2e_ms"], "p90"),
+        lateness_p99_ms=_num(block["lateness_ms"]["p99"]),
+        realized_rate=_num(block["rate_per_s"]),
+        steady_requests=None,
+        flags="no_power",
+    )
+    return row
+
+
+def _ms(stats: dict[str, Any], key: str) -> float:
+    return _num(stats[key]) / 1e3
+
+
+def _num(value: Any) -> float:
+    return NAN if value is None else float(value)
+
+
+def _steady(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[str, Any]:
+    """The mean attributed J/request of the requests planned inside the steady window."""
+    if steady is None:
+        return {"steady_j_per_request_attributed": NAN, "steady_requests": None}
+    energy, _ = read_energy(run_dir)
+    rows = energy[(energy["arm"] == arm) & ~energy["warmup"]].sort_values("request_id")
+    offsets = RunFolder.open(run_dir).plan().rows.set_index("request_id")["offset_s"]
+    planned = offsets.reindex(rows["request_id"]).to_numpy(dtype=float)
+    index = np.arange(len(rows))
+    keep = (index >= steady.skip_requests) & (index < len(rows) - steady.drain_requests)
+    if np.isfinite(planned).any():  # open loop: planned offsets (a closed-loop arm has none)
+        last = float(np.nanmax(planned))
+        keep &= (planned >= steady.skip_s) & (planned <= last - steady.drain_s)
+    kept = rows[keep]
+    kept = kept[kept["status"] == "ok"]
+    value = float(kept["energy_j"].mean()) if len(kept) else NAN
+    return {"steady_j_per_request_attributed": value, "steady_requests": len(kept)}
+
+
+def _get(doc: dict[str, Any], *path: str) -> float:
+    node: Any = doc
+    for key in path:
+        if not isinstance(node, dict) or node.get(key) is None:
+            return NAN
+        node = node[key]
+    return float(node)
