@@ -43,7 +43,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._session.request(
                 request.method,
-                str(request.url),
+                # httpx has already turned a URL's userinfo into the Authorization header; aiohttp
+                # refuses a request that has both.
+                str(request.url.copy_with(username=None, password=None)),
                 headers=list(request.headers.multi_items()),
                 data=request.content or None,
                 allow_redirects=False,

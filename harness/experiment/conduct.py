@@ -19,6 +19,7 @@ import pandas as pd
 from rich.console import Console
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.energy.repeats import pair_differences, widest_half_width
 from harness.experiment.cell_figures import cell_figures
 from harness.experiment.definition import ExperimentSpec
@@ -242,5 +243,10 @@ def resolved_data(spec: ExperimentSpec) -> dict[str, Any]:
     """experiment.yaml as written into the folder: every default filled in."""
     data = spec.model_dump(mode="json")
     data["target"] = spec.target.settings()
+    # No credential in the folder: a URL's userinfo is redacted (a resume then takes --target URL).
+    for section in (data["target"], data["power"]):
+        for key, value in section.items():
+            if isinstance(value, str) and "://" in value:
+                section[key] = redact_userinfo(value)
     data["cooldown_s"] = spec.gap_s
     return data

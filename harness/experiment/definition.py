@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.backends.detect import Backend
 from harness.energy.repeats import Multiplicity
 from harness.energy.split import Method
@@ -126,8 +127,8 @@ class TargetSpec(_Strict):
         if self.kind == "serve":
             return f"joulebench serve {self.serve} {self.model_path} on port {self.port}"
         if self.kind == "compose":
-            return f"docker compose profile {self.compose} at {self.url}"
-        return str(self.url)
+            return f"docker compose profile {self.compose} at {redact_userinfo(str(self.url))}"
+        return redact_userinfo(str(self.url))
 
 
 class PowerSpec(_Strict):

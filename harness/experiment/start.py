@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from foundation.errors import InputError
+from foundation.redact import REDACTED
 from harness.backends import resolve_target
 from harness.experiment.conduct import conduct, resolved_data
 from harness.experiment.definition import ExperimentSpec, apply_overrides, load_experiment, parse_experiment
@@ -69,6 +70,12 @@ def resume_experiment(path: Path, overrides: dict[str, Any], console: Console) -
             )
     apply_overrides(data, overrides)
     label = str(path / folder.SPEC)
+    hidden = _redacted(data)
+    if hidden:
+        raise InputError(
+            f"{label}: {hidden}: its credentials were not written down; give it again "
+            f"(--target URL or --set {hidden}=URL)"
+        )
     spec = parse_experiment(data, label, check_plans=False)  # the plans are in plans/, built once
     if spec.target.kind == "url":
         _probe(spec, label)
@@ -97,6 +104,16 @@ def _probe(spec: ExperimentSpec, label: str) -> None:
         asyncio.run(resolve_target(target.url, target.backend, target.model, api_key))
     except InputError as exc:  # resolve_target speaks of the --target flag; here it is the file's field
         raise InputError(f"{label}: target: {str(exc).removeprefix('--target ')}") from None
+
+
+def _redacted(data: dict[str, Any]) -> str | None:
+    """The first URL field whose userinfo experiment.yaml holds redacted."""
+    for section in ("target", "power"):
+        values = data.get(section)
+        for key, value in (values.items() if isinstance(values, dict) else []):
+            if isinstance(value, str) and REDACTED in value:
+                return f"{section}.{key}"
+    return None
 
 
 def _any_cell_ran(folder: ExperimentFolder) -> bool:

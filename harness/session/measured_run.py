@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import re
 import signal
 import sys
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.backends import Target, resolve_target
 from harness.clock import ClockAnchor
 from harness.report.request_summary import arm_summary, arm_table
@@ -46,8 +46,6 @@ from harness.session.stage_state import MeasureState
 from traffic.builder import build_plan
 from traffic.plan import Plan, load_plan
 from traffic.spec import PlanSpec
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 @dataclass(frozen=True)
@@ -228,11 +226,11 @@ def _notes(plan: Plan, target: Target) -> list[str]:
 def _manifest(plan: Plan, origin: str, target: Target, api_key_env: str, api_key_set: bool) -> dict[str, Any]:
     header = plan.header
     return {
-        "command_line": [_USERINFO.sub("***@", arg) for arg in sys.argv],
+        "command_line": [redact_userinfo(arg) for arg in sys.argv],
         "versions": versions(),
         "host": host_info(),
         "target": {
-            "url": _USERINFO.sub("***@", target.url),
+            "url": redact_userinfo(target.url),
             "backend": target.api.name,
             "model": target.api.model,
             "detected": target.detected,

@@ -21,6 +21,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
+from foundation.redact import redact_userinfo
 from harness.runfolder.server_metrics_file import SERVER_METRICS_FILE, Sample, write_server_metrics
 from harness.runner import RunResult
 from harness.session.pipeline import RunContext
@@ -64,7 +65,7 @@ class ServerMetricsStage:
     def before(self, ctx: RunContext) -> None:
         self._dir = ctx.folder.path
         self._meta = {
-            "url": self.url,
+            "url": redact_userinfo(self.url),
             "interval_s": self.interval_s,
             "anchor": ctx.anchor.as_dict(),
         }
@@ -150,7 +151,7 @@ class ServerMetricsStage:
         ok = self.scrapes - self.failures
         ctx.folder.update_manifest(
             server_metrics={
-                "url": self.url,
+                "url": redact_userinfo(self.url),
                 "interval_s": self.interval_s,
                 "scrapes": self.scrapes,
                 "failures": self.failures,
@@ -162,7 +163,8 @@ class ServerMetricsStage:
         if self.failures:
             first = next(iter(self.errors), "")
             self.console.print(
-                f"[yellow]note:[/] server metrics {self.url}: {self.failures} of {self.scrapes} scrapes "
+                f"[yellow]note:[/] server metrics {redact_userinfo(self.url)}: {self.failures} of "
+                f"{self.scrapes} scrapes "
                 f"failed ({first}); {ok} kept in {SERVER_METRICS_FILE if self.rows else 'no file'}",
                 highlight=False,
             )

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.energy.grid import window_energy
 from harness.power.series import PowerData
@@ -81,7 +82,7 @@ class PowerStage:
         header = reader.sessions()[-1].header
         have = [str(g["index"]) for g in header.get("gpus", [])]
         self._check_gpus(f"--sidecar {url}", have)
-        return _Source("sidecar", url, reader, str(header.get("backend", "")), polls=1)
+        return _Source("sidecar", redact_userinfo(url), reader, str(header.get("backend", "")), polls=1)
 
     def _prometheus(self, url: str, anchor: ClockAnchor) -> _Source:
         cfg = self.config
@@ -96,7 +97,7 @@ class PowerStage:
             url, selector=cfg.selector, step_s=cfg.prometheus_step_s, anchor=anchor, offset=offset
         )
         backend = next(iter(info.backends)) if len(info.backends) == 1 else "nvml"
-        return _Source("prometheus", url, reader, backend)
+        return _Source("prometheus", redact_userinfo(url), reader, backend)
 
     def _dcgm(self, url: str, anchor: ClockAnchor) -> _Source:
         cfg = self.config
@@ -112,7 +113,7 @@ class PowerStage:
         reader = DcgmSource(
             url, selector=cfg.selector, step_s=cfg.prometheus_step_s, anchor=anchor, offset=offset
         )
-        return _Source("dcgm", url, reader, "dcgm")
+        return _Source("dcgm", redact_userinfo(url), reader, "dcgm")
 
     def _check_gpus(self, where: str, have: list[str]) -> None:
         missing = [g for g in self.config.gpus or () if g not in have]

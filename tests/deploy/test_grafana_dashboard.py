@@ -152,7 +152,12 @@ def mock_stack(tmp_path_factory):
 @pytest.mark.slow  # starts the mock server and a sidecar
 def test_every_queried_metric_is_exported(mock_stack):
     mock_url, sidecar_url = mock_stack
-    sidecar, mock = exposed_names(sidecar_url), exposed_names(mock_url)
+    # The sidecar's gauges appear with its first sample, which a loaded machine may not have taken yet.
+    deadline = time.monotonic() + 10
+    while "joulebench_gpu_power_watts" not in (sidecar := exposed_names(sidecar_url)):
+        assert time.monotonic() < deadline, sorted(sidecar)
+        time.sleep(0.1)
+    mock = exposed_names(mock_url)
     assert "joulebench_gpu_energy_joules_total" in sidecar and "vllm:num_requests_running" in mock
     known = sidecar | mock | documented_server_metrics()
     gpu_var = re.fullmatch(r"label_values\((\w+), gpu\)", dashboard()["templating"]["list"][0]["definition"])

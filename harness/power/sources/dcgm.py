@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from foundation.redact import redact_userinfo
 from harness.power.series import PowerData
 from harness.power.sources.assemble import build_series
 from harness.power.sources.promapi import pair, with_selector
@@ -119,7 +120,7 @@ class DcgmSource(PrometheusBase):
             series.append(s)
         return PowerData(
             series=series,
-            source=f"dcgm via prometheus {self.api.url}",
+            source=f"dcgm via prometheus {redact_userinfo(self.api.url)}",
             clock=self.clock("Prometheus scrape timestamps (epoch)"),
             issues=issues,
         )

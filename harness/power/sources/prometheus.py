@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.power.clocksync import ClockOffset
 from harness.power.series import PowerData
@@ -138,7 +139,7 @@ class PrometheusSource(PrometheusBase):
             )
         return PowerData(
             series=series,
-            source=f"prometheus {self.api.url}",
+            source=f"prometheus {redact_userinfo(self.api.url)}",
             clock=self.clock("sidecar read timestamps (epoch)"),
             issues=issues,
         )

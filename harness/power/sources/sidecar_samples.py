@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.power.clocksync import ClockOffset, estimate_clock_offset
 from harness.power.samplelog import (
@@ -205,4 +206,5 @@ class SidecarSource:
         ]
         if len(sessions) > 1:
             clock = {**clock, "sessions": len(sessions)}
-        return PowerData(series=series, source=f"sidecar {self.location}", clock=clock, issues=issues)
+        source = f"sidecar {redact_userinfo(self.location)}"
+        return PowerData(series=series, source=source, clock=clock, issues=issues)
