@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from foundation.errors import InputError
 from harness.cli.app import app
+from harness.cli.plan_flags import parse_rate_list
 from harness.experiment.definition import field_docs
 from harness.experiment.design import ORDERS
 
@@ -70,7 +71,7 @@ def run(
         if value is not None:
             overrides[key] = value
     if rates is not None:
-        overrides["rates"] = parse_rates(rates, "--rates")
+        overrides["rates"] = parse_rate_list(rates, "--rates")
     if target is not None:
         overrides["target"] = target
     overrides.update(_set_values(set_))
@@ -109,27 +110,19 @@ def resume(
 @experiment_app.command("report")
 def report(
     folder: Annotated[Path, typer.Argument(help="The experiment folder.", show_default=False)],
+    refigure: Annotated[
+        bool,
+        typer.Option(
+            "--refigure",
+            help="First read every done cell's figures from its run folder again (cells.parquet and "
+            "cells.csv are rewritten).",
+        ),
+    ] = False,
 ) -> None:
     """Rebuild report.html, experiment_summary.json and the plots from cells.parquet."""
     from harness.experiment.start import report_experiment
 
-    report_experiment(folder, Console(stderr=True))
-
-
-def parse_rates(text: str, flag: str) -> list[float]:
-    """'2,4,8' -> [2.0, 4.0, 8.0]; one clear line for anything else."""
-    rates: list[float] = []
-    for part in text.split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            raise InputError(f"{flag} {text!r}: {part.strip()!r} is not a number of requests/s") from None
-        if not value > 0 or value == float("inf"):
-            raise InputError(f"{flag} {text!r}: rates must be positive requests/s")
-        rates.append(value)
-    if len(set(rates)) != len(rates):
-        raise InputError(f"{flag} {text!r}: a rate is given twice")
-    return rates
+    report_experiment(folder, Console(stderr=True), refigure=refigure)
 
 
 def _set_values(items: list[str] | None) -> dict[str, Any]:

@@ -209,21 +209,25 @@ def _rates(given: list[str] | None) -> tuple[str | None, list[float] | None]:
             f"--rate: given {len(given)} times ({', '.join(given)}); give several rates as one list: "
             f"--rate {','.join(given)}"
         )
-    parts = [part.strip() for part in given[0].split(",")]
-    if len(parts) == 1:
-        return parts[0], None
+    if "," not in given[0]:
+        return given[0].strip(), None
+    return None, parse_rate_list(given[0], "--rate")
+
+
+def parse_rate_list(text: str, flag: str) -> list[float]:
+    """'2,4,8' -> [2.0, 4.0, 8.0]: positive, distinct requests/s; one line naming the flag otherwise."""
     rates: list[float] = []
-    for part in parts:
+    for part in (p.strip() for p in text.split(",")):
         try:
             rate = float(part)
         except ValueError:
-            raise InputError(f"--rate {given[0]!r}: {part!r} is not a number of requests/s") from None
+            raise InputError(f"{flag} {text!r}: {part!r} is not a number of requests/s") from None
         if not 0 < rate < float("inf"):
-            raise InputError(f"--rate {given[0]!r}: rates must be positive requests/s")
+            raise InputError(f"{flag} {text!r}: rates must be positive requests/s")
         rates.append(rate)
     if len(set(rates)) != len(rates):
-        raise InputError(f"--rate {given[0]!r}: a rate is given twice")
-    return None, rates
+        raise InputError(f"{flag} {text!r}: a rate is given twice")
+    return rates
 
 
 def _normalise(name: str, value: Any) -> Any:

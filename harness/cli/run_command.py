@@ -17,7 +17,7 @@ from harness.cli.plan_flags import EPILOG, PlanOptions, plan_options
 from harness.experiment.definition import RUN_SETTINGS, ExperimentSpec
 from harness.experiment.design import ORDERS, Order
 from harness.runner import RunOptions
-from harness.session.config import SOURCE_KINDS, MeasureConfig, TargetConfig
+from harness.session.config import SOURCE_KINDS, MeasureConfig, ServerConfig, TargetConfig
 from harness.session.embedded_stack import default_plan_spec
 from harness.session.measured_run import PlanSource, run_measured
 
@@ -124,6 +124,19 @@ def run(
         raise typer.Exit(code)
 
 
+def _refuse_single_run_flags(measure: MeasureConfig, options: RunOptions) -> None:
+    """Flags an experiment has no field for are refused, never dropped in silence."""
+    changed = [
+        f.metadata["flag"].split()[0]
+        for config, default in ((measure.server, ServerConfig()), (options, RunOptions()))
+        for f in fields(config)
+        if f.metadata.get("flag") and f.name not in (*RUN_SETTINGS, "info_file", "progress")
+        and getattr(config, f.name) != getattr(default, f.name)
+    ]  # fmt: skip
+    if changed:
+        raise InputError(f"{changed[0]}: not an experiment setting (a single run's only)")
+
+
 def experiment_data(
     target: str | None, plan: PlanOptions, flags: FlagValues, design: dict[str, Any]
 ) -> dict[str, Any]:
@@ -136,6 +149,7 @@ def experiment_data(
     if measure.idle_s is not None:
         raise InputError("--idle: an experiment's idle windows are its cool-down (--cooldown SECONDS)")
     options = flags.build(RunOptions)
+    _refuse_single_run_flags(measure, options)
     runner = {f.name: getattr(options, f.name) for f in fields(RunOptions) if f.name in RUN_SETTINGS}
     tc = flags.build(TargetConfig, url=target)
     power = measure.power
@@ -146,6 +160,7 @@ def experiment_data(
         power_data["selector"] = power.selector
     if power.gpus is not None:
         power_data["gpus"] = ",".join(power.gpus)
+    power_data["prometheus_step_s"] = power.prometheus_step_s
     data: dict[str, Any] = {
         "name": "run",
         "target": "embedded"

@@ -19,11 +19,11 @@ interval is at level 1 - (1 - level) / m for the m pairs at its rate, so all of 
 probability at least `level`, and a winner is named only when its simultaneous interval excludes zero.
 
 A cell's energy per request is also uncertain by the counter's resolution (`resolution_j_per_request`:
-two counter updates' worth of energy over the cell's requests). That error is systematic, a bound rather
-than a random draw, so averaging repeats does not shrink it: the arm interval is widened on both sides
-by the mean of the cells' bounds (which bounds the error of their mean). Paired differences are not
-widened: an error shared by both arms of a repeat cancels in the difference, and what varies from run
-to run already shows in the differences' scatter.
+two counter updates' worth of energy over the cell's requests). The arm interval is widened on both
+sides by the mean of the cells' bounds, a conservative guard: the bound is a worst case that a few
+repeats do not reliably average down. Paired differences are not widened: two cells' window edges fall
+independently between counter updates, so their errors vary from repeat to repeat and already show in
+the differences' scatter.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """One cell's row of the tidy table, read from its finished run folder (summary.json, energy.parquet).
 
-A cell runs one arm, so its figures are that arm's block of summary.json. The all-in figure (the
-arm window's energy over its successful requests) carries the counter's resolution: the window's two
-edges each fall somewhere between two counter updates, so the window's energy is uncertain by about
-two update periods at the arm's mean power (0 for an exact counter, as the simulated GPU's).
+A cell runs one arm, so its figures are that arm's block of summary.json. Its idle part is the idle
+power times the arm's window over its successful requests, and above-idle is all-in minus that. The
+all-in figure (the arm window's energy over its successful requests) carries the counter's
+resolution: the window's two edges each fall somewhere between two counter updates, so the window's
+energy is uncertain by about two update periods at the arm's mean power (0 for an exact counter, as
+the simulated GPU's).
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
         raise ValueError(f"{run_dir}: summary.json has no arm {arm!r}")
     ok = int(block["requests"]["ok"])
     all_in = _get(block, "all_in", "j_per_request")
-    above = _get(block, "j_per_request_parts", "dynamic")
     power = _get(block, "mean_power_w")
     duration = _get(block, "window", "duration_s")
+    idle_w = _get(summary, "idle", "power_w")
+    # The idle floor of the arm's window, shared over its successful requests; the rest of all-in is
+    # above idle, whether a request was in flight or the GPU was still winding down between them.
+    idle = idle_w * duration / ok if ok else NAN
     period = float(summary.get("options", {}).get("counter_period_s") or 0.0)
     resolution = 2 * period * power / ok if ok and math.isfinite(power) else NAN
     scoped = {f["code"] for f in summary.get("flags", []) if f.get("scope") in (arm, "run")}
@@ -49,12 +54,12 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
         "ok": ok,
         "j_per_request_all_in": all_in,
         "j_per_request_attributed": _get(block, "j_per_request", "mean"),
-        "j_idle_per_request": all_in - above if math.isfinite(all_in) and math.isfinite(above) else NAN,
-        "j_above_idle_per_request": above,
+        "j_idle_per_request": idle,
+        "j_above_idle_per_request": all_in - idle,
         "resolution_j_per_request": resolution,
         "mean_power_w": power,
         "energy_j_total": _get(block, "energy_j_total"),
-        "idle_power_w": _get(summary, "idle", "power_w"),
+        "idle_power_w": idle_w,
         "ttft_p50_s": _get(block, "latency_s", "ttft", "p50"),
         "ttft_p90_s": _get(block, "latency_s", "ttft", "p90"),
         "e2e_p50_s": _get(block, "latency_s", "e2e", "p50"),

@@ -27,11 +27,13 @@ from harness.experiment.design import DesignCell, repeat_cells
 from harness.experiment.targets import LiveTarget, bring_up
 from harness.runfolder import utc_iso
 from harness.runfolder.experiment_files import CELL_COLUMNS, ExperimentFolder
+from harness.runfolder.report_files import SUMMARY_FILE
 from harness.session.config import MeasureConfig, ServerConfig
-from harness.session.measured_run import PlanSource, run_measured
+from harness.session.measured_run import PlanSource, run_measured, sigterm_as_interrupt
 from traffic.plan import Plan, load_plan, select_arms
 
 _INTERRUPTED = 130
+CELLS_LOG = "cells.log"
 
 
 def conduct(spec: ExperimentSpec, folder: ExperimentFolder, console: Console) -> int:
@@ -42,12 +44,14 @@ def conduct(spec: ExperimentSpec, folder: ExperimentFolder, console: Console) ->
     # Sequential stopping may have added repeats beyond the minimum: a resume keeps them.
     repeats = max([spec.repeats, *[int(r) for r in existing["repeat"]]])
     cells = _with_design(spec, folder, existing, rates, repeats)
+    _adopt_finished(spec, folder, cells)
     if len(existing):
         left = int((cells["status"] != "done").sum())
         console.print(f"resuming {folder.experiment_id}: {left} of {len(cells)} cells to run")
     folder.write_cells(cells)
     try:
-        with bring_up(spec, folder.path / "server", console) as live:
+        # SIGTERM stops an experiment as Ctrl-C does: the target comes down, the table stays consistent.
+        with sigterm_as_interrupt(), folder.lock(), bring_up(spec, folder.path / "server", console) as live:
             console.print(f"experiment folder: {folder.path}", highlight=False, soft_wrap=True)
             while True:
                 code = _run_pending(spec, folder, cells, plans, live, console)
@@ -145,6 +149,22 @@ def _run_pending(
     live: LiveTarget,
     console: Console,
 ) -> int:
+    """The cells not yet done; each prints one line here, and its own output (notes, warnings, the
+    run's tables) goes to cells.log in the experiment folder."""
+    with (folder.path / CELLS_LOG).open("a", encoding="utf-8") as log:
+        cells_log = Console(file=log, width=120, no_color=True)
+        return _run_cells(spec, folder, cells, plans, live, console, cells_log)
+
+
+def _run_cells(
+    spec: ExperimentSpec,
+    folder: ExperimentFolder,
+    cells: pd.DataFrame,
+    plans: dict[float | None, Plan],
+    live: LiveTarget,
+    console: Console,
+    cells_log: Console,
+) -> int:
     total = len(cells)
     # Each cell's idle capture before it is the cool-down. Without a power source there is no idle
     # power to capture (MeasureConfig refuses idle_s then): the cool-down is a plain pause instead.
@@ -168,6 +188,7 @@ def _run_pending(
         if moved is not None:
             console.print(f"cell {name}: its earlier, unfinished run folder moved to {moved}")
         cell_plan = select_arms(plans[_rate(row)], [str(row["arm"])])
+        cells_log.rule(f"cell {row['cell']}: {name}")
         time.sleep(pause_s)
         started = utc_iso(time.time_ns())
         _set(cells, i, status="running", run_id=name, run_dir=f"runs/{name}",
@@ -181,8 +202,10 @@ def _run_pending(
                 measure,
                 folder.runs,
                 name=name,
-                quiet=True,
+                console=cells_log,
             )
+            if code != _INTERRUPTED:
+                figures = cell_figures(folder.runs / name, str(row["arm"]), spec.steady_state)
         except BaseException:  # the target went away, a bug, Ctrl-C between stages: the cell is not done
             _release_running(folder, cells)
             raise
@@ -190,7 +213,6 @@ def _run_pending(
             _release_running(folder, cells)
             console.print("joulebench: experiment interrupted; `joulebench experiment resume` continues it")
             return code
-        figures = cell_figures(folder.runs / name, str(row["arm"]), spec.steady_state)
         _set(cells, i, status="done", exit_code=code, **figures)
         folder.write_cells(cells)
         console.print(_cell_line(_row(cells, i), total), highlight=False)
@@ -204,6 +226,30 @@ def _row(cells: pd.DataFrame, i: int) -> dict[str, Any]:
 def _set(cells: pd.DataFrame, i: int, **values: Any) -> None:
     for key, value in values.items():
         cells.at[cells.index[i], key] = value
+
+
+def _adopt_finished(spec: ExperimentSpec, folder: ExperimentFolder, cells: pd.DataFrame) -> None:
+    """A cell left "running" whose run folder was reported (the experiment died between the report and
+    the table's update) is done: its figures are read back, never measured again."""
+    for i in range(len(cells)):
+        row = _row(cells, i)
+        if row["status"] == "running" and (folder.runs / _cell_name(row) / SUMMARY_FILE).is_file():
+            figures = cell_figures(folder.runs / _cell_name(row), str(row["arm"]), spec.steady_state)
+            _set(cells, i, status="done", exit_code=0, **figures)
+
+
+def refigure_cells(spec: ExperimentSpec, folder: ExperimentFolder) -> None:
+    """Every done cell's figures read again from its run folder, and the table rewritten."""
+    cells = folder.read_cells()
+    for i in range(len(cells)):
+        row = _row(cells, i)
+        if row["status"] == "done":
+            _set(
+                cells,
+                i,
+                **cell_figures(folder.path / str(row["run_dir"]), str(row["arm"]), spec.steady_state),
+            )
+    folder.write_cells(cells)
 
 
 def _release_running(folder: ExperimentFolder, cells: pd.DataFrame) -> None:

@@ -32,6 +32,7 @@ from pydantic import (
 from foundation.errors import InputError
 from foundation.redact import redact_userinfo
 from harness.backends.detect import Backend
+from harness.deploy.cmdline import REDACTED, is_secret_name, redact_argv
 from harness.energy.repeats import Multiplicity
 from harness.energy.split import Method
 from harness.experiment.design import Order
@@ -119,6 +120,9 @@ class TargetSpec(_Strict):
                         "api_key_env"),
         }[self.kind]  # fmt: skip
         data = self.model_dump(mode="json")
+        # Written into the experiment folder: no secret in the engine's flags or environment.
+        data["args"] = redact_argv(self.args)
+        data["env"] = {k: REDACTED if is_secret_name(k) else v for k, v in self.env.items()}
         return {key: data[key] for key in used if data[key] is not None}
 
     def describe(self) -> str:
@@ -229,8 +233,8 @@ class ExperimentSpec(_Strict):
         if value is not None:
             if not value or any(r <= 0 for r in value):
                 raise ValueError("rates must be positive requests/s")
-            if len(set(value)) != len(value):
-                raise ValueError("a rate is given twice")
+            if len({f"{r:g}" for r in value}) != len(value):
+                raise ValueError("a rate is given twice (rates are told apart by 6 significant digits)")
         return value
 
     @field_validator("plan")
@@ -255,6 +259,12 @@ class ExperimentSpec(_Strict):
             given = [k for k in ("sidecar", "prometheus", "dcgm") if getattr(self.power, k)]
             if given or self.server_info:
                 raise ValueError("power/server_info: the embedded target brings its own")
+        names = zip(self.arm_names, self.arms, strict=True)
+        closed = [name for name, text in names if text.startswith("concurrency")]
+        if self.rates is not None and closed:
+            raise ValueError(
+                f"arms: {closed[0]} is closed-loop: it takes no offered rate, so it cannot join a rate sweep"
+            )
         if self.stop is not None and self.stop.max_repeats < self.repeats:
             raise ValueError("stop.max_repeats is below repeats")
         return self

@@ -18,7 +18,8 @@ from rich.console import Console
 from foundation.errors import InputError
 from foundation.redact import REDACTED
 from harness.backends import resolve_target
-from harness.experiment.conduct import conduct, resolved_data
+from harness.deploy.cmdline import REDACTED as SECRET_REDACTED
+from harness.experiment.conduct import conduct, refigure_cells, resolved_data
 from harness.experiment.definition import ExperimentSpec, apply_overrides, load_experiment, parse_experiment
 from harness.experiment.report_writer import write_experiment_report
 from harness.runfolder.experiment_files import ExperimentFolder
@@ -68,15 +69,18 @@ def resume_experiment(path: Path, overrides: dict[str, Any], console: Console) -
                 f"--set {key}: cannot change on resume (the cells' design and plans are fixed); "
                 f"what can: {', '.join(RESUMABLE)}"
             )
+    before = parse_experiment(data, str(path / folder.SPEC), check_plans=False).target.kind
     apply_overrides(data, overrides)
     label = str(path / folder.SPEC)
     hidden = _redacted(data)
     if hidden:
-        raise InputError(
-            f"{label}: {hidden}: its credentials were not written down; give it again "
-            f"(--target URL or --set {hidden}=URL)"
-        )
+        how = f"--target URL or --set {hidden}=URL" if hidden == "target.url" else f"--set {hidden}=..."
+        raise InputError(f"{label}: {hidden}: its credentials were not written down; give it again ({how})")
     spec = parse_experiment(data, label, check_plans=False)  # the plans are in plans/, built once
+    if spec.target.kind != before:  # pooling simulated and measured cells, or two setups, would mislead
+        raise InputError(
+            f"--target: the experiment ran on a {before} target; a resume cannot make it {spec.target.kind}"
+        )
     if spec.target.kind == "url":
         _probe(spec, label)
     if overrides:
@@ -87,11 +91,15 @@ def resume_experiment(path: Path, overrides: dict[str, Any], console: Console) -
     return code
 
 
-def report_experiment(path: Path, console: Console) -> None:
+def report_experiment(path: Path, console: Console, refigure: bool = False) -> None:
+    """`refigure`: read every done cell's figures from its run folder again first (after `joulebench
+    report` rebuilt a run, or when this version computes a figure differently)."""
     folder = ExperimentFolder.open(path)
     if not folder.has_cells():
         raise InputError(f"{path}: no cells.parquet yet (no cell has run)")
     spec = parse_experiment(folder.spec_data(), str(path / folder.SPEC), check_plans=False)
+    if refigure:
+        refigure_cells(spec, folder)
     write_experiment_report(folder, spec, console)
 
 
@@ -110,8 +118,11 @@ def _redacted(data: dict[str, Any]) -> str | None:
     """The first URL field whose userinfo experiment.yaml holds redacted."""
     for section in ("target", "power"):
         values = data.get(section)
-        for key, value in (values.items() if isinstance(values, dict) else []):
+        for key, value in values.items() if isinstance(values, dict) else []:
             if isinstance(value, str) and REDACTED in value:
+                return f"{section}.{key}"
+            held = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+            if any(isinstance(v, str) and SECRET_REDACTED in v for v in held):  # a serve target's flags, env
                 return f"{section}.{key}"
     return None
 

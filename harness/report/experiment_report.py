@@ -1,7 +1,7 @@
 """The report of an experiment: arms at one or more offered rates, repeated, one measured run per cell.
 
 `experiment_document` turns the tidy cells table into the document saved as experiment_summary.json;
-the page (`render_experiment_html`) and the terminal (`print_experiment_summary`) only present it, so
+the page (`render_experiment_html`) and the terminal (`experiment_table`) only present it, so
 every number they show is the document's. The statistics are `harness.energy.repeats`': the unit is
 the repeat (one value per cell), never the request, so the intervals say how much a figure moves when
 the whole run is done again.
@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -526,11 +525,6 @@ def _terminal_notes(doc: dict[str, Any]) -> list[str]:
             notes.append(f"  [{style}]{escape(line)}[/{style}]")
     return notes
 
-
-def print_experiment_summary(doc: dict[str, Any], console: Console | None = None) -> None:
-    """The table, its notices and verdict lines, on a console at least 100 columns wide."""
-    console = console or Console()
-    console.print(experiment_table(doc), highlight=False)
 
 
 def _pm(fig: dict[str, Any]) -> str:

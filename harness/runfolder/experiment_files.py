@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -122,7 +125,11 @@ class ExperimentFolder:
         return cls(path)
 
     def spec_data(self) -> dict[str, Any]:
-        data = yaml.safe_load((self.path / self.SPEC).read_text(encoding="utf-8"))
+        try:
+            data = yaml.safe_load((self.path / self.SPEC).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            why = str(exc).splitlines()[0]
+            raise InputError(f"{self.path / self.SPEC}: not readable YAML ({why})") from None
         if not isinstance(data, dict):
             raise InputError(f"{self.path / self.SPEC}: damaged (not a mapping)")
         return data
@@ -132,6 +139,27 @@ class ExperimentFolder:
 
     def plan_path(self, rate: float | None) -> Path:
         return self.plans / ("own-rates.parquet" if rate is None else f"rate-{rate:g}.parquet")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One process at a time runs an experiment's cells (a second `resume` would move a live cell's
+        folder aside): an exclusive lock on `.lock`, which holds the owner's PID for the message."""
+        path = self.path / ".lock"
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise InputError(f"{self.path}: already being run by PID {owner}") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- cells ------------------------------------------------------------------------------------
 

@@ -34,11 +34,9 @@ class IdleStage:
         self._record(ctx)
 
     def after(self, ctx: RunContext, result: RunResult) -> None:
-        if not self.after_too:
-            pass
-        elif result.stop_reason in ("interrupted", "aborted"):
+        if result.stop_reason in ("interrupted", "aborted") and self.after_too:
             self.state.notes.append("the run was stopped: no idle capture after it")
-        else:
+        elif self.after_too:
             try:
                 self.state.idle_post = self._capture("after the run")
             except KeyboardInterrupt:

@@ -12,7 +12,6 @@ sidecar as subprocesses, stopped whatever happens.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 import sys
@@ -52,7 +51,7 @@ from traffic.spec import PlanSpec
 class Output:
     folder: Path  # where the run folder is made
     name: str | None  # its name (default: time and plan hash)
-    quiet: bool  # no tables on stdout
+    quiet: bool  # everything to the given console, tables too
 
 
 @dataclass(frozen=True)
@@ -80,16 +79,17 @@ def run_measured(
     measure: MeasureConfig,
     out: Path,
     name: str | None = None,
-    quiet: bool = False,
+    console: Console | None = None,
 ) -> int:
     """Execute and measure one run; returns the exit status (0; 1 with --strict and an error flag; 130
-    when stopped). `name`: the run folder's name (default: time and plan hash); `quiet`: no tables on
-    stdout (an experiment prints one line per cell instead)."""
+    when stopped). `name`: the run folder's name (default: time and plan hash); `console`: where
+    all its output goes instead of the terminal (an experiment logs its cells there)."""
     options.validate()
     if target.url is None:
         _check_embedded(measure)
     measure.validate(embedded=target.url is None)
-    err = Console(file=io.StringIO()) if quiet else Console(stderr=True)
+    quiet = console is not None
+    err = console if console is not None else Console(stderr=True)
     if options.shard.count > 1 and measure.power.sources:
         raise InputError(
             f"--shard {options.shard}: power is measured for the whole plan, not a shard; run the shards "
@@ -97,7 +97,7 @@ def run_measured(
         )
     the_plan, origin = plan.load(err)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             if target.url is not None:
                 return _run(target, the_plan, origin, options, measure, Output(out, name, quiet), err, None)
             with EmbeddedStack(err) as stack:
@@ -198,7 +198,7 @@ def _idle_seconds(measure: MeasureConfig, power: PowerStage) -> float:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops joulebench the way Ctrl-C does (subprocesses stopped, folder consistent), not at once.
 
     During the execution the runner installs its own handlers (graceful stop) and puts these back.
