@@ -38,6 +38,11 @@ CELLS_LOG = "cells.log"
 
 def conduct(spec: ExperimentSpec, folder: ExperimentFolder, console: Console) -> int:
     """Run every cell that is not done; returns 0, 1 (--strict and an error flag) or 130 (stopped)."""
+    with folder.lock():  # one process at a time: before the table is even read
+        return _conduct(spec, folder, console)
+
+
+def _conduct(spec: ExperimentSpec, folder: ExperimentFolder, console: Console) -> int:
     rates = spec.rate_list
     plans = {rate: _rate_plan(folder, rate) for rate in rates}
     existing = _existing(folder)
@@ -51,7 +56,7 @@ def conduct(spec: ExperimentSpec, folder: ExperimentFolder, console: Console) ->
     folder.write_cells(cells)
     try:
         # SIGTERM stops an experiment as Ctrl-C does: the target comes down, the table stays consistent.
-        with sigterm_as_interrupt(), folder.lock(), bring_up(spec, folder.path / "server", console) as live:
+        with sigterm_as_interrupt(), bring_up(spec, folder.path / "server", console) as live:
             console.print(f"experiment folder: {folder.path}", highlight=False, soft_wrap=True)
             while True:
                 code = _run_pending(spec, folder, cells, plans, live, console)

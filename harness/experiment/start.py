@@ -95,11 +95,12 @@ def report_experiment(path: Path, console: Console, refigure: bool = False) -> N
     """`refigure`: read every done cell's figures from its run folder again first (after `joulebench
     report` rebuilt a run, or when this version computes a figure differently)."""
     folder = ExperimentFolder.open(path)
+    spec = parse_experiment(folder.spec_data(), str(path / folder.SPEC), check_plans=False)
     if not folder.has_cells():
         raise InputError(f"{path}: no cells.parquet yet (no cell has run)")
-    spec = parse_experiment(folder.spec_data(), str(path / folder.SPEC), check_plans=False)
     if refigure:
-        refigure_cells(spec, folder)
+        with folder.lock():  # it rewrites the table: not under a running experiment
+            refigure_cells(spec, folder)
     write_experiment_report(folder, spec, console)
 
 

@@ -94,6 +94,9 @@ def experiment_document(cells: pd.DataFrame, view: ExperimentView) -> dict[str, 
         "level": level,
         "multiplicity": multiplicity,
         "counts": _counts(cells),
+        # Done cells without the verdict's figure (no power source, no successful request): said
+        # where the figures are shown, so an empty verdict never reads as "no difference".
+        "cells_without_metric": int(done[view.metric].isna().sum()),
         "arms": arms,
         "rates": [],
         "positions": [_plain(dataclasses.asdict(p)) for p in positions],
@@ -267,6 +270,12 @@ def render_experiment_html(
     banners = ""
     if doc["simulated"]:
         banners += '<p class="banner sim">simulated GPU: figures are the mock\'s, not a measurement</p>'
+    if doc["cells_without_metric"]:
+        banners += (
+            f'<p class="banner incomplete">{doc["cells_without_metric"]} of {counts["done"]} done cells '
+            f"have no {_e(doc['metric_label'])} (no power source, or no successful request): "
+            "see their flags.</p>"
+        )
     if counts["pending"] or counts["running"]:
         banners += (
             f'<p class="banner incomplete">Incomplete experiment: {counts["pending"]} of {counts["total"]} '
@@ -387,6 +396,10 @@ def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
     head = ["arm", "repeats", f"all-in J/request [{level} CI]", f"attributed J/request [{level} CI]",
             "idle J/request", "above-idle J/request", "CV between repeats", "counter resolution (J/request)",
             "TTFT p50 (ms)", "E2E p50 (ms)", "cells done / pending / cut short", "flags (cells)"]  # fmt: skip
+    steady = "steady_j_per_request_attributed"
+    with_steady = any(steady in arm["figures"] for arm in block["arms"])
+    if with_steady:  # reported apart, beside the whole-arm figures it leaves ramp-up and drain out of
+        head.insert(4, f"steady-state attributed J/request [{level} CI]")
     rows = []
     for arm in block["arms"]:
         f = arm["figures"]
@@ -400,6 +413,8 @@ def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
             _mean_ci(f.get("e2e_p50_s"), 1e3), f"{c['done']} / {c['pending']} / {c['running']}",
             ", ".join(f"{k} ({v})" for k, v in arm["flags"].items()) or "-",
         ]  # fmt: skip
+        if with_steady:
+            cols.insert(4, _mean_ci(f.get(steady)))
         rows.append("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in cols) + "</tr>")
     return (
         f"<h3>At {_e(block['label'])}</h3><table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>"
@@ -508,6 +523,11 @@ def _terminal_notes(doc: dict[str, Any]) -> list[str]:
     notes = []
     if doc["simulated"]:
         notes.append("[yellow]simulated GPU: figures are the mock's, not a measurement[/yellow]")
+    if doc["cells_without_metric"]:
+        notes.append(
+            f"[bold red]{doc['cells_without_metric']} of {counts['done']} done cells have no "
+            f"{escape(doc['metric_label'])} (no power source, or no successful request)[/bold red]"
+        )
     if counts["pending"] or counts["running"]:
         notes.append(
             f"[bold red]incomplete: {counts['pending']} of {counts['total']} cells pending, "
@@ -524,7 +544,6 @@ def _terminal_notes(doc: dict[str, Any]) -> list[str]:
             style = "green" if p["distinguishable"] else "dim"
             notes.append(f"  [{style}]{escape(line)}[/{style}]")
     return notes
-
 
 
 def _pm(fig: dict[str, Any]) -> str:

@@ -5,6 +5,8 @@
     plans/<rate>.parquet         the whole plan of each offered rate (every cell sends one arm of it)
     runs/<cell name>/            one run folder per cell
     abandoned/<cell name>/       the run folder of a cell that was cut short (kept, never counted)
+    cells.log                    each cell's own output (notes, warnings, its run's tables)
+    .lock                        held by the process running the cells (its PID inside)
     embedded/                    the embedded target's mock-server and sidecar logs
     server/                      a `serve` target's server.log and server.json
     report.html, experiment_summary.json, *.png   the experiment's report

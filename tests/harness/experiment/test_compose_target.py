@@ -88,6 +88,8 @@ def test_compose_profile_is_brought_up_once_and_down_after(tmp_path, monkeypatch
     assert len(cells) == 4 and set(cells["status"]) == {"done"}
     assert set(cells["ok"]) == {2}  # requests only: no power source, so no energy figures
     assert cells["j_per_request_all_in"].isna().all()
+    # Said where the figures are shown: an empty verdict must not read as "no difference".
+    assert "4 of 4 done cells have no" in (folder / "report.html").read_text()
 
 
 def test_compose_failure_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys) -> None:

@@ -88,6 +88,12 @@ CASES = {
     "stop below repeats": ({"stop": {"half_width": 1, "max_repeats": 1}}, "stop.max_repeats:"),
     "stop field missing": ({"stop": {"max_repeats": 3}}, "stop.half_width: missing (required)"),
     "bad name": ({"name": "a b"}, "name: String should match pattern"),
+    "rates alike to 6 digits": ({"rates": [0.1234561, 0.1234562]}, "rates: a rate is given twice"),
+    "closed-loop arm in a sweep": (
+        {"arms": ["concurrency:n=2,name=seq", "fixed:interval=0.25"]},
+        "arms: seq is closed-loop: it takes no offered rate",
+    ),
+    "mistyped run setting": ({"run": {"warmup": "x"}}, "run.warmup: Input should be a valid integer"),
 }
 
 
@@ -197,3 +203,22 @@ def test_resume_and_report_of_a_folder_that_is_not_an_experiment(tmp_path, capsy
         status = run_main(["experiment", command, str(tmp_path)])
         message = one_line_error(capsys.readouterr().err, status)
         assert message == f"{tmp_path}: not a joulebench experiment folder (no experiment.yaml)"
+
+
+def test_a_damaged_experiment_yaml_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "experiment.yaml").write_text("name: [unclosed\n")
+    for command in ("resume", "report"):
+        status = run_main(["experiment", command, str(tmp_path)])
+        message = one_line_error(capsys.readouterr().err, status)
+        assert message.startswith(f"{tmp_path / 'experiment.yaml'}: not readable YAML")
+
+
+def test_serve_secrets_stay_out_of_experiment_yaml() -> None:
+    from harness.experiment.conduct import resolved_data
+    from harness.experiment.definition import parse_experiment
+
+    target = {"serve": "vllm", "model_path": "/m", "env": {"HF_TOKEN": "hf_x1"},
+              "args": ["--api-key", "sk-x2", "--dtype", "bfloat16"]}  # fmt: skip
+    data = {**BASE, "rates": None, "target": target}
+    written = yaml.safe_dump(resolved_data(parse_experiment(data, "t", check_plans=False)))
+    assert "hf_x1" not in written and "sk-x2" not in written and "bfloat16" in written
