@@ -26,9 +26,12 @@ from pydantic import (
 from foundation.errors import InputError
 from traffic.prompts import SourceSpec, parse_source
 from traffic.prompts.content import FIELD_ROLES, ConversationMode
-from traffic.schedules import KINDS, Schedule, arm_names, parse_schedule
+from traffic.schedules import KINDS, Schedule, arm_names, mean_gap, parse_schedule, resolve
 
 DEFAULT_SCHEDULE = "fixed:interval=0.5"
+# The most requests one arm may hold: ten million rows already take minutes to build and gigabytes
+# to join; far more would only end in an allocation failure halfway through building the plan.
+MAX_REQUESTS_PER_ARM = 10_000_000
 
 
 class _Problem(ValueError):
@@ -71,6 +74,13 @@ class PlanSpec(BaseModel):
     _schedules: list[Schedule] = PrivateAttr(default_factory=list)
     _arm_names: list[str] = PrivateAttr(default_factory=list)
     _source: SourceSpec | None = PrivateAttr(default=None)
+
+    @field_validator("n")
+    @classmethod
+    def _check_n(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_REQUESTS_PER_ARM:
+            raise _Problem("n", f"at most {MAX_REQUESTS_PER_ARM:,} requests per arm, got {value:,}")
+        return value
 
     @field_validator("prompts")
     @classmethod
@@ -157,6 +167,14 @@ class PlanSpec(BaseModel):
             raise _Problem("n", f"{arm}: give n (requests per arm) or duration (seconds)")
         if schedule.kind in ("poisson", "gamma") and "rate" not in schedule.params and self.rate is None:
             raise _Problem(where, f"{schedule.kind}: needs rate (in the schedule, or the global rate)")
+        if schedule.kind not in ("trace", "concurrency") and self.n is None and self.duration is not None:
+            expected = self.duration / mean_gap(schedule.kind, resolve(schedule, self.rate))
+            if expected > MAX_REQUESTS_PER_ARM:
+                raise _Problem(
+                    "duration",
+                    f"{arm}: {self.duration:g} s is about {expected:,.0f} requests; "
+                    f"at most {MAX_REQUESTS_PER_ARM:,} per arm",
+                )
 
     @property
     def parsed_schedules(self) -> list[Schedule]:

@@ -137,10 +137,18 @@ def _detect_format(path: Path) -> str:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """The trace's rows as text, indexed by their line in the file (the header is line 1)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False
+        )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not a readable CSV trace ({str(exc).splitlines()[0]})") from None
+    # Blank lines are read as rows, so that the index counts them, and dropped here, keeping the index.
+    table.index = table.index + 2
+    blank = table.fillna("").apply(lambda column: column.str.strip().eq("")).all(axis=1)
+    kept: pd.DataFrame = table[~blank]
+    return kept
 
 
 def _from_table(
@@ -182,7 +190,11 @@ def _column(
 def _parse_times(path: Path, values: pd.Series, unit: str, column: str) -> NDArray[np.float64]:
     numbers = pd.to_numeric(values, errors="coerce")
     if unit == "auto":
-        unit = "s" if numbers.notna().all() else "datetime"
+        # Dates if any value that is not a number is a date: a blank or a "nan" among numbers does not
+        # decide the unit, it is reported as what it is, on its own line.
+        others = values[numbers.isna()]
+        dates = pd.to_datetime(others, format="ISO8601", errors="coerce").notna().any()
+        unit = "datetime" if dates else "s"
     if unit == "datetime":
         stamps = pd.to_datetime(values, format="ISO8601", errors="coerce")
         _fail_on(path, stamps.isna().to_numpy(), values, column, "not a timestamp")
@@ -205,8 +217,10 @@ def _parse_tokens(path: Path, values: pd.Series, column: str) -> np.ndarray:
 def _fail_on(path: Path, bad: np.ndarray, values: pd.Series, column: str, what: str) -> None:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        # +2: one header line, and lines count from 1.
-        raise InputError(f"{path}: line {row + 2}: {column} {values.iloc[row]!r} is {what}")
+        line, value = values.index[row], values.iloc[row]  # the index is the line number (_read_csv)
+        if not str(value).strip():
+            raise InputError(f"{path}: line {line}: {column} is empty (expected {what.removeprefix('not ')})")
+        raise InputError(f"{path}: line {line}: {column} {value!r} is {what}")
 
 
 def _read_mooncake(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 import httpx
 
 from foundation.flag_fields import check_choice
+from foundation.redact import is_secret_header, redact_secret
 from harness import __version__
 from harness.backends.aiohttp_transport import AiohttpTransport
 from harness.backends.base import CONTENT, END, Api, StreamFault, error_text, load_json
@@ -34,6 +35,21 @@ _now = time.monotonic_ns
 _JSON = {"content-type": "application/json"}
 _ERROR_BODY_LIMIT = 64 * 1024
 _CLOSED = httpx.ByteStream(b"")
+# The response headers a record keeps (`server_timing`, documented in docs/contracts.md): what a
+# server says about this request's own timing, size and identity. Any other header is dropped, so a
+# server or gateway that echoes a credential in a header of its own never puts it in a run folder;
+# a name that looks like a credential (`is_secret_header`) is dropped even if listed here.
+KEPT_HEADERS = frozenset({
+    # TGI (router/src/server.rs): server-side times (ms; x-compute-time in s), sizes, token counts
+    "x-compute-type", "x-compute-time", "x-compute-characters", "x-total-time", "x-validation-time",
+    "x-queue-time", "x-inference-time", "x-time-per-token", "x-prompt-tokens", "x-generated-tokens",
+    # the server's id for the request (vLLM --enable-request-id-headers, gateways): matches a row to
+    # the server's own logs and traces; an id, not a credential
+    "x-request-id",
+    # server-side durations in general form: W3C Server-Timing, OpenAI's processing time, Envoy's
+    # time spent upstream (a gateway in front of the server)
+    "server-timing", "openai-processing-ms", "x-envoy-upstream-service-time",
+})  # fmt: skip
 # Below the keep-alive timeout of common servers (uvicorn: 5 s), so we do not reuse a connection the
 # server is closing at that very moment (which would fail a request through no fault of the server).
 KEEPALIVE_EXPIRY_S = 2.0
@@ -74,7 +90,8 @@ def make_client(
 async def perform(
     client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord, timeout_s: float
 ) -> None:
-    """Send `body` and measure the response into `rec`; the caller sets `rec.sent_ns` just before."""
+    """Send `body` and measure the response into `rec`; the caller sets `rec.sent_ns` just before.
+    The API key `make_client` was given never ends up in the record (error text, kept headers)."""
     assert rec.sent_ns is not None
     try:
         async with deadline(rec.sent_ns / 1e9 + timeout_s):
@@ -90,6 +107,17 @@ async def perform(
     except Exception as exc:  # cut connections, protocol violations, decoding errors, and any surprise
         where = "before the response" if rec.first_byte_ns is None else "during the response"
         rec.finish("stream_error", _now(), f"{_describe(exc)} ({where})")
+    finally:
+        if rec.error:
+            rec.error = redact_secret(rec.error, _api_key(client))
+
+
+def _api_key(client: httpx.AsyncClient) -> str | None:
+    """The API key `make_client` sends with every request, if it was given one."""
+    authorization = client.headers.get("authorization", "")
+    if not authorization.startswith("Bearer "):
+        return None
+    return authorization.removeprefix("Bearer ") or None
 
 
 async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord) -> None:
@@ -101,7 +129,7 @@ async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: Reque
         rec.first_byte_ns = _now()
         rec.http_status = response.status_code
         headers = response.headers
-        rec.server_timing = server_timing(headers)
+        rec.server_timing = server_timing(headers, _api_key(client))
         api.read_headers(headers, rec)
         if response.status_code >= 300:
             text = await _read_capped(response)
@@ -188,9 +216,14 @@ def http_error_text(status: int, body: bytes, headers: Mapping[str, str]) -> str
     return text[:300]
 
 
-def server_timing(headers: Mapping[str, str]) -> dict[str, Any] | None:
-    """The server's `x-*` headers (TGI: queue, inference, per-token, validation time; token counts)."""
-    kept = {k.lower(): _number(v) for k, v in headers.items() if k.lower().startswith("x-")}
+def server_timing(headers: Mapping[str, str], secret: str | None = None) -> dict[str, Any] | None:
+    """The response headers in `KEPT_HEADERS` (TGI: queue, inference, per-token, validation time;
+    token counts), numbers parsed; `secret` (the run's API key) replaced by `***` in any value."""
+    kept = {
+        name: _number(redact_secret(value, secret))
+        for name, value in ((k.lower(), v) for k, v in headers.items())
+        if name in KEPT_HEADERS and not is_secret_header(name)
+    }
     return kept or None
 
 

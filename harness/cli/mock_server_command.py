@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -135,6 +136,8 @@ def mock_server(
     from harness.mock.server import bind, serve
     from harness.mock.state import Settings
 
+    if not math.isfinite(speed):  # typer's min= lets inf and nan through; the simulator refuses them
+        raise InputError(f"--speed: expected a finite number of simulated seconds per second, got {speed}")
     prof = load_profile(profile)
     changes: dict[str, dict[str, Any]] = {}
     for item in set_ or []:

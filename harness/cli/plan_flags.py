@@ -27,7 +27,7 @@ from foundation.errors import InputError
 from harness.cli._typer_flags import TEXT, OptionSpec, add_flags, choices_metavar
 from traffic.prompts.synthetic import DEFAULTS as SYNTHETIC_DEFAULTS
 from traffic.schedules import help_text as schedule_help
-from traffic.spec import PlanSpec
+from traffic.spec import MAX_REQUESTS_PER_ARM, PlanSpec
 
 _PANEL = "Plan"
 _SWITCH = bool | None  # None: not given, so a YAML value stands
@@ -123,7 +123,9 @@ _FLAGS = [
         "(joulebench run only) make a rate sweep: an experiment with one plan per rate.",
         list[str] | None,
     ),
-    _flag("--n -n INT", "Requests per arm (trace arms: at most this many)."),
+    _flag(
+        "--n -n INT", f"Requests per arm, at most {MAX_REQUESTS_PER_ARM:,} (trace arms: at most this many)."
+    ),
     _flag("--duration SECONDS", "Keep requests with offset < this in every open-loop arm."),
     _flag("--seed INT", "Seed of every random choice (same seed, same plan)."),
 ]

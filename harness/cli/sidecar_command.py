@@ -23,8 +23,13 @@ from harness.power.simulated import SimulatedBackend
 @app.command("sidecar")
 def sidecar(
     host: Annotated[
-        str, typer.Option(help="Address to listen on (0.0.0.0: all interfaces, so Prometheus can scrape).")
-    ] = "0.0.0.0",
+        str,
+        typer.Option(
+            help="Address to listen on: this host only by default. --host 0.0.0.0 (all interfaces, for "
+            "a Prometheus or harness on another host or container) lets anyone who can reach the port "
+            "read this host's GPU power, energy and clock: there is no authentication.",
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port for /metrics, /samples, /time and /healthz.")] = 9400,
     interval: Annotated[
         float,

@@ -270,8 +270,9 @@ def _next_repeat(spec: ExperimentSpec, cells: pd.DataFrame) -> int | None:
     if spec.stop is None:
         return None
     repeats = int(cells["repeat"].max())
-    if repeats >= spec.stop.max_repeats:
-        return None
+    done = cells[cells["status"] == "done"]
+    if repeats >= spec.stop.max_repeats or done[spec.metric].isna().all():
+        return None  # at the maximum, or nothing to narrow (no power source: more repeats cannot help)
     pairs = pair_differences(cells, spec.metric, spec.level, spec.multiplicity)
     widest = widest_half_width(pairs)
     return repeats + 1 if widest is None or widest > spec.stop.half_width else None

@@ -16,6 +16,7 @@ import httpx
 
 from foundation.errors import InputError
 from harness.clock import ClockAnchor
+from harness.power.http_problem import http_problem
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def estimate_clock_offset(
             if best is None or probe[0] < best[0]:
                 best = (*probe, str(remote.get("boot_id", "")))
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{url}: cannot read the sidecar's clock ({exc})") from None
+        raise InputError(f"{url}: cannot read the sidecar's clock ({http_problem(exc)})") from None
     finally:
         if client is None:
             own.close()

@@ -145,7 +145,7 @@ class Sidecar:
         self,
         backend: PowerBackend,
         *,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         port: int = 9400,
         interval_s: float = 0.1,
         log_path: Path | None = None,

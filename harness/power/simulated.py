@@ -22,6 +22,7 @@ from harness.power.gpu_backend import (
     PowerReading,
     check_indices,
 )
+from harness.power.http_problem import http_problem, is_not_found
 
 SIM_SCHEMA_VERSION = 1
 # NVML's clock-event reason bit for the software power cap (nvmlClocksEventReasonSwPowerCap).
@@ -74,7 +75,8 @@ class SimulatedBackend:
             response.raise_for_status()
             doc = response.json()
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            raise BackendError(f"cannot read {self.url}: {exc}") from None
+            hint = " (is it a joulebench mock server?)" if is_not_found(exc) else ""
+            raise BackendError(f"cannot read {self.url}: {http_problem(exc)}{hint}") from None
         if not isinstance(doc, dict) or doc.get("schema_version") != SIM_SCHEMA_VERSION:
             raise BackendError(f"{self.url}: expected schema_version {SIM_SCHEMA_VERSION}")
         gpus = doc.get("gpus")

@@ -86,6 +86,12 @@ class RunFolder:
             raise InputError(f"{path}: not valid JSON") from None
         if not isinstance(manifest, dict):
             raise InputError(f"{path}: expected a JSON object")
+        version = manifest.get("schema_version")
+        if type(version) is not int or version != MANIFEST_SCHEMA_VERSION:  # not True, not 1.0, not "1"
+            found = "no schema_version" if version is None else f"schema_version {version!r}"
+            raise InputError(
+                f"{path}: {found}; this joulebench reads manifest schema version {MANIFEST_SCHEMA_VERSION}"
+            )
         return manifest
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ to its default; FLAG_PANEL is the help panel of those flags.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -100,6 +101,8 @@ class RunOptions:
         check_choice("--transport", self.transport, Transport)
         start = self.start_at_epoch_s
         if start is not None:
+            if not math.isfinite(start):
+                raise InputError(f"--start-at {start}: expected epoch seconds, a finite number")
             now = time.time()
             if start > 1e11:
                 raise InputError(f"--start-at {start:g}: expected epoch seconds, not milliseconds")

@@ -52,6 +52,8 @@ class TargetConfig:
 
     def __post_init__(self) -> None:
         # Checked when made: the probe of the server, which checks it too, comes after the plan is built.
+        if self.url is not None:
+            _check_url("--target", self.url, example="http://127.0.0.1:8000")
         check_choice("--backend", self.backend, Backend)
 
 
@@ -248,11 +250,12 @@ class MeasureConfig:
         return self
 
 
-def _check_url(flag: str, url: str) -> None:
+def _check_url(flag: str, url: str, example: str = "http://127.0.0.1:9400") -> None:
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port outside 0-65535, which httpx.URL lets through)
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
         raise InputError(f"{flag} {url!r}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"{flag} {url!r}: not an http(s) URL (e.g. http://127.0.0.1:9400)")
+        raise InputError(f"{flag} {url!r}: not an http(s) URL (e.g. {example})")

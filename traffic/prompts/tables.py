@@ -80,6 +80,8 @@ def _read_jsonl(path: Path) -> Table:
                 raise InputError(f"{path}: line {number}: not valid JSON") from None
             if not isinstance(record, dict):
                 raise InputError(f"{path}: line {number}: expected a JSON object")
+            if "\\u" in line:  # only a \uXXXX escape can smuggle in a lone surrogate
+                _check_unicode(f"{path}: line {number}", record)
             if not records and provenance is None and record and all(k.startswith("_") for k in record):
                 provenance = record
                 continue
@@ -100,6 +102,8 @@ def _read_json(path: Path) -> Table:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise InputError(f"{path}: expected a JSON list of objects")
+    for i, record in enumerate(data):
+        _check_unicode(f"{path}: item {i}", record)
     return _records_table(str(path), data, lambda i: f"item {i}")
 
 
@@ -131,6 +135,40 @@ def _read_parquet(path: Path) -> Table:
         column=lambda name: table.column(name).to_pylist(),
         where=lambda i: f"row {i}",
     )
+
+
+def _check_unicode(where: str, record: dict[str, Any]) -> None:
+    """Refuse text that cannot be written as UTF-8: a lone surrogate from an escape such as \\ud800."""
+    bad = _lone_surrogate(record)
+    if bad is not None:
+        key, char = bad
+        key = key.encode("utf-8", "backslashreplace").decode("utf-8")  # a key may hold one too
+        raise InputError(
+            f"{where}: {key}: holds a lone surrogate (\\u{ord(char):04x}), which is not valid Unicode text"
+        )
+
+
+def _lone_surrogate(value: Any, key: str = "") -> tuple[str, str] | None:
+    """The first (key path, character) where `value` holds a surrogate code point; None if it has none."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return key or "value", value[exc.start]
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{key}.{k}" if key else str(k)
+            found = _lone_surrogate(k, f"{path} (the key)") or _lone_surrogate(v, path)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{key}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _numbered_lines(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, str]]:

@@ -19,6 +19,7 @@ from foundation.errors import InputError
 from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.power.clocksync import ClockOffset, estimate_clock_offset
+from harness.power.http_problem import http_problem, is_not_found
 from harness.power.samplelog import (
     ENERGY_ROW,
     FLAG_INTEGRATED,
@@ -71,12 +72,18 @@ class SidecarSource:
         try:
             response = client.get(url)
             response.raise_for_status()
-            return response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise InputError(f"{url}: cannot read the sidecar ({exc})") from None
+            doc = response.json()
+        except httpx.HTTPError as exc:
+            hint = "; is it a joulebench sidecar?" if is_not_found(exc) else ""
+            raise InputError(f"{url}: cannot read the sidecar ({http_problem(exc)}{hint})") from None
+        except ValueError as exc:
+            raise InputError(f"{url}: not a joulebench sidecar (not JSON: {http_problem(exc)})") from None
         finally:
             if self._client is None:
                 client.close()
+        if not isinstance(doc, dict):
+            raise InputError(f"{url}: not a joulebench sidecar (expected a JSON object)")
+        return doc
 
     def poll(self) -> int:
         """Fetch the rows added since the last poll (HTTP only); returns how many arrived."""

@@ -69,6 +69,8 @@ def test_compose_profile_is_brought_up_once_and_down_after(tmp_path, monkeypatch
         "health_timeout_s: 60}\n"
         "plan: {prompts: synthetic, n: 2, max_tokens: 4, ignore_eos: true}\n"
         "arms: [fixed:interval=0.1, 'bursty:size=2,intra=0,gap=1']\nrepeats: 2\ncooldown_s: 0\n"
+        # Sequential stopping has nothing to narrow without energy: it must not add repeats.
+        "stop: {half_width: 0.001, max_repeats: 4}\n"
         "run: {warmup: 0}\n"
     )
     status = run_main(["experiment", "run", str(exp), "-o", str(tmp_path / "out")])
