@@ -111,6 +111,15 @@ def wait_http(url: str, timeout_s: float = 60.0, proc: subprocess.Popen | None =
         time.sleep(0.1)
 
 
+def alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's zombie may wait for a PID 1 that does not reap)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
     """SIGTERM (what compose and Kubernetes send), SIGKILL if it does not exit in time; the status."""
     return stop_started_process(proc, timeout_s)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from e2e_stack import output
-from joulebench_testkit import joulebench_argv, run_joulebench, run_main
+from joulebench_testkit import alive, joulebench_argv, run_joulebench, run_main
 
 from foundation.errors import InputError
 from harness.runfolder.experiment_files import CELL_COLUMNS, ExperimentFolder
@@ -45,15 +45,6 @@ CELLS = 36
 KILL_AFTER = 12  # done cells before the SIGKILL
 DESIGN = ["cell", "block", "repeat", "rate", "arm", "position", "previous_arm", "plan_hash", "requests",
           "ok", "status"]  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (an orphan's zombie may wait for a PID 1 that does not reap)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -152,9 +143,9 @@ def test_experiment_killed_then_resumed_equals_one_run_without_a_break(tmp_path:
     before, stack = _kill_part_way(exp, killed_out, tmp_path / "killed.log")
     assert sorted(" ".join(cmd.split()[3:4]) for cmd in stack.values()) == ["mock-server", "sidecar"], stack
     deadline = time.monotonic() + 20  # they get SIGTERM when joulebench dies (PR_SET_PDEATHSIG)
-    while any(_alive(pid) for pid in stack) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in stack) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in stack), f"left running after the kill: {stack}"
+    assert not any(alive(pid) for pid in stack), f"left running after the kill: {stack}"
     folder = _experiment(killed_out)
     done_before = before[before["status"] == "done"].sort_values("cell").reset_index(drop=True)
     running = before[before["status"] == "running"]

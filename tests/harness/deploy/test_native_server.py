@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from joulebench_testkit import busy_port, free_port
+from joulebench_testkit import alive, busy_port, free_port
 
 from foundation.errors import InputError
 from harness.cli import main
@@ -47,15 +47,6 @@ signal.signal(signal.SIGINT, stop)
 code = child.wait()
 sys.exit(0 if stopping else code)
 """
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def fake_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from joulebench_testkit import free_port, run_main
+from joulebench_testkit import alive, free_port, run_main
 
 from harness.runfolder.experiment_files import ExperimentFolder
 
@@ -41,14 +41,6 @@ elif "down" in args:
             break
         time.sleep(0.1)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def test_compose_profile_is_brought_up_once_and_down_after(tmp_path, monkeypatch, capsys) -> None:
@@ -82,9 +74,9 @@ def test_compose_profile_is_brought_up_once_and_down_after(tmp_path, monkeypatch
     ]
     pid = int((state / "pid").read_text())
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pid)
+    assert not alive(pid)
     (folder,) = (tmp_path / "out").iterdir()
     cells = ExperimentFolder(folder).read_cells()
     assert len(cells) == 4 and set(cells["status"]) == {"done"}

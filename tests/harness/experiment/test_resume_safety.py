@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from joulebench_testkit import REPO, one_line_error, run_main
+from joulebench_testkit import REPO, alive, one_line_error, run_main
 
 from harness.runfolder.experiment_files import ExperimentFolder
 
@@ -25,14 +25,6 @@ YAML = (
     "arms: [fixed:interval=0.2, 'bursty:size=3,intra=0,gap=1']\nrepeats: 2\ncooldown_s: 0.3\n"
     "cell_reports: false\n"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -66,7 +58,7 @@ def test_sigterm_stops_cleanly_and_resume_adopts_a_reported_cell(tmp_path, capsy
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
     time.sleep(0.5)
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
     (path,) = out.iterdir()
     folder = ExperimentFolder(path)
     cells = folder.read_cells()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from joulebench_testkit import free_port, run_main
+from joulebench_testkit import alive, free_port, run_main
 
 from harness.runfolder.experiment_files import ExperimentFolder
 
@@ -23,15 +23,6 @@ pytestmark = pytest.mark.slow
 
 FAKE_VLLM = Path(__file__).resolve().parents[1] / "deploy" / "fake_vllm"
 COOLDOWN_S = 0.4
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (an orphan's zombie may wait for a PID 1 that does not reap)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def test_serve_vllm_without_power_runs_requests_only_and_stops_the_server(tmp_path, capsys) -> None:
@@ -69,9 +60,9 @@ def test_serve_vllm_without_power_runs_requests_only_and_stops_the_server(tmp_pa
     pids = [int(p) for p in pid_file.read_text().split()]
     assert len(pids) == 2
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(p) for p in pids), f"server processes left running: {pids}"
+    assert not any(alive(p) for p in pids), f"server processes left running: {pids}"
     info = json.loads((path / "server" / "server.json").read_text())
     assert info["kind"] == "vllm" and info["launcher"] == "native" and info["pid"] == pids[0]
     assert info["flags"]["--model"] == "/models/x" and info["flags"]["--port"] == str(port)
