@@ -37,3 +37,15 @@ def is_secret_header(name: str) -> bool:
 def redact_secret(text: str, secret: str | None) -> str:
     """`text` with every occurrence of `secret` replaced by `***` (unchanged when there is none)."""
     return text.replace(secret, SECRET_REDACTED) if secret and secret in text else text
+
+
+def redact_data(value: object, secret: str | None) -> object:
+    """A JSON-like value (what a server said about itself) with URL userinfo and `secret` redacted in
+    every string, keys included: a server's self-description is as untrusted as its headers."""
+    if isinstance(value, str):
+        return redact_secret(redact_userinfo(value), secret)
+    if isinstance(value, dict):
+        return {redact_data(k, secret): redact_data(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v, secret) for v in value]
+    return value

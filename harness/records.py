@@ -25,7 +25,11 @@ from harness.clock import ClockAnchor
 
 RECORDS_SCHEMA_VERSION = 1
 
-STATUSES = ("ok", "http_error", "timeout", "connect_error", "stream_error", "cancelled", "not_sent")
+# `client_error`: the runner's own stack failed (out of descriptors, ports, buffers or memory; a bug),
+# so the request says nothing about the server. docs/runner.md defines each status.
+STATUSES = (
+    "ok", "http_error", "timeout", "connect_error", "stream_error", "client_error", "cancelled", "not_sent",
+)  # fmt: skip
 
 # Monotonic timestamps; each gets an `*_epoch_ns` twin in the Parquet file.
 TIME_COLUMNS = ("planned_ns", "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns")

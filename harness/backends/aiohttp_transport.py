@@ -8,7 +8,10 @@ per request, lateness, realized rate); its results are in benchmarks/results/loa
 
 The client code above it still sees httpx: Request in, Response with an async byte stream out, and
 httpx's exceptions, mapped so the runner's status taxonomy holds: no connection -> ConnectError; a
-connection that breaks or answers garbage -> RemoteProtocolError / ReadError.
+connection that breaks or answers garbage -> RemoteProtocolError / ReadError. Each keeps aiohttp's
+exception as its cause, so a failure of the client's own (EMFILE from `socket()` arrives as a
+ClientConnectorError) is still told apart by its errno (`blame.py`); anything that is neither
+aiohttp's nor the socket's (a closed session, a bug) passes through unmapped: the client's own error.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """HTTP for every protocol: one request in, one fully measured `RequestRecord` out.
 
-`perform` never raises for anything the server or the network does: every outcome becomes a terminal
-status (`ok`, `http_error`, `timeout`, `connect_error`, `stream_error`). Only cancellation propagates,
-so the runner can mark the request `cancelled` itself.
+`perform` never raises for anything the server, the network or the client's own stack does: every
+outcome becomes a terminal status (`ok`, `http_error`, `timeout`, `connect_error`, `stream_error`,
+`client_error`; which one, `blame.failure` decides). Only cancellation propagates, so the runner can
+mark the request `cancelled` itself.
 
     connect_error  no connection could be made (refused, unreachable, DNS, connect timeout)
     http_error     the server answered with a status >= 300 (its error message is kept)
     timeout        no complete response within the per-request timeout (counted from sent_ns)
     stream_error   connected, but the response was cut short, malformed, or carried an error event
+    client_error   the client itself failed (out of descriptors, local ports, buffers or memory; its
+                   own pool; a bug): the request says nothing about the server
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from foundation.redact import is_secret_header, redact_secret
 from harness import __version__
 from harness.backends.aiohttp_transport import AiohttpTransport
 from harness.backends.base import CONTENT, END, Api, StreamFault, error_text, load_json
+from harness.backends.blame import describe, failure
 from harness.backends.sse import SSEParser
 from harness.records import RequestRecord
 
@@ -53,6 +57,9 @@ KEPT_HEADERS = frozenset({
 # Below the keep-alive timeout of common servers (uvicorn: 5 s), so we do not reuse a connection the
 # server is closing at that very moment (which would fail a request through no fault of the server).
 KEEPALIVE_EXPIRY_S = 2.0
+# What a protocol's reader raises on valid JSON of an unexpected shape (a number where an object
+# belongs): the server's data is at fault, so these become a StreamFault, not the client's error.
+_MISSHAPEN = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
 
 Transport = Literal["aiohttp", "httpx"]
@@ -98,15 +105,9 @@ async def perform(
             await _exchange(client, api, body, rec)
     except TimeoutError:
         rec.finish("timeout", _now(), f"no complete response within {timeout_s:g} s")
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        rec.finish("connect_error", _now(), _describe(exc))
-    except httpx.TimeoutException as exc:
-        rec.finish("timeout", _now(), _describe(exc))
-    except StreamFault as exc:
-        rec.finish("stream_error", _now(), str(exc))
-    except Exception as exc:  # cut connections, protocol violations, decoding errors, and any surprise
-        where = "before the response" if rec.first_byte_ns is None else "during the response"
-        rec.finish("stream_error", _now(), f"{_describe(exc)} ({where})")
+    except Exception as exc:
+        status, error = failure(exc, responded=rec.first_byte_ns is not None)
+        rec.finish(status, _now(), error)
     finally:
         if rec.error:
             rec.error = redact_secret(rec.error, _api_key(client))
@@ -139,7 +140,10 @@ async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: Reque
         else:
             data = await response.aread()
             rec.first_token_ns = rec.last_token_ns = _now()
-            api.read_body(load_json(data, "response body"), headers, rec)
+            try:
+                api.read_body(load_json(data, "response body"), headers, rec)
+            except _MISSHAPEN as exc:
+                raise StreamFault(f"unexpected response body: {describe(exc)}") from exc
             rec.finish("ok", _now())
     finally:
         await response.aclose()
@@ -179,6 +183,9 @@ async def _read_stream(response: httpx.Response, api: Api, rec: RequestRecord) -
                     flags = api.read_event(event.data, rec)
                 except StreamFault as exc:
                     fault = fault or str(exc)
+                    continue
+                except _MISSHAPEN as exc:
+                    fault = fault or f"unexpected SSE data: {describe(exc)}"
                     continue
                 if flags & CONTENT:
                     chunk_ns.append(t)
@@ -235,11 +242,6 @@ def _number(value: str) -> Any:
             continue
         return number if math.isfinite(number) else value
     return value
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 @asynccontextmanager

@@ -17,6 +17,7 @@ import httpx
 
 from foundation.errors import InputError
 from foundation.flag_fields import check_choice
+from foundation.redact import redact_data
 from harness.backends.base import Api
 from harness.backends.client import make_client
 from harness.backends.openai import OpenAIChat, OpenAICompletions
@@ -64,8 +65,8 @@ async def resolve_target(
     server: dict[str, Any] = {}
     if openai_ok:
         server["models"] = [m.get("id") for m in models.data["data"] if isinstance(m, dict)]
-    if tgi_ok:
-        server["info"] = info.data
+    if tgi_ok:  # copied into the manifest: redacted like everything else a server says
+        server["info"] = redact_data(info.data, api_key)
     if name == "auto":
         if not (openai_ok or tgi_ok):
             raise InputError(

@@ -16,6 +16,7 @@ from harness.energy.windows import IDLE_MODES, IdleMode
 from harness.report import render_terminal_summary, report_run
 from harness.report.terminal import wide_console
 from harness.runfolder.report_files import read_summary
+from harness.session.config import parse_lateness_ms
 
 # The flags' defaults are read from the analysis' own, so the two cannot drift apart.
 _DEFAULTS = AnalysisOptions()
@@ -53,6 +54,25 @@ def report(
         float,
         typer.Option(min=0.0, max=1.0, help="Flag requests with less of their lifetime under power samples."),
     ] = _DEFAULTS.min_coverage,
+    min_power_coverage: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="An arm whose window power samples cover less (on any GPU) has incomplete energy: no "
+            "all-in figure, no verdict, and an error flag (power_incomplete).",
+        ),
+    ] = _DEFAULTS.min_power_coverage,
+    max_lateness_ms: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MS",
+            help="Bound on each open-loop arm's p99 lateness (sent - planned); above it the arm is flagged "
+            "lateness_over_bound, an error. (default: the run's --max-lateness-ms, else from each arm's "
+            "planned gaps; see docs/energy.md)",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the paths written.")] = False,
     strict: Annotated[
         bool, typer.Option(help="Exit with status 1 when a result has an error flag (e.g. no power data).")
@@ -62,15 +82,20 @@ def report(
 
     The join reads only the folder: requests.parquet (recovered from requests.jsonl if the runner died),
     power.parquet, and the arm and idle windows in manifest.json. Results with problems (no or gappy
-    power data, too little coverage, short windows, no successful requests) are reported as flags in
-    the summary, never as silent numbers.
+    power data, power covering only part of an arm, too little coverage, short windows, late sends, no
+    successful requests) are reported as flags in the summary, never as silent numbers.
     """
     if method is not None:
         check_choice("--method", method, Method)
     if idle is not None:
         check_choice("--idle", idle, IdleMode)
     options = AnalysisOptions(
-        bootstrap=BootstrapSpec(resamples=resamples, seed=seed), min_coverage=min_coverage
+        bootstrap=BootstrapSpec(resamples=resamples, seed=seed),
+        min_coverage=min_coverage,
+        min_power_coverage=min_power_coverage,
+        max_lateness_ms=None
+        if max_lateness_ms is None
+        else parse_lateness_ms("--max-lateness-ms", max_lateness_ms),
     )
     console = wide_console()
     with console.status("joining requests and power...", spinner="dots") if not quiet else nullcontext():

@@ -12,6 +12,12 @@ class AnalysisOptions:
     counter_period_s: float = 0.1  # NVML energy counters update about every 100 ms
     window_error_limit: float = 0.02  # flag windows where 2 counter periods exceed this share
     min_coverage: float = 0.9  # requests with less of their lifetime under power samples are flagged
+    # A window whose power samples cover less than this share (on any GPU) has an incomplete energy
+    # total: no all-in figure, and an error flag on the arm (docs/energy.md, "Power coverage").
+    min_power_coverage: float = 0.999
+    # Bound on an arm's p99 lateness (ms); None: the default from the arm's planned gaps
+    # (figures.lateness_bound, docs/energy.md "Lateness").
+    max_lateness_ms: float | None = None
     bootstrap: BootstrapSpec = field(default_factory=BootstrapSpec)
     timeline_points: int = 2000  # resolution of the power-over-time plot data
 

@@ -23,6 +23,30 @@ class Latency(TypedDict):
 
 class Lateness(Percentiles):
     max: float | None
+    bound: float | None  # the p99 bound (ms) the arm was held to; None: exempt or not an arm
+    bound_basis: str | None  # "planned_gaps", "max_lateness_ms" (the option), "closed_loop" (exempt)
+
+
+# The default bound on an arm's p99 lateness (docs/energy.md, "Lateness"). A quarter of the median
+# planned gap: sends that late still land nearer their own slot than the next one's, so the server
+# sees the plan's spacing. The floor keeps timer noise from flagging dense schedules and bursts: the
+# highest p99 the load-generator fidelity benchmark measured at any rate the runner kept up with was
+# 9.7 ms on a quiet machine, and the embedded default (mock server, sidecar and runner sharing two
+# cores) went past 10 ms in its bursts while other tests ran beside it. The cap keeps long gaps from
+# excusing a stalled client. Requests due closer together than a send costs leave one after another,
+# each costing the client up to 0.6 ms of CPU (the same benchmark): the backlog of a client that spends
+# 1 ms a send is allowed on top (a burst of k at one instant: k - 1 ms).
+LATENESS_GAP_SHARE = 0.25
+LATENESS_FLOOR_MS = 20.0
+LATENESS_CAP_MS = 100.0
+LATENESS_PER_SEND_MS = 1.0
+
+
+@dataclass(frozen=True)
+class LatenessBound:
+    ms: float
+    basis: str  # as `Lateness.bound_basis`
+    why: str  # how the bound was set, in words, for the flag's message
 
 
 class Rates(TypedDict):
@@ -113,9 +137,53 @@ def latency(times: RequestTimes, ok: np.ndarray) -> Latency:
     }
 
 
-def lateness_ms(times: RequestTimes, rows: np.ndarray) -> Lateness:
+def lateness_ms(times: RequestTimes, rows: np.ndarray, bound: LatenessBound | None = None) -> Lateness:
     late = times.lateness[rows & times.has_lateness] / 1e6
-    return {**percentiles(late), "max": float(late.max()) if len(late) else None}
+    return {
+        **percentiles(late),
+        "max": float(late.max()) if len(late) else None,
+        "bound": None if bound is None else bound.ms,
+        "bound_basis": None if bound is None else bound.basis,
+    }
+
+
+def arm_lateness_bound(planned_ns: np.ndarray, max_lateness_ms: float | None) -> LatenessBound | None:
+    """An open-loop arm's bound: `--max-lateness-ms` when given, else from its planned send times."""
+    if max_lateness_ms is not None:
+        return LatenessBound(max_lateness_ms, "max_lateness_ms", "--max-lateness-ms")
+    return lateness_bound(planned_ns)
+
+
+def lateness_bound(planned_ns: np.ndarray) -> LatenessBound | None:
+    """The default bound on the p99 lateness of an open-loop arm with these planned send times."""
+    t = np.sort(np.asarray(planned_ns, dtype=np.int64))
+    if len(t) == 0:
+        return None
+    median_ms = float(np.median(np.diff(t))) / 1e6 if len(t) > 1 else None
+    share = None if median_ms is None else LATENESS_GAP_SHARE * median_ms
+    gap = "" if median_ms is None else f"median planned gap {median_ms:.3g} ms"
+    if share is None or share < LATENESS_FLOOR_MS:
+        base, why = LATENESS_FLOOR_MS, f"the {LATENESS_FLOOR_MS:g} ms floor" + (gap and f"; {gap}")
+    elif share > LATENESS_CAP_MS:
+        base, why = LATENESS_CAP_MS, f"the {LATENESS_CAP_MS:g} ms cap; {gap}"
+    else:
+        base, why = share, f"{LATENESS_GAP_SHARE:g} x the {gap}"
+    backlog = _send_backlog_ms(t, LATENESS_PER_SEND_MS)
+    if backlog > 0:
+        why += f" + {backlog:.3g} ms of sending backlog at {LATENESS_PER_SEND_MS:g} ms a request"
+    return LatenessBound(base + backlog, "planned_gaps", why)
+
+
+def _send_backlog_ms(planned_ns: np.ndarray, per_send_ms: float) -> float:
+    """The most a client spending `per_send_ms` on each send falls behind these sorted planned times:
+    the queue of Lindley's recursion L_i = max(0, L_(i-1) + per_send - gap_i), whose closed form is
+    S_i - min(0, min_(j<=i) S_j) for S the running sum of (per_send - gap). k requests due at one
+    instant: (k - 1) x per_send."""
+    if len(planned_ns) < 2:
+        return 0.0
+    steps = per_send_ms - np.diff(planned_ns) / 1e6
+    total = np.cumsum(steps)
+    return float(max(0.0, (total - np.minimum(np.minimum.accumulate(total), 0.0)).max()))
 
 
 def rates(times: RequestTimes, rows: np.ndarray, target: float | None) -> Rates:

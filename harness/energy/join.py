@@ -7,7 +7,7 @@ into the figures of summary.json.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,11 +54,14 @@ def analyze(
     idle: IdleWindows | None = None,
     method: str = "time",
     options: AnalysisOptions | None = None,
+    closed_loop: Collection[str] = (),
 ) -> Analysis:
     """Attribute the measured energy to requests and summarize it.
 
     `arms`: the arms' windows (from the manifest); arms missing there get a window derived from the
     log (flagged). `idle`: idle windows before/after the run. `method`: `time` or `tokens`.
+    `closed_loop`: the arms whose sends follow their users, not a schedule (the plan's `concurrency`
+    arms): their planned times are not a plan, so they are not held to a lateness bound.
     """
     check_choice("method", method, Method)
     opts = options or AnalysisOptions()
@@ -104,7 +107,7 @@ def analyze(
     intervals: list[Intervals] = []
     if run is not None:
         intervals = [cut(s, run.start_ns, run.end_ns, cuts, opts.counter_period_s) for s in power.series]
-        run_coverage_flags(power, intervals, run, flags)
+        run_coverage_flags(power, intervals, run, opts.min_power_coverage, flags)
     has_power = any(len(iv.energy) for iv in intervals)
     sweep = Sweep(life, intervals, method, tok, extra_times=cuts)
 
@@ -137,7 +140,7 @@ def analyze(
     else:
         within = [(float("nan"), float("nan"))] * (len(arm_list) + 1)
     arm_scopes = [
-        Scope(a.name, a.window, rows, a.target_rate, w, derived=a.derived)
+        Scope(a.name, a.window, rows, a.target_rate, w, derived=a.derived, closed_loop=a.name in closed_loop)
         for a, rows, w in zip(arm_list, arm_rows, within, strict=False)
     ]
     targets = {a.target_rate for a in arm_list}

@@ -24,6 +24,11 @@ sides by the mean of the cells' bounds, a conservative guard: the bound is a wor
 repeats do not reliably average down. Paired differences are not widened: two cells' window edges fall
 independently between counter updates, so their errors vary from repeat to repeat and already show in
 the differences' scatter.
+
+A done cell whose run flagged its arm with an error that makes its figures something else than the
+experiment asked for (`EXCLUDING_FLAGS`: power over part of the window, sends later than the lateness
+bound, requests that failed in the client) counts as having no value: it takes part in no figure,
+difference or position effect, and the report counts it apart.
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ MULTIPLICITIES: tuple[Multiplicity, ...] = ("bonferroni", "none")
 
 _KEYS = ("repeat", "rate", "arm", "status")
 _NOT_DISTINGUISHABLE = "not distinguishable"
+# Each with what it means for a cell's figures (the experiment report says it where cells are left out).
+EXCLUDING_FLAGS = {
+    "power_incomplete": "power over only part of its window",
+    "lateness_over_bound": "sends later than the lateness bound",
+    "client_errors": "requests that failed in the client",
+}
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,26 @@ def _require(cells: pd.DataFrame, columns: Sequence[str]) -> None:
         raise ValueError(f"cells have no column {', '.join(map(repr, missing))}")
 
 
+def excluded(cells: pd.DataFrame) -> np.ndarray:
+    """Per cell: its `flags` (comma-separated codes) hold one of `EXCLUDING_FLAGS`."""
+    if "flags" not in cells.columns:
+        return np.zeros(len(cells), dtype=bool)
+    return np.array(
+        [
+            isinstance(f, str) and not {c.strip() for c in f.split(",")}.isdisjoint(EXCLUDING_FLAGS)
+            for f in cells["flags"]
+        ],
+        dtype=bool,
+    )
+
+
+def _values(cells: pd.DataFrame, metric: str) -> np.ndarray:
+    """The metric per cell, NaN where the cell is excluded."""
+    values: np.ndarray = cells[metric].to_numpy(dtype=np.float64, copy=True)
+    values[excluded(cells)] = np.nan
+    return values
+
+
 def _blocks(cells: pd.DataFrame) -> list[_Block]:
     """Done cells grouped by rate (NaN group first, then ascending); one cell per (repeat, rate, arm)."""
     arms = cells["arm"].astype(str).to_numpy()
@@ -160,7 +191,7 @@ def arm_figures(
     """
     _check_level(level)
     _require(cells, [metric, *_KEYS, *([resolution] if resolution else [])])
-    values = cells[metric].to_numpy(dtype=np.float64)
+    values = _values(cells, metric)
     bounds = cells[resolution].to_numpy(dtype=np.float64) if resolution else None
     figures = []
     for block in _blocks(cells):
@@ -201,7 +232,7 @@ def pair_differences(
     if multiplicity not in MULTIPLICITIES:
         raise ValueError(f"multiplicity must be one of {', '.join(MULTIPLICITIES)}, got {multiplicity!r}")
     _require(cells, [metric, *_KEYS])
-    values = cells[metric].to_numpy(dtype=np.float64)
+    values = _values(cells, metric)
     pairs = []
     for block in _blocks(cells):
         arms = list(block.rows)
@@ -248,7 +279,7 @@ def position_effects(
     """
     _check_level(level)
     _require(cells, [metric, "position", *_KEYS])
-    values = cells[metric].to_numpy(dtype=np.float64)
+    values = _values(cells, metric)
     positions = cells["position"].to_numpy()
     residuals: dict[int, list[float]] = {}
     for block in _blocks(cells):

@@ -14,7 +14,17 @@ import numpy as np
 import pandas as pd
 
 from harness.energy.analysis_options import AnalysisOptions
-from harness.energy.figures import Codes, RequestTimes, latency, lateness_ms, rates
+from harness.energy.client_faults import flag_client_faults
+from harness.energy.figures import (
+    Codes,
+    Lateness,
+    LatenessBound,
+    RequestTimes,
+    arm_lateness_bound,
+    latency,
+    lateness_ms,
+    rates,
+)
 from harness.energy.flags import FlagList
 from harness.energy.grid import Intervals
 from harness.energy.idle_estimate import IdleEstimate
@@ -27,6 +37,7 @@ from harness.energy.summary_types import (
     EnergyAccount,
     GpuPower,
     Parts,
+    PowerCoverage,
     PowerSummary,
     RequestCounts,
     Summary,
@@ -89,6 +100,7 @@ class Scope:
     within: tuple[float, float]  # (J to all requests, J to the scope's own) inside the window
     derived: bool = False
     is_run: bool = False
+    closed_loop: bool = False  # no planned send times to be late against: exempt from the lateness bound
 
 
 def summarize(
@@ -118,6 +130,8 @@ def summarize(
             "counter_period_s": opts.counter_period_s,
             "window_error_limit": opts.window_error_limit,
             "min_coverage": opts.min_coverage,
+            "min_power_coverage": opts.min_power_coverage,
+            "max_lateness_ms": opts.max_lateness_ms,
         },
         "flags": [f.as_dict() for f in flags],
     }
@@ -130,13 +144,19 @@ class _Blocks:
     flags: FlagList
 
     def block(self, scope: Scope) -> Block:
-        pr, t, opts, win = self.joined.per_request, self.joined.times, self.opts, scope.window
+        t, opts, win = self.joined.times, self.opts, scope.window
         ok = scope.rows & self.joined.status.eq("ok")
         n_ok = int(ok.sum())
         requests = self._requests(scope, n_ok)
+        power_coverage = self._power_coverage(scope)
+        # A window only partly under power has a partial total; of its requests, those wholly under
+        # power keep exact per-request figures, which then describe that part of the arm only.
+        measured = ok if power_coverage["complete"] is not False else ok & self._under_power()
+        if power_coverage["complete"] is False and not scope.is_run:
+            self._incomplete_flag(scope, power_coverage, int(measured.sum()), n_ok)
 
-        energy = pr["energy_j"].to_numpy()
-        e_ok = energy[ok]
+        energy = self.joined.per_request["energy_j"].to_numpy()
+        e_ok = energy[measured]
         e_ok = e_ok[np.isfinite(e_ok)]
         j_stats = describe(e_ok, opts.bootstrap, stream=0 if scope.is_run else _stream(scope.name))
 
@@ -144,14 +164,16 @@ class _Blocks:
         account, mean_power = self._window_energy(scope)
         out_tok = float(t.output[ok & t.has_output].sum())
         prompt_tok = float(t.prompt[ok & t.has_prompt].sum())
-        ok_energy = ok & np.isfinite(energy)
+        ok_energy = measured & np.isfinite(energy)
         out_e = float(energy[ok_energy & t.has_output].sum())
         prm_e = float(energy[ok_energy & t.has_prompt].sum())
         out_n = float(t.output[ok_energy & t.has_output].sum())
         prm_n = float(t.prompt[ok_energy & t.has_prompt].sum())
-        all_in = _all_in(account["energy_j_total"], float(energy[ok_energy].sum()), n_ok, j_stats, out_tok)
+        total = account["energy_j_total"] if power_coverage["complete"] is not False else None
+        all_in = _all_in(total, float(energy[ok_energy].sum()), n_ok, j_stats, out_tok)
         coverage = self._coverage(scope, ok, n_ok)
         self._short_window_flag(scope, duration, account["energy_j_total"])
+        late = self._lateness(scope)
         block: Block = {
             "name": scope.name,
             "window": None if win is None else _window_span(win, scope.derived),
@@ -159,7 +181,7 @@ class _Blocks:
             **account,
             "j_per_request": j_stats,
             "wh_per_request": scaled(j_stats, 1 / J_PER_WH),
-            "j_per_request_parts": self._parts(ok),
+            "j_per_request_parts": self._parts(measured),
             "all_in": all_in,
             "j_per_output_token": _div(out_e, out_n),
             "j_per_prompt_token": _div(prm_e, prm_n),
@@ -172,12 +194,70 @@ class _Blocks:
             },
             "rate": rates(t, scope.rows, scope.target_rate),
             "latency_s": latency(t, ok),
-            "lateness_ms": lateness_ms(t, scope.rows),
+            "lateness_ms": late,
             "coverage": coverage,
+            "power_coverage": power_coverage,
             "flags": sorted({f.code for f in self.flags}) if scope.is_run else self.flags.codes(scope.name),
         }
         # `_clean` keeps every key and only turns NaN into None and numpy scalars into Python ones.
         return cast(Block, _clean(block))
+
+    def _power_coverage(self, scope: Scope) -> PowerCoverage:
+        """Per GPU, the share of the window inside its power samples (gaps count: their energy is an
+        exact counter delta); a GPU with no interval there covers none of it."""
+        joined, win = self.joined, scope.window
+        if win is None or not joined.has_power or win.end_ns <= win.start_ns:
+            return {"min": None, "by_gpu": {}, "complete": None}
+        by_gpu = {}
+        for iv in joined.intervals:
+            inside = _inside(iv, win)
+            covered_ns = int(np.diff(iv.tau)[inside].sum())  # integer ns: a whole window is exactly 1
+            by_gpu[iv.gpu] = covered_ns / (int(win.end_ns) - int(win.start_ns))
+        share = min(by_gpu.values())
+        return {"min": share, "by_gpu": by_gpu, "complete": share >= self.opts.min_power_coverage}
+
+    def _under_power(self) -> np.ndarray:
+        """Requests whose whole lifetime lies inside every GPU's power samples."""
+        t, series = self.joined.times, self.joined.power.series
+        if not series or any(len(s.t_ns) < 2 for s in series):
+            return np.zeros(len(t.sent), dtype=bool)
+        lo = max(int(s.t_ns[0]) for s in series)
+        hi = min(int(s.t_ns[-1]) for s in series)
+        under: np.ndarray = t.has_sent & t.has_done & (t.sent >= lo) & (t.done <= hi)
+        return under
+
+    def _incomplete_flag(self, scope: Scope, cov: PowerCoverage, n_under: int, n_ok: int) -> None:
+        gpu, share = min(cov["by_gpu"].items(), key=lambda kv: kv[1])
+        self.flags.add(
+            "power_incomplete",
+            "error",
+            f"power samples cover {share:.1%} of this arm's window (gpu {gpu}; the bound is "
+            f"{self.opts.min_power_coverage:.1%}): its energy total is incomplete, so it has no all-in "
+            f"figure; per-request figures are of the {n_under} of {n_ok} successful requests wholly "
+            "under power",
+            scope.name,
+        )
+
+    def _lateness(self, scope: Scope) -> Lateness:
+        """Lateness percentiles, and for an open-loop arm the bound its p99 is held to (flagged above it)."""
+        t = self.joined.times
+        bound: LatenessBound | None = None
+        if scope.closed_loop:
+            return {**lateness_ms(t, scope.rows), "bound_basis": "closed_loop"}
+        if not scope.is_run:
+            bound = arm_lateness_bound(t.planned[scope.rows & t.has_planned], self.opts.max_lateness_ms)
+        late = lateness_ms(t, scope.rows, bound)
+        p99 = late["p99"]
+        if bound is not None and p99 is not None and p99 > bound.ms:
+            self.flags.add(
+                "lateness_over_bound",
+                "error",
+                f"p99 lateness {p99:.1f} ms (max {late['max']:.1f} ms) exceeds the bound of "
+                f"{bound.ms:.1f} ms ({bound.why}): requests left later than planned, so the offered "
+                "load was not the plan's",
+                scope.name,
+            )
+        return late
 
     def _requests(self, scope: Scope, n_ok: int) -> RequestCounts:
         rows = scope.rows
@@ -204,6 +284,8 @@ class _Blocks:
                 + ", ".join(f"{k} {v}" for k, v in failed.items()),
                 scope.name,
             )
+        if not scope.is_run:
+            flag_client_faults(requests["by_status"], requests["total"], self.flags, scope.name)
         return requests
 
     def _parts(self, ok: np.ndarray) -> Parts:
@@ -258,7 +340,7 @@ class _Blocks:
             return _NO_ENERGY, None
         total = unattributed = power = 0.0
         for iv, g in zip(joined.intervals, joined.gpus, strict=True):
-            inside = (iv.tau[:-1] >= win.start_ns) & (iv.tau[1:] <= win.end_ns)
+            inside = _inside(iv, win)
             total += float(g.energy[inside].sum())
             unattributed += float(g.unattributed[inside].sum())
             seconds = float(iv.dt_s[inside].sum())
@@ -300,6 +382,11 @@ def _all_in(total: float | None, attributed: float, n_ok: int, j_stats: Describe
         "wh_per_request": total / n_ok / J_PER_WH,
         "j_per_output_token": _div(total, out_tok),
     }
+
+
+def _inside(iv: Intervals, win: Window) -> np.ndarray:
+    """The intervals wholly inside the window (the sweep split them at its edges)."""
+    return (iv.tau[:-1] >= win.start_ns) & (iv.tau[1:] <= win.end_ns)
 
 
 def _window_span(win: Window, derived: bool) -> WindowSpan:

@@ -55,7 +55,8 @@ class Parts(TypedDict):
 
 
 class AllIn(TypedDict):
-    """The window's total per successful request: idle stretches and failed requests included."""
+    """The window's total per successful request: idle stretches and failed requests included. All None
+    when the window's power is incomplete (`power_coverage.complete` false): a part is not the whole."""
 
     j_per_request: float | None
     ci95: list[float] | None
@@ -80,6 +81,14 @@ class Coverage(TypedDict):
     below_min: int
 
 
+class PowerCoverage(TypedDict):
+    """The share of the window that power samples span; all None without power data."""
+
+    min: float | None  # over the GPUs: below `options.min_power_coverage` the window's energy is incomplete
+    by_gpu: dict[str, float]
+    complete: bool | None  # min >= the bound: the energy total and the all-in figures are whole
+
+
 class Block(EnergyAccount):
     """The figures of one arm, or of the run."""
 
@@ -99,6 +108,7 @@ class Block(EnergyAccount):
     latency_s: Latency
     lateness_ms: Lateness
     coverage: Coverage
+    power_coverage: PowerCoverage
     flags: list[str]  # codes of the flags that concern this block
 
 
@@ -145,6 +155,8 @@ class OptionsSummary(TypedDict):
     counter_period_s: float
     window_error_limit: float
     min_coverage: float
+    min_power_coverage: float
+    max_lateness_ms: float | None  # None: each arm's bound from its planned gaps (lateness_ms.bound)
 
 
 class Summary(TypedDict):

@@ -6,6 +6,10 @@ all-in figure (the arm window's energy over its successful requests) carries the
 resolution: the window's two edges each fall somewhere between two counter updates, so the window's
 energy is uncertain by about two update periods at the arm's mean power (0 for an exact counter, as
 the simulated GPU's).
+
+A cell whose arm's power samples cover only part of its window (flagged `power_incomplete`) has no
+energy figure at all: a part of the window's energy is not the cell's, and the experiment's figures
+and verdicts must not take it for one (they also leave such cells out by their flags).
 """
 
 from __future__ import annotations
@@ -69,12 +73,16 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
         "flags": ",".join(flags),
     }
     row.update(_steady(run_dir, arm, steady))
+    if (block.get("power_coverage") or {}).get("complete") is False:
+        row.update(dict.fromkeys([c for c in _ENERGY_COLUMNS if c != "duration_s"], NAN))
     return row
 
 
 def _requests_only(run_dir: Path, arm: str) -> dict[str, Any]:
     """Counts, latency and lateness from the request log; every energy figure NaN."""
-    (block,) = [a for a in arm_summary(RunFolder.open(run_dir).requests()) if a["arm"] == arm]
+    folder = RunFolder.open(run_dir)
+    closed = [a.name for a in folder.plan().header.arms if a.closed_loop]
+    (block,) = [a for a in arm_summary(folder.requests(), closed) if a["arm"] == arm]
     row: dict[str, Any] = dict.fromkeys(_ENERGY_COLUMNS, NAN)
     row.update(
         requests=block["planned"],
@@ -86,7 +94,7 @@ def _requests_only(run_dir: Path, arm: str) -> dict[str, Any]:
         lateness_p99_ms=_num(block["lateness_ms"]["p99"]),
         realized_rate=_num(block["rate_per_s"]),
         steady_requests=None,
-        flags="no_power",
+        flags=",".join(["no_power", *block["errors"]]),
     )
     return row
 

@@ -21,7 +21,8 @@ DEFAULT_PROFILE = "h100-vllm0.26-llama3.2-1b"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: an infinite spike or step time would hang the simulator, never crash it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StepTime(_Strict):

@@ -58,7 +58,8 @@ class SidecarCollector(Collector):
         # Not "..._counter_resets_total" (contracts.md): promtool rejects a type name inside a metric name.
         resets = CounterMetricFamily(
             "joulebench_gpu_energy_resets",
-            "Resets of the GPU's energy counter (driver reload) seen and stitched by the sidecar.",
+            "Resets of the GPU's energy counter (driver reload) seen and stitched by the sidecar, and "
+            "jumps to another level (continued from the last value).",
             labels=GPU_LABELS,
         )
         power = GaugeMetricFamily(
@@ -94,8 +95,10 @@ class SidecarCollector(Collector):
         )
         errors = CounterMetricFamily(
             "joulebench_gpu_read_errors",
-            "Failed reads per GPU and sampling loop (power, counter, state).",
-            labels=[*GPU_LABELS, "loop"],
+            "Reads per GPU and sampling loop (power, counter, state) that failed (kind=failed) or whose "
+            "value was refused: kind=invalid (NaN, infinite, negative), implausible (beyond what the GPU "
+            "can draw), glitch (a lone counter drop, dropped as a bad read).",
+            labels=[*GPU_LABELS, "loop", "kind"],
         )
 
         for g in gpus:
@@ -106,8 +109,9 @@ class SidecarCollector(Collector):
                 energy.add_metric([*labels, g.method], g.energy_j)
                 energy_ts.add_metric(labels, self._anchor.to_epoch_ns(g.energy_t_ns) / 1e9)
             resets.add_metric(labels, g.resets)
-            for loop, count in g.errors.items():
-                errors.add_metric([*labels, loop], count)
+            for loop, kinds in g.errors.items():
+                for kind, count in kinds.items():
+                    errors.add_metric([*labels, loop, kind], count)
             if g.power_t_ns is not None and now - g.power_t_ns <= self._power_fresh_ns:
                 if g.power_w is not None:
                     power.add_metric([*labels, "instant"], g.power_w)

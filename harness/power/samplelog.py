@@ -13,7 +13,15 @@ forms carry the same rows:
   "e" = energy row (`energy_j` cumulative joules, counter resets already stitched by the sidecar);
 - `flags`: bit 1 = a counter reset was stitched just before this energy row, bit 2 = `power_w` comes
   from `nvmlDeviceGetPowerUsage` (a lagging 1 s average), bit 4 = `energy_j` integrates power (the
-  GPU has no hardware counter).
+  GPU has no hardware counter), bit 64 = the counter jumped to another level just before this energy
+  row (not a restart from zero): the series continues from its last value, the energy between the
+  two readings is missing.
+- A row with bit 8, 16 or 32 is a *rejected reading*: it holds no value (nulls), only when and why a
+  reading of that GPU and kind was refused, so that a reader learns of it: 8 = not a number, infinite
+  or negative; 16 = implausible (power above three times the GPU's limit, a counter that rose faster
+  than that); 32 = a lone counter drop (a bad read such as one 0 between two consistent readings, or
+  a drop still unconfirmed when the sidecar stopped). Readers of schema version 1 that predate these
+  bits skip such rows as they skip any null value.
 
 The file is JSON lines: a header object (with "columns") opens each sidecar session, then one JSON
 array per row; `{"dropped": N, "since": SEQ}` marks rows the writer lost because the ring wrapped.
@@ -41,6 +49,12 @@ KIND_ENERGY = "e"
 FLAG_RESET = 1
 FLAG_POWER_USAGE = 2
 FLAG_INTEGRATED = 4
+FLAG_INVALID = 8
+FLAG_IMPLAUSIBLE = 16
+FLAG_GLITCH = 32
+FLAG_JUMP = 64
+FLAG_REJECTED = FLAG_INVALID | FLAG_IMPLAUSIBLE | FLAG_GLITCH  # a row with any of these holds no value
+REJECTED_FLAGS = {"invalid": FLAG_INVALID, "implausible": FLAG_IMPLAUSIBLE, "glitch": FLAG_GLITCH}
 
 POWER_ROW = 0  # SampleRows.kind codes
 ENERGY_ROW = 1
@@ -154,6 +168,10 @@ class SampleRing:
 
     def append_energy(self, t_ns: int, gpu: int, energy_j: float, flags: int = 0) -> None:
         self._append(t_ns, gpu, ENERGY_ROW, math.nan, math.nan, energy_j, flags)
+
+    def append_rejected(self, t_ns: int, gpu: int, kind: int, why: str) -> None:
+        """A reading refused at the source (`why`: a key of REJECTED_FLAGS): a row with no value."""
+        self._append(t_ns, gpu, kind, math.nan, math.nan, math.nan, REJECTED_FLAGS[why])
 
     @property
     def next_seq(self) -> int:

@@ -9,7 +9,11 @@ Design, from what NVML costs on H100/H200 (see nvml.py):
   never delays a power sample (pynvml releases the GIL while NVML runs);
 - a loop that falls behind skips the deadlines already past (counted as missed) instead of bursting
   to catch up, and records each sample's lateness against its deadline (the lag histogram);
-- counter resets (driver reload, mock restart) are stitched so the exported total never decreases;
+- what is no reading never enters the ring or the exported values: NaN, infinite or negative values,
+  power above three times the GPU's limit; a counter reading below the last good one is held until
+  the next reading says whether the counter was reset (stitched, so the exported total never
+  decreases) or misread (dropped) (gpu_backend.CounterRule). Each refusal is counted per GPU, loop
+  and kind, and leaves a value-less row in the ring so that the harness learns of it too;
 - a GPU without a counter gets its energy by integrating instant power (trapezoids), labelled
   "integrated";
 - a failing read is counted per GPU and reading, and never stops the other GPUs or loops.
@@ -22,9 +26,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from harness.power.gpu_backend import BackendError, GpuIdentity, GpuState, PowerBackend
-from harness.power.samplelog import FLAG_INTEGRATED, FLAG_POWER_USAGE, FLAG_RESET, SampleRing
+from harness.power.gpu_backend import (
+    BackendError,
+    CounterRule,
+    CounterStep,
+    EnergyReading,
+    GpuIdentity,
+    GpuState,
+    PowerBackend,
+    PowerReading,
+    invalid,
+    power_bound_w,
+)
+from harness.power.samplelog import (
+    ENERGY_ROW,
+    FLAG_INTEGRATED,
+    FLAG_JUMP,
+    FLAG_POWER_USAGE,
+    FLAG_RESET,
+    POWER_ROW,
+    SampleRing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +57,14 @@ MAX_INTERVAL_S = 10.0
 # Upper bounds of the lag histogram (seconds); lateness beyond the interval means skipped deadlines.
 LAG_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 LOOPS = ("power", "counter", "state")
+_R = TypeVar("_R", PowerReading, EnergyReading, GpuState)
+# Why a read counts as an error, per loop: the read raised ("failed"), or its value was refused.
+ERROR_KINDS = {
+    "power": ("failed", "invalid", "implausible"),
+    "counter": ("failed", "invalid", "implausible", "glitch"),
+    "state": ("failed",),
+}
+_RESTART_FLAGS = {None: 0, "reset": FLAG_RESET, "jump": FLAG_JUMP}
 
 
 @dataclass(frozen=True)
@@ -82,7 +114,10 @@ class GpuStatus:
     power_t_ns: int | None = None
     state: GpuState = field(default_factory=GpuState)
     state_t_ns: int | None = None
-    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOOPS, 0))
+    # loop -> kind -> reads that failed or were refused (ERROR_KINDS)
+    errors: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {loop: dict.fromkeys(kinds, 0) for loop, kinds in ERROR_KINDS.items()}
+    )
 
 
 class _Channel:
@@ -90,8 +125,7 @@ class _Channel:
 
     def __init__(self, identity: GpuIdentity) -> None:
         self.status = GpuStatus(identity=identity, method="counter" if identity.has_counter else "integrated")
-        self.last_raw_j: float | None = None
-        self.offset_j = 0.0
+        self.counter = CounterRule()
         self.integral_j = 0.0
         self.integral_t_ns: int | None = None
         self.emitted_t_ns: int | None = None
@@ -126,16 +160,25 @@ class Sampler:
             thread.start()
 
     def stop(self) -> None:
+        """Stop the loops. A counter drop still awaiting its next reading is dropped and marked as a
+        bad read: the series ends at the last consistent reading (CounterRule.finish)."""
         self._stop.set()
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        for ch in self._channels:
+            with self._lock:
+                step = ch.counter.finish()
+            self._record_counter(ch, step)
 
     # -- snapshots for the exposition and status endpoints ------------------------------------------
 
     def gpus(self) -> list[GpuStatus]:
         with self._lock:
-            return [replace(ch.status, errors=dict(ch.status.errors)) for ch in self._channels]
+            return [
+                replace(ch.status, errors={loop: dict(k) for loop, k in ch.status.errors.items()})
+                for ch in self._channels
+            ]
 
     def loops(self) -> dict[str, LoopStats]:
         with self._lock:
@@ -170,14 +213,14 @@ class Sampler:
             else:
                 k += 1
 
-    def _read(self, ch: _Channel, loop: str, read: Callable[[], object]) -> tuple[object, int] | None:
+    def _read(self, ch: _Channel, loop: str, read: Callable[[], _R]) -> tuple[_R, int] | None:
         """Run one backend read; return (result, timestamp) or None after counting the failure."""
         t0 = time.monotonic_ns()
         try:
             result = read()
         except Exception as exc:  # one GPU's failure must never stop the loop for the others
             with self._lock:
-                ch.status.errors[loop] += 1
+                ch.status.errors[loop]["failed"] += 1
             key = f"{loop}:{type(exc).__name__}"
             if key not in ch.logged:  # once per kind, so a dead GPU does not flood the log
                 ch.logged.add(key)
@@ -195,6 +238,10 @@ class Sampler:
             if got is None:
                 continue
             reading, t_ns = got
+            why = self._refuse_power(ch, reading)
+            if why is not None:
+                self._refused(ch, "power", t_ns, why)
+                continue
             flags = FLAG_POWER_USAGE if ch.status.identity.instant_power == "power_usage" else 0
             self.ring.append_power(t_ns, index, reading.instant_w, reading.average_w, flags)
             with self._lock:
@@ -206,6 +253,39 @@ class Sampler:
                     ch.integral_t_ns = t_ns
                 st.power_w, st.power_avg_w, st.power_t_ns = reading.instant_w, reading.average_w, t_ns
 
+    def _refuse_power(self, ch: _Channel, reading: PowerReading) -> str | None:
+        """Why this power reading is no reading (None: it is one)."""
+        if invalid(reading.instant_w) or invalid(reading.average_w):
+            return "invalid"
+        with self._lock:
+            bound = power_bound_w(ch.status.state.power_limit_w)
+        if reading.instant_w > bound or (reading.average_w or 0.0) > bound:
+            return "implausible"
+        return None
+
+    def _refused(self, ch: _Channel, loop: str, t_ns: int, why: str) -> None:
+        """Count a refused reading and leave its value-less row in the ring."""
+        index = ch.status.identity.index
+        with self._lock:
+            ch.status.errors[loop][why] += 1
+        key = f"{loop}:{why}"
+        if key not in ch.logged:
+            ch.logged.add(key)
+            log.warning("GPU %d %s reading refused (%s); counted, not used", index, loop, why)
+        self.ring.append_rejected(t_ns, index, POWER_ROW if loop == "power" else ENERGY_ROW, why)
+
+    def _record_counter(self, ch: _Channel, step: CounterStep) -> None:
+        """Put what the counter rule decided into the status and the ring, in time order."""
+        for t_ns, why in step.dropped:
+            # A drop left undecided at stop is exported and logged as a bad read: it was not used either.
+            self._refused(ch, "counter", t_ns, "glitch" if why == "unconfirmed" else why)
+        for t_ns, total, restart in step.kept:
+            with self._lock:
+                if restart is not None:
+                    ch.status.resets += 1
+                ch.status.energy_j, ch.status.energy_t_ns = total, t_ns
+            self.ring.append_energy(t_ns, ch.status.identity.index, total, _RESTART_FLAGS[restart])
+
     def _counter_tick(self) -> None:
         for ch in self._channels:
             index = ch.status.identity.index
@@ -215,15 +295,10 @@ class Sampler:
                     continue
                 reading, t_ns = got
                 with self._lock:
-                    reset = ch.last_raw_j is not None and reading.energy_j < ch.last_raw_j
-                    if reset:
-                        # The counter restarted from zero: carry what it had counted before.
-                        ch.offset_j += ch.last_raw_j
-                        ch.status.resets += 1
-                    ch.last_raw_j = reading.energy_j
-                    total = ch.offset_j + reading.energy_j
-                    ch.status.energy_j, ch.status.energy_t_ns = total, t_ns
-                self.ring.append_energy(t_ns, index, total, FLAG_RESET if reset else 0)
+                    # The counter rises in counter seconds: the mock's run `speed` times faster than ours.
+                    limit = power_bound_w(ch.status.state.power_limit_w) * max(reading.speed, 1.0)
+                    step = ch.counter.push(t_ns, reading.energy_j, limit)
+                self._record_counter(ch, step)
             else:
                 with self._lock:
                     t_ns, total = ch.integral_t_ns, ch.integral_j

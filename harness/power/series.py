@@ -9,6 +9,7 @@ smooth over.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,3 +48,12 @@ class PowerData:
     # How times were mapped: {"mode": "same-host"|"offset", ...}
     clock: dict[str, Any] = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)  # source-level problems (unreachable, stale, ...)
+
+    def select_gpus(self, gpus: Sequence[str] | None, where: str) -> PowerData:
+        """Only the series of `gpus` (None: all), and an issue for each one `where` had no series of."""
+        if gpus is None:
+            return self
+        have = [s.gpu for s in self.series]
+        missing = [f"{where}: no series for GPU {g} (selected with --gpus)" for g in gpus if g not in have]
+        return PowerData([s for s in self.series if s.gpu in gpus], self.source, self.clock,
+                         [*self.issues, *missing])  # fmt: skip

@@ -2,11 +2,13 @@
 
 The document's `energy_j` plays the hardware energy counter (exact, cumulative) and `power_w` the
 instant power field, so the whole chain — sampler, exposition, sample log, Prometheus, readers, join —
-runs without a GPU. The contract is in docs/contracts.md ("Simulated GPU").
+runs without a GPU. The contract is in docs/contracts.md ("Simulated GPU"). Values are passed on as the
+document has them (NaN included): what is no reading is the sampler's to refuse, as it is for NVML.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -87,6 +89,11 @@ class SimulatedBackend:
         return doc
 
     def _gpu(self, index: int) -> tuple[dict[str, Any], int | None]:
+        gpu, t_ns, _ = self._reading(index)
+        return gpu, t_ns
+
+    def _reading(self, index: int) -> tuple[dict[str, Any], int | None, float]:
+        """This GPU's entry, when it was computed (our clock, where known) and the simulation's speed."""
         doc = self._fetch()
         for gpu in doc["gpus"]:
             if gpu.get("index") == index:
@@ -97,7 +104,10 @@ class SimulatedBackend:
         # the reading, which is better than the midpoint of our HTTP round trip.
         clock = doc.get("clock") or {}
         same_kernel = bool(self._boot_id) and clock.get("boot_id") == self._boot_id
-        return gpu, int(clock["mono_ns"]) if same_kernel and "mono_ns" in clock else None
+        speed = doc.get("speed")
+        if not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
+            speed = 1.0  # a document without a usable speed: take the counter to run in real time
+        return gpu, int(clock["mono_ns"]) if same_kernel and "mono_ns" in clock else None, float(speed)
 
     def devices(self) -> list[GpuIdentity]:
         return list(self._devices.values())
@@ -110,9 +120,9 @@ class SimulatedBackend:
             raise BackendError(f"GPU {index}: no valid power_w in {self.url}") from None
 
     def read_energy(self, index: int) -> EnergyReading:
-        gpu, t_ns = self._gpu(index)
+        gpu, t_ns, speed = self._reading(index)
         try:
-            return EnergyReading(energy_j=float(gpu["energy_j"]), t_ns=t_ns)
+            return EnergyReading(energy_j=float(gpu["energy_j"]), t_ns=t_ns, speed=speed)
         except (KeyError, TypeError, ValueError):
             raise BackendError(f"GPU {index}: no valid energy_j in {self.url}") from None
 

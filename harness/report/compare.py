@@ -5,6 +5,9 @@ chosen): the difference of mean attributed J per successful request with a boots
 (the two entries resampled independently), and the same for the all-in figure. The all-in figure is
 the mean plus a fixed overhead per success (the window's energy not attributed to successful
 requests), so its interval is the mean's, shifted.
+
+An entry with an error flag (incomplete power, late sends, no power, no success) is shown with its
+figures, but no difference involving it is called significant, and one line says why.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from harness.energy.stats import mean_difference
 from harness.report.format import fmt_ci, fmt_num, fmt_pct
 from harness.report.run_inputs import analyze_run
 from harness.report.run_report import summary_document
-from harness.report.terminal import wide_console
+from harness.report.terminal import NO_VERDICT, all_in_cell, error_codes, wide_console
 from harness.runfolder.report_files import ENERGY_FILE, SUMMARY_FILE, read_energy, read_summary
 
 COMPARE_SCHEMA_VERSION = 1
@@ -39,10 +42,16 @@ class Entry:
     method: str
     energies: np.ndarray  # attributed J of each successful request
     block: dict  # the arm's (or run's) summary block
+    errors: list[str]  # codes of the error flags that concern it (its own, the run's, a GPU's)
 
     @property
     def all_in(self) -> float | None:
         return (self.block.get("all_in") or {}).get("j_per_request")
+
+    @property
+    def partial(self) -> bool:
+        """Power covered only part of its window (its per-request figures are of that part)."""
+        return (self.block.get("power_coverage") or {}).get("complete") is False
 
 
 def load_entries(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Entry], list[str]]:
@@ -71,13 +80,15 @@ def load_entries(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Entry], 
             dtype=bool
         )
         blocks = summary["arms"] or [summary["run"]]
+        errors = error_codes(summary)
         for block in blocks:
+            mine = _concerning(errors, block["name"], bool(summary["arms"]))
             rows = (
                 ok if block["name"] == "run" else ok & (frame["arm"].astype(str) == block["name"]).to_numpy()
             )
             e = frame["energy_j"].to_numpy(dtype=np.float64)[rows]
             label = f"{run_id}:{block['name']}" if multi else block["name"]
-            entries.append(Entry(label, run_id, block["name"], method, e[np.isfinite(e)], block))
+            entries.append(Entry(label, run_id, block["name"], method, e[np.isfinite(e)], block, mine))
     methods = {e.method for e in entries}
     if len(methods) > 1:
         notes.append(
@@ -104,33 +115,22 @@ def compare(entries: list[Entry], baseline: str | None = None, spec: BootstrapSp
             "j_per_request": {"mean": jpr.get("mean"), "ci95": jpr.get("ci95")},
             "all_in": {"j_per_request": all_in.get("j_per_request"), "ci95": all_in.get("ci95")},
             "flags": e.block.get("flags", []),
+            "errors": e.errors,
+            "power_coverage": e.block.get("power_coverage"),
             "vs_baseline": None,
         }
         if e is not base:
-            diff = mean_difference(e.energies, base.energies, spec, streams=(2 * i + 1, 2 * i + 2))
-            all_in_diff = None if e.all_in is None or base.all_in is None else e.all_in - base.all_in
-            # all-in = mean + a fixed overhead per success, so its interval is the mean's, shifted.
-            all_in_ci = None
-            mean_diff, ci = diff["diff"], diff["ci95"]
-            if all_in_diff is not None and mean_diff is not None and ci is not None:
-                all_in_ci = [v + all_in_diff - mean_diff for v in ci]
-            row["vs_baseline"] = {
-                **diff,
-                "significant": None
-                if diff["ci95"] is None
-                else not (diff["ci95"][0] <= 0 <= diff["ci95"][1]),
-                "all_in_diff": all_in_diff,
-                "all_in_ci95": all_in_ci,
-                "all_in_relative": None
-                if all_in_diff is None or not base.all_in
-                else all_in_diff / base.all_in,
-            }
+            row["vs_baseline"] = _versus(e, base, spec, i)
         out.append(row)
+    flagged = "; ".join(f"{e.label}: {', '.join(e.errors)}" for e in entries if e.errors)
     return {
         "schema_version": COMPARE_SCHEMA_VERSION,
         "baseline": base.label,
         "bootstrap": {"resamples": spec.resamples, "seed": spec.seed},
         "entries": out,
+        "no_verdict": f"{NO_VERDICT}: error flags ({flagged}); no difference with them is called significant"
+        if flagged and len(entries) > 1
+        else None,
     }
 
 
@@ -152,23 +152,52 @@ def render_comparison(result: dict, notes: list[str], console: Console | None = 
             "baseline" if row["vs_baseline"] is None else fmt_num(vs.get("diff")),
             fmt_ci(vs.get("ci95")),
             fmt_pct(vs.get("relative")),
-            fmt_num(row["all_in"]["j_per_request"]),
+            all_in_cell(row),
             fmt_pct(vs.get("all_in_relative")),
             row["method"],
-            style="bold" if vs.get("significant") else None,
+            style="bold" if vs.get("significant") else "red" if row["errors"] else None,
         )
     console.print(table)
     console.print("[dim]bold: the 95% CI of the difference excludes zero[/dim]")
     for note in notes:
         console.print(f"[yellow]{escape('note: ' + note)}[/yellow]", highlight=False)
     for row in result["entries"]:
-        bad = [
-            f for f in row["flags"] if f in ("no_power_data", "no_successful_requests", "power_outside_run")
-        ]
-        if bad:
-            console.print(
-                f"[red]{row['label']}: {', '.join(bad)} (see its summary.json)[/red]", highlight=False
-            )
+        if row["errors"]:
+            text = escape(f"{row['label']}: {', '.join(row['errors'])} (see its summary.json)")
+            console.print(f"[red]{text}[/red]", highlight=False)
+    if result["no_verdict"]:
+        console.print(f"[bold red]{escape(result['no_verdict'])}[/bold red]", highlight=False)
+
+
+def _versus(e: Entry, base: Entry, spec: BootstrapSpec, i: int) -> dict:
+    """`e` against the baseline: the difference of means with its CI, and of the all-in figures."""
+    if e.partial or base.partial:
+        # A mean over the part of an arm under power is not that arm's: no difference is taken.
+        return dict.fromkeys(
+            ("diff", "ci95", "relative", "significant", "all_in_diff", "all_in_ci95", "all_in_relative")
+        )
+    diff = mean_difference(e.energies, base.energies, spec, streams=(2 * i + 1, 2 * i + 2))
+    all_in_diff = None if e.all_in is None or base.all_in is None else e.all_in - base.all_in
+    # all-in = mean + a fixed overhead per success, so its interval is the mean's, shifted.
+    all_in_ci = None
+    mean_diff, ci = diff["diff"], diff["ci95"]
+    if all_in_diff is not None and mean_diff is not None and ci is not None:
+        all_in_ci = [v + all_in_diff - mean_diff for v in ci]
+    return {
+        **diff,
+        # An error flag on either side: the difference is shown, but none is claimed.
+        "significant": None if ci is None or e.errors or base.errors else not (ci[0] <= 0 <= ci[1]),
+        "all_in_diff": all_in_diff,
+        "all_in_ci95": all_in_ci,
+        "all_in_relative": None if all_in_diff is None or not base.all_in else all_in_diff / base.all_in,
+    }
+
+
+def _concerning(errors: dict[str, list[str]], name: str, is_arm: bool) -> list[str]:
+    """The error codes that concern a block: an arm's own, the run's and every GPU's (a GPU's power
+    feeds every arm); the run block's, all of them."""
+    scopes = [s for s in errors if not is_arm or s in (name, "run") or s.startswith("gpu ")]
+    return sorted({code for scope in scopes for code in errors[scope]})
 
 
 def _find(entries: list[Entry], key: str) -> Entry:

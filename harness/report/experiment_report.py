@@ -72,6 +72,7 @@ def experiment_document(cells: pd.DataFrame, view: ExperimentView) -> dict[str, 
         sorted(range(len(cells)), key=lambda i: rank.get(str(cells["arm"].iloc[i]), len(rank)))
     ]
     done = by_arm[by_arm["status"] == "done"]  # a pending or cut-short cell has no figure to count
+    left_out = repeats.excluded(done)
     metrics = [m for m in FIGURE_METRICS if m in cells and (m in _FIXED or done[m].notna().any())]
     metrics += [] if view.metric in metrics else [view.metric]
     figures = {
@@ -96,7 +97,11 @@ def experiment_document(cells: pd.DataFrame, view: ExperimentView) -> dict[str, 
         "counts": _counts(cells),
         # Done cells without the verdict's figure (no power source, no successful request): said
         # where the figures are shown, so an empty verdict never reads as "no difference".
-        "cells_without_metric": int(done[view.metric].isna().sum()),
+        "cells_without_metric": int((done[view.metric].isna().to_numpy() & ~left_out).sum()),
+        # Done cells whose arm was flagged by one of repeats.EXCLUDING_FLAGS: no figure or verdict
+        # uses them, whatever their values.
+        "cells_excluded": int(left_out.sum()),
+        "excluding_flags": list(repeats.EXCLUDING_FLAGS),
         "arms": arms,
         "rates": [],
         "positions": [_plain(dataclasses.asdict(p)) for p in positions],
@@ -155,9 +160,10 @@ def _arm_record(
     flags: Counter[str] = Counter()
     for text in mine["flags"].fillna(""):
         flags.update({f.strip() for f in str(text).split(",") if f.strip()})
+    done = mine[mine["status"].astype(str) == "done"]
     return {
         "arm": arm,
-        "cells": _counts(mine),
+        "cells": {**_counts(mine), "excluded": int(repeats.excluded(done).sum())},
         "figures": figs,
         "cv": (figs.get(metric) or {}).get("cv"),
         "flags": dict(sorted(flags.items())),
@@ -276,6 +282,8 @@ def render_experiment_html(
             f"have no {_e(doc['metric_label'])} (no power source, or no successful request): "
             "see their flags.</p>"
         )
+    if doc.get("cells_excluded"):
+        banners += f'<p class="banner incomplete">{_e(_excluded_text(doc))}</p>'
     if counts["pending"] or counts["running"]:
         banners += (
             f'<p class="banner incomplete">Incomplete experiment: {counts["pending"]} of {counts["total"]} '
@@ -312,6 +320,15 @@ def render_experiment_html(
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
+
+
+def _excluded_text(doc: dict[str, Any]) -> str:
+    return (
+        f"{doc['cells_excluded']} of {doc['counts']['done']} done cells left out of every figure and "
+        "verdict: their run flagged the arm "
+        + ", ".join(f"{code} ({repeats.EXCLUDING_FLAGS.get(code, '?')})" for code in doc["excluding_flags"])
+        + "; see their flags"
+    )
 
 
 def _check_same_cells(doc: dict[str, Any], cells: pd.DataFrame) -> None:
@@ -395,7 +412,8 @@ def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
     level = level_text(doc["level"])
     head = ["arm", "repeats", f"all-in J/request [{level} CI]", f"attributed J/request [{level} CI]",
             "idle J/request", "above-idle J/request", "CV between repeats", "counter resolution (J/request)",
-            "TTFT p50 (ms)", "E2E p50 (ms)", "cells done / pending / cut short", "flags (cells)"]  # fmt: skip
+            "TTFT p50 (ms)", "E2E p50 (ms)", "cells done / pending / cut short", "cells left out",
+            "flags (cells)"]  # fmt: skip
     steady = "steady_j_per_request_attributed"
     with_steady = any(steady in arm["figures"] for arm in block["arms"])
     if with_steady:  # reported apart, beside the whole-arm figures it leaves ramp-up and drain out of
@@ -411,7 +429,7 @@ def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
             _mean_ci(f.get("j_above_idle_per_request")), _pct(arm["cv"]),
             fmt_num(main.get("resolution"), digits=3), _mean_ci(f.get("ttft_p50_s"), 1e3),
             _mean_ci(f.get("e2e_p50_s"), 1e3), f"{c['done']} / {c['pending']} / {c['running']}",
-            ", ".join(f"{k} ({v})" for k, v in arm["flags"].items()) or "-",
+            c.get("excluded", 0), ", ".join(f"{k} ({v})" for k, v in arm["flags"].items()) or "-",
         ]  # fmt: skip
         if with_steady:
             cols.insert(4, _mean_ci(f.get(steady)))
@@ -528,6 +546,8 @@ def _terminal_notes(doc: dict[str, Any]) -> list[str]:
             f"[bold red]{doc['cells_without_metric']} of {counts['done']} done cells have no "
             f"{escape(doc['metric_label'])} (no power source, or no successful request)[/bold red]"
         )
+    if doc.get("cells_excluded"):
+        notes.append(f"[bold red]{escape(_excluded_text(doc))}[/bold red]")
     if counts["pending"] or counts["running"]:
         notes.append(
             f"[bold red]incomplete: {counts['pending']} of {counts['total']} cells pending, "

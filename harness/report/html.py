@@ -13,6 +13,7 @@ import pandas as pd
 from harness.energy import Analysis
 from harness.report import plots
 from harness.report.format import fmt_ci, fmt_num
+from harness.report.terminal import NO_VERDICT, all_in_cell, cheapest_arm, error_codes
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -23,6 +24,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right} th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}
 .flag-error{color:#b00020;font-weight:600} .flag-warning{color:#a65e00} .flag-info{color:#555}
+.verdict{font-weight:600}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .note{color:#666;font-size:.85em}
 """
@@ -36,10 +38,11 @@ _ROWS = [
     ("J per request: p90", ("j_per_request", "p90"), "j"),
     ("J per request: p99", ("j_per_request", "p99"), "j"),
     ("Wh per request: mean", ("wh_per_request", "mean"), "wh"),
-    ("all-in J per request (window total / successes)", ("all_in", "j_per_request"), "j"),
+    ("all-in J per request (window total / successes)", ("all_in", "j_per_request"), "all_in"),
     ("J per output token", ("j_per_output_token",), "j"),
     ("J per prompt token", ("j_per_prompt_token",), "j"),
-    ("energy in window (J)", ("energy_j_total",), "j"),
+    ("energy in window (J)", ("energy_j_total",), "total"),
+    ("power coverage of the window (min over GPUs)", ("power_coverage", "min"), "pct"),
     ("attributed (J)", ("energy_j_attributed",), "j"),
     ("unattributed (J)", ("energy_j_unattributed",), "j"),
     ("mean power (W)", ("mean_power_w",), "w"),
@@ -51,14 +54,19 @@ _ROWS = [
     ("inter-chunk p50 / p99 (ms)", ("latency_s", "itl"), "lat"),
     ("E2E p50 / p99 (ms)", ("latency_s", "e2e"), "lat"),
     ("lateness p50 / p99 / max (ms)", ("lateness_ms",), "late"),
+    ("lateness bound on p99 (ms)", ("lateness_ms",), "bound"),
     ("coverage: mean / min", ("coverage",), "cov"),
     ("flags", ("flags",), "flags"),
 ]
 
 
+_BASIS = {"planned_gaps": "from the planned gaps", "max_lateness_ms": "--max-lateness-ms"}
+
+
 def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None) -> str:
     blocks = [*doc["arms"], doc["run"]]
-    head = "".join(f"<th>{html.escape(b['name'])}</th>" for b in blocks)
+    errors = error_codes(doc)
+    head = "".join(_head(b["name"], errors.get(b["name"]), b is doc["run"]) for b in blocks)
     body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
         + "".join(f"<td>{html.escape(_cell(b, path, kind))}</td>" for b in blocks)
@@ -104,6 +112,7 @@ def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None)
 <h2>Flags</h2>
 {f"<ul>{flags}</ul>" if flags else '<p class="note">None.</p>'}
 <h2>Results per arm</h2>
+{_verdict(doc)}
 <table><tr><th></th>{head}</tr>{body}</table>
 <p class="note">Per-request figures are over successful requests and their attributed energy (shares of
 the GPUs' energy while they were in flight). All-in figures divide the whole window's energy, idle
@@ -112,6 +121,21 @@ stretches and failed requests included, by the successful requests. See docs/ene
 <script type="application/json" id="joulebench-summary">{summary_json}</script>
 </body></html>
 """
+
+
+def _head(name: str, errors: list[str] | None, run: bool) -> str:
+    """An arm's column heading, marked with its error flags (incomplete power, late sends, ...)."""
+    if run or not errors:
+        return f"<th>{html.escape(name)}</th>"
+    return f'<th class="flag-error">{html.escape(name)}<br>error: {html.escape(", ".join(errors))}</th>'
+
+
+def _verdict(doc: dict) -> str:
+    line = cheapest_arm(doc)
+    if line is None:
+        return ""
+    css = "flag-error" if line.startswith(NO_VERDICT) else "verdict"
+    return f'<p class="{css}">{html.escape(line)}</p>'
 
 
 def _get(block: dict, path: tuple[str, ...]):
@@ -140,6 +164,24 @@ def _cell(block: dict, path: tuple[str, ...] | None, kind: str) -> str:
     if kind == "late":
         v = v or {}
         return " / ".join(fmt_num(v.get(k), digits=3) for k in ("p50", "p99", "max"))
+    if kind == "bound":
+        v = v or {}
+        if v.get("bound_basis") == "closed_loop":
+            return "none (closed loop)"
+        if v.get("bound") is None:
+            return "-"
+        over = v.get("p99") is not None and v["p99"] > v["bound"]
+        return f"{fmt_num(v['bound'], digits=3)} ({_BASIS.get(v['bound_basis'], v['bound_basis'])})" + (
+            ": EXCEEDED" if over else ""
+        )
+    if kind == "all_in":
+        return all_in_cell(block)
+    if kind == "total":
+        share = (block.get("power_coverage") or {}).get("min")
+        incomplete = (block.get("power_coverage") or {}).get("complete") is False
+        return fmt_num(v) + (f" (only {share:.1%} of the window under power)" if incomplete else "")
+    if kind == "pct":
+        return "-" if v is None else f"{v:.2%}"
     if kind == "cov":
         v = v or {}
         return " / ".join(fmt_num(v.get(k), digits=3) for k in ("mean", "min"))

@@ -1,23 +1,30 @@
 """Per-arm load-generator figures of a request log: what was sent, how on time, how it ended.
 
-`joulebench run` prints this table when no power source was given (nothing to join).
+`joulebench run` prints this table when no power source was given (nothing to join). An open-loop arm's
+p99 lateness is held to the same bound as in the energy summary (docs/energy.md, "Lateness").
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from harness.energy.figures import LatenessBound, arm_lateness_bound
 from harness.energy.stats import percentiles
 from harness.records import STATUSES
 
 
-def arm_summary(requests: pd.DataFrame) -> list[dict[str, Any]]:
+def arm_summary(
+    requests: pd.DataFrame, closed_loop: Collection[str] = (), max_lateness_ms: float | None = None
+) -> list[dict[str, Any]]:
     """Per arm (in order of appearance; warm-up rows excluded): counts by status, realized send rate,
-    lateness and latency percentiles."""
+    lateness and latency percentiles, and the lateness bound of an open-loop arm (`max_lateness_ms`,
+    else from its planned gaps) with whether its p99 exceeds it (`late`), and the error flags these
+    raise (`errors`: lateness_over_bound, client_errors)."""
     rows = requests[~requests["warmup"]]
     out = []
     for arm in pd.unique(rows["arm"]):
@@ -29,6 +36,8 @@ def arm_summary(requests: pd.DataFrame) -> list[dict[str, Any]]:
         e2e = (ok["done_ns"] - ok["sent_ns"]).dropna().to_numpy(dtype=float) / 1e6
         counts = part["status"].value_counts()
         span = (sent.max() - sent.min()) / 1e9 if len(sent) > 1 else 0.0
+        late = percentiles(lateness)
+        bound = _bound(part, str(arm) in closed_loop, max_lateness_ms)
         out.append(
             {
                 "arm": str(arm),
@@ -36,12 +45,23 @@ def arm_summary(requests: pd.DataFrame) -> list[dict[str, Any]]:
                 "sent": len(sent),
                 "status": {s: int(counts.get(s, 0)) for s in STATUSES if counts.get(s, 0)},
                 "rate_per_s": (len(sent) - 1) / span if span > 0 else None,
-                "lateness_ms": percentiles(lateness),
+                "lateness_ms": late,
+                "lateness_bound_ms": None if bound is None else bound.ms,
+                "late": (over := bound is not None and late["p99"] is not None and late["p99"] > bound.ms),
+                # The energy summary's error flags that need no power, for runs that have no summary.
+                "errors": [code for code, raised in (("lateness_over_bound", over),
+                                                     ("client_errors", "client_error" in counts)) if raised],
                 "ttft_ms": percentiles(ttft),
                 "e2e_ms": percentiles(e2e),
             }
         )
     return out
+
+
+def _bound(part: pd.DataFrame, closed_loop: bool, max_lateness_ms: float | None) -> LatenessBound | None:
+    if closed_loop:
+        return None
+    return arm_lateness_bound(part["planned_ns"].dropna().to_numpy(dtype=np.int64), max_lateness_ms)
 
 
 def arm_table(summary: list[dict[str, Any]]) -> Table:
@@ -54,6 +74,7 @@ def arm_table(summary: list[dict[str, Any]]) -> Table:
         "not ok",
         "rate/s",
         "lateness p50/p99 ms",
+        "p99 bound ms",
         "TTFT p50 ms",
         "E2E p50 ms",
     ):
@@ -69,7 +90,11 @@ def arm_table(summary: list[dict[str, Any]]) -> Table:
             ", ".join(f"{k} {v}" for k, v in bad.items()) or "0",
             f"{arm['rate_per_s']:.2f}" if arm["rate_per_s"] else "-",
             f"{lateness['p50']:.2f} / {lateness['p99']:.2f}" if lateness["n"] else "-",
+            "-"
+            if arm["lateness_bound_ms"] is None
+            else f"{arm['lateness_bound_ms']:.1f}" + (" EXCEEDED" if arm["late"] else ""),
             f"{arm['ttft_ms']['p50']:.1f}" if arm["ttft_ms"]["n"] else "-",
             f"{arm['e2e_ms']['p50']:.1f}" if arm["e2e_ms"]["n"] else "-",
+            style="red" if arm["late"] else None,
         )
     return table

@@ -2,12 +2,13 @@
 
 `manifest.json` sections read here (all optional): `arms` (list of {name, start_ns, end_ns}, written by
 the runner), `idle` ({"pre": {start_ns, end_ns} | null, "post": ...}) and `energy` ({"method": ...,
-"counter_period_s": ...}).
-Arm target rates come from the plan header.
+"counter_period_s": ..., "max_lateness_ms": ...}).
+Arm target rates, and which arms are closed loop, come from the plan header.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ class RunInputs:
     arms: list[ArmWindow]
     idle: IdleWindows
     method: str
+    closed_loop: frozenset[str]  # the plan's closed-loop (concurrency) arms
 
 
 def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInputs:
@@ -47,9 +49,9 @@ def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInp
     if not path.is_dir():
         raise InputError(f"{path}: no such run folder")
     folder = RunFolder.open(path)
+    requests = folder.requests()  # first: a killed run's recovery may complete the manifest
     manifest = folder.manifest()
     plan = folder.plan()
-    requests = folder.requests()
     rates = {arm.name: arm.mean_rate for arm in plan.header.arms}
     arms = [
         replace(a, target_rate=a.target_rate if a.target_rate is not None else rates.get(a.name))
@@ -73,6 +75,7 @@ def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInp
         arms=arms,
         idle=idle,
         method=str(energy.get("method") or "time"),
+        closed_loop=frozenset(arm.name for arm in plan.header.arms if arm.closed_loop),
     )
 
 
@@ -83,16 +86,31 @@ def analyze_run(
     idle_mode: str | None = None,
     options: AnalysisOptions | None = None,
 ) -> tuple[RunInputs, Analysis]:
-    """Load a run folder and join it (the method defaults to the one the run recorded, and the counter's
-    update period to the one the run's power source has: `manifest.json` `energy.counter_period_s`)."""
+    """Load a run folder and join it (the method defaults to the one the run recorded, the counter's
+    update period to the one the run's power source has, `manifest.json` `energy.counter_period_s`, and
+    the lateness bound to the run's `--max-lateness-ms`, `energy.max_lateness_ms`, unless `options`
+    sets one)."""
     run = load_run(path, idle_mode=idle_mode)
-    period = (run.manifest.get("energy") or {}).get("counter_period_s")
+    energy = run.manifest.get("energy") or {}
+    where = run.path / RunFolder.MANIFEST
+    options = options or AnalysisOptions()
+    period = energy.get("counter_period_s")
     if period is not None:
         if not isinstance(period, (int, float)) or period < 0:
-            where = run.path / RunFolder.MANIFEST
             raise InputError(f"{where}: energy.counter_period_s: expected seconds >= 0, got {period!r}")
-        options = replace(options or AnalysisOptions(), counter_period_s=float(period))
+        options = replace(options, counter_period_s=float(period))
+    bound = energy.get("max_lateness_ms")
+    if bound is not None and options.max_lateness_ms is None:
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
+            raise InputError(f"{where}: energy.max_lateness_ms: expected milliseconds > 0, got {bound!r}")
+        options = replace(options, max_lateness_ms=float(bound))
     analysis = analyze(
-        run.requests, run.power, arms=run.arms, idle=run.idle, method=method or run.method, options=options
+        run.requests,
+        run.power,
+        arms=run.arms,
+        idle=run.idle,
+        method=method or run.method,
+        options=options,
+        closed_loop=run.closed_loop,
     )
     return run, analysis

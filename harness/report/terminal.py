@@ -23,24 +23,26 @@ def render_terminal_summary(summary: dict, console: Console | None = None) -> No
     ):  # fmt: skip
         table.add_column(col, justify="left" if col == "arm" else "right")
     blocks = [*summary["arms"], summary["run"]]
+    errors = error_codes(summary)
     for block in blocks:
         jpr = block.get("j_per_request") or {}
         lat = block.get("latency_s") or {}
         rate = block.get("rate") or {}
+        run = block is summary["run"]
         table.add_row(
-            block["name"],
+            block["name"] if run or block["name"] not in errors else f"{block['name']} (!)",
             f"{block['requests']['ok']:,}/{block['requests']['total']:,}",
             fmt_num(jpr.get("mean")),
             fmt_ci(jpr.get("ci95")),
             fmt_num(jpr.get("p50")),
             fmt_num(jpr.get("p99")),
-            fmt_num((block.get("all_in") or {}).get("j_per_request")),
+            all_in_cell(block),
             fmt_num(block.get("j_per_output_token")),
             fmt_num(block.get("mean_power_w")),
             _ms((lat.get("ttft") or {}).get("p50")),
             _ms((lat.get("e2e") or {}).get("p50")),
             f"{fmt_num(rate.get('realized'), digits=3)}/{fmt_num(rate.get('planned'), digits=3)}",
-            style="bold" if block is summary["run"] else None,
+            style="bold" if run else "red" if block["name"] in errors else None,
         )
     console.print(table)
     cons, idle = summary["conservation"], summary["idle"]
@@ -60,9 +62,12 @@ def render_terminal_summary(summary: dict, console: Console | None = None) -> No
     infos = sum(1 for f in summary["flags"] if f["severity"] == "info")
     if infos:
         console.print(f"[dim]{infos} informational note(s) in summary.json[/dim]")
+    if any(arm["name"] in errors for arm in summary["arms"]):
+        console.print("[dim](!): the arm has an error flag (above)[/dim]")
     verdict = cheapest_arm(summary)
     if verdict:
-        console.print(verdict)
+        refused = verdict.startswith(NO_VERDICT)
+        console.print(escape(verdict), style="bold red" if refused else None, highlight=False)
 
 
 def wide_console(stderr: bool = False) -> Console:
@@ -73,8 +78,40 @@ def wide_console(stderr: bool = False) -> Console:
     return console
 
 
+def all_in_cell(block: dict) -> str:
+    """The all-in J/request, or why there is none where the window's power was incomplete."""
+    coverage = block.get("power_coverage") or {}
+    if coverage.get("complete") is False:
+        return f"- (power {coverage['min']:.1%})"
+    return fmt_num((block.get("all_in") or {}).get("j_per_request"))
+
+
+def error_codes(summary: dict) -> dict[str, list[str]]:
+    """Scope ("run", an arm, "gpu N") -> codes of its error flags."""
+    out: dict[str, set[str]] = {}
+    for flag in summary.get("flags", []):
+        if flag["severity"] == "error":
+            out.setdefault(flag["scope"], set()).add(flag["code"])
+    return {scope: sorted(codes) for scope, codes in out.items()}
+
+
+NO_VERDICT = "No verdict on which arm cost least"
+
+
+def no_verdict(errors: dict[str, list[str]]) -> str:
+    """One line: why no arm is named cheapest (error flags make some figure incomplete or off-plan)."""
+    where = "; ".join(f"{scope}: {', '.join(codes)}" for scope, codes in errors.items())
+    return f"{NO_VERDICT}: error flags ({where}) mean a figure is incomplete or not of the plan's load."
+
+
 def cheapest_arm(summary: dict) -> str | None:
-    """'<arm> cost least per request ...' over the arms with an all-in figure, or None (< 2 arms)."""
+    """'<arm> cost least per request ...' over the arms with an all-in figure; a refusal when an error
+    flag concerns the run, an arm or a GPU; None with fewer than 2 arms to compare."""
+    if len(summary["arms"]) < 2:
+        return None
+    errors = error_codes(summary)
+    if errors:
+        return no_verdict(errors)
     costs = [
         (a["name"], a["all_in"]["j_per_request"], (a.get("j_per_request") or {}).get("mean"))
         for a in summary["arms"]

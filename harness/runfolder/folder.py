@@ -7,13 +7,15 @@
                              clock anchors, plan hash, shard, arm windows, outcome counts
 
 Later stages add their own files (power.parquet, summary.json, report.html) and manifest sections.
-Reading a folder whose runner died (no requests.parquet yet) recovers it from the log automatically.
+Reading a folder whose run died recovers it automatically: requests.parquet from the request log, and
+power.parquet from the sidecar's samples the run appended to power_samples.jsonl as it polled them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,24 @@ import pandas as pd
 from foundation.atomic_write import atomic_text
 from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from harness.runfolder.request_log import Compacted, compact_log
+from harness.power.gpu_backend import counter_period_s
+from harness.power.series import PowerData
+from harness.runfolder.power_file import POWER_FILE, RAW_SAMPLES_FILE, rebuild_power
+from harness.runfolder.request_log import Compacted, LogContents, compact_log, read_log
 from harness.runfolder.requests_file import read_requests, write_requests
 from traffic.plan import Plan, load_plan, save_plan
 
 MANIFEST_SCHEMA_VERSION = 1
+
+
+@dataclass
+class PowerRecovery:
+    """What recovering the power of a run that died before saving it found."""
+
+    start_ns: int  # the window the run's log (and idle windows) show, harness monotonic clock
+    end_ns: int
+    data: PowerData | None = None  # rebuilt from power_samples.jsonl; None when nothing was saved
+    notes: list[str] = field(default_factory=list)  # what the user must know (sources not saved, ...)
 
 
 class RunFolder:
@@ -134,10 +149,91 @@ class RunFolder:
         return self.read_requests()[0]
 
     def read_requests(self) -> tuple[pd.DataFrame, ClockAnchor]:
+        """The request records and their anchor; a killed run's requests and power are recovered first."""
         if not self.requests_path.is_file():
             compacted = self.compact()
+            self.recover_power()
             return compacted.frame, compacted.anchor
+        self.recover_power()
         return read_requests(self.requests_path)
+
+    # --- power of a run that died before saving it ------------------------------------------------
+
+    def recover_power(self) -> PowerRecovery | None:
+        """Rebuild power.parquet after a run that died before its power stage saved it (None: nothing to
+        do: it is there, or the run read no power). From the sidecar's samples appended during the run,
+        over the window the request log shows; Prometheus and dcgm sources were only read at the end, so
+        for them there is nothing to rebuild, and the notes say which to re-read and over which window."""
+        if (self.path / POWER_FILE).is_file() or not self.log_path.is_file():
+            return None
+        manifest = self.manifest()
+        power = _section(manifest, "power")
+        sources = [s for s in power.get("sources") or [] if isinstance(s, dict)]
+        raw = self.path / RAW_SAMPLES_FILE
+        if not sources and not raw.is_file():
+            return None
+        log = read_log(self.log_path)
+        try:
+            anchor = ClockAnchor.from_dict(log.header["anchor"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{self.log_path}: request-log header is malformed ({exc})") from None
+        window = _run_window(manifest, log, self.path / self.MANIFEST)
+        if window is None:  # killed before anything was measured: no window to rebuild
+            return None
+        start, end = window
+        found = PowerRecovery(start, end)
+        span = f"{utc_iso(anchor.to_epoch_ns(start))} to {utc_iso(anchor.to_epoch_ns(end))}"
+        for source in sources:
+            if source.get("kind") != "sidecar":
+                found.notes.append(
+                    f"power from {source.get('kind')} {source.get('location')} was not saved during the run "
+                    f"(it is read at the end): re-read it over {span} while it still holds that data"
+                )
+        if not raw.is_file():
+            return found
+        gpus = power.get("gpus")
+        found.data = rebuild_power(self.path, anchor, start, end, [str(g) for g in gpus] if gpus else None)
+        primary = power.get("primary") or "sidecar"
+        if primary != "sidecar":
+            found.notes.append(f"the run's primary power source was {primary}; this power is the sidecar's")
+        backend = str(next((s.get("backend") for s in sources if s.get("kind") == "sidecar"), "") or "")
+        energy = _section(manifest, "energy")
+        self.update_manifest(
+            power={
+                **power,
+                "primary": "sidecar",
+                "window": {"start_ns": start, "end_ns": end},
+                "recovered": {"from": RAW_SAMPLES_FILE, "primary_was": primary},
+            },
+            energy={"counter_period_s": counter_period_s(backend), **energy},
+        )
+        return found
+
+
+def _section(manifest: dict[str, Any], key: str) -> dict[str, Any]:
+    section = manifest.get(key)
+    return section if isinstance(section, dict) else {}
+
+
+def _run_window(manifest: dict[str, Any], log: LogContents, where: Path) -> tuple[int, int] | None:
+    """The span the power stage would have read: the idle windows and the run between them, from the
+    manifest where the run got to write them, else from what the request log shows."""
+    def ns(section: Any, key: str) -> list[int]:
+        value = section.get(key) if isinstance(section, dict) else None
+        if value is None:
+            return []
+        if not isinstance(value, int):
+            raise InputError(f"{where}: {key}: expected nanoseconds, got {value!r}")
+        return [value]
+
+    idle, run = _section(manifest, "idle"), _section(manifest, "run")
+    pre, post = idle.get("pre"), idle.get("post")
+    arms = [t for arm in log.arms.values() for t in arm.values()]
+    starts = [*ns(pre, "start_ns"), *ns(run, "start_ns"), *arms, *log.sent.values()]
+    ends = [*ns(post, "end_ns"), *ns(run, "end_ns"), *arms, *([log.last_ns] if log.last_ns else [])]
+    if not starts or not ends or max(ends) <= min(starts):
+        return None
+    return min(starts), max(ends)
 
 
 def utc_iso(epoch_ns: int) -> str:

@@ -12,22 +12,30 @@ Long format, one row per sample, sorted by (gpu, t_ns):
 Header (Parquet metadata key `joulebench.power`): `{"schema_version": 1, "source", "clock", "issues",
 "gpus": [{"gpu", "uuid", "name", "integrated", "source", "issues"}]}` — GPUs without samples are
 listed there too, so a GPU that produced nothing is not silently forgotten.
+
+`power_samples.jsonl`: the sidecar's rows as the run polled them, in its `--log` format, appended as
+each page arrives (`RawSampleLog`) so that a killed run keeps them; `rebuild_power` makes
+`power.parquet` from it afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundation.atomic_write import atomic_write
 from foundation.errors import InputError
 from foundation.tagged_parquet import TaggedFormat, read_tagged, schema_of, write_tagged
-from harness.power.samplelog import Session
+from harness.clock import ClockAnchor
+from harness.power.samplelog import SampleRows
 from harness.power.series import EnergySeries, PowerData
+from harness.power.sources import SidecarSource
 
 POWER_FILE = "power.parquet"
 RAW_SAMPLES_FILE = "power_samples.jsonl"  # the sidecar's samples as polled during the run
@@ -112,12 +120,67 @@ def load_power(run_dir: str | os.PathLike[str]) -> PowerData:
     )
 
 
-def save_raw_samples(run_dir: str | os.PathLike[str], sessions: list[Session]) -> Path:
-    """Write the sidecar sessions polled during the run as `power_samples.jsonl` (the sidecar's `--log`
-    format, so `--sidecar FILE` reads it back)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as out:
-            for session in sessions:
-                out.writelines(session.lines())
+class RawSampleLog:
+    """`power_samples.jsonl`, written as the run polls the sidecar (a `SidecarSource.record` sink).
 
-    return atomic_write(Path(run_dir) / RAW_SAMPLES_FILE, write)
+    Each page is one unbuffered `os.write` on an O_APPEND descriptor, the way requests.jsonl is
+    written: a SIGKILL loses only what had not been polled yet (at most one poll period), and a torn
+    last line is what a reader of the `--log` format skips. A session's header goes in once, before
+    its first rows; `{"dropped": N}` where the sidecar's ring lost rows before they were polled. A
+    write that fails stops the recording and keeps the reason (`error`): the rows stay in memory for
+    power.parquet, and the manifest says the file is incomplete.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(run_dir) / RAW_SAMPLES_FILE
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+            self._fd: int | None = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot create the sample log ({exc.strerror})") from None
+        self._header: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    def __call__(self, header: dict[str, Any], rows: SampleRows, dropped: int) -> None:
+        if self._fd is None:
+            return
+        lines = []
+        if header != self._header:
+            lines.append(json.dumps(header, separators=(",", ":")))
+            self._header = header
+        if dropped:
+            lines.append(json.dumps({"dropped": dropped}))
+        lines += (json.dumps(row, separators=(",", ":")) for row in rows.to_lists())
+        data = memoryview(("\n".join(lines) + "\n").encode())
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError as exc:
+            self.error = f"{self.path}: writing stopped ({exc.strerror}); the file is incomplete"
+            with contextlib.suppress(OSError):
+                self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def rebuild_power(
+    run_dir: str | os.PathLike[str], anchor: ClockAnchor, start_ns: int, end_ns: int, gpus: list[str] | None
+) -> PowerData:
+    """`power.parquet` from `power_samples.jsonl` over [start_ns, end_ns] (a run killed before saving
+    it): the sidecar's rows as far as the run polled them, of the run's `--gpus`, read as the power
+    stage reads them."""
+    raw = SidecarSource(Path(run_dir) / RAW_SAMPLES_FILE, anchor=anchor).read(start_ns, end_ns)
+    data = raw.select_gpus(gpus, "sidecar")
+    data.issues.insert(
+        0,
+        f"power rebuilt from {RAW_SAMPLES_FILE} after the run was killed: it holds the rows polled "
+        "until then (about once a second)",
+    )
+    save_power(run_dir, data)
+    return data

@@ -40,6 +40,8 @@ from traffic.plan import Plan
 
 _now = time.monotonic_ns
 _TICK_S = 0.5
+# Lateness the open-loop pool allows for (pool_size); a run later than that is flagged anyway.
+_POOL_SLACK_S = 1.0
 
 
 class Dispatcher:
@@ -75,6 +77,7 @@ class Dispatcher:
             if not rec.warmup:
                 self.by_arm[rec.arm].append(rec)
         self.stats = Stats(planned=sum(len(v) for v in self.by_arm.values()))
+        self.pool_size = pool_size(plan, options)
         self.arm_windows: list[ArmRun] = []
         self.start_ns: int | None = None
         self.stop_reason: str | None = None
@@ -94,17 +97,6 @@ class Dispatcher:
         self._timers: list[asyncio.TimerHandle] = []
         self._semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
         self._throttler = _throttler(options.max_rate)
-
-    @property
-    def pool_size(self) -> int:
-        """Connections the run may need at once, so httpx's pool never queues a request: the cap, or
-        per arm its users (closed loop) or all its requests (open loop, worst case)."""
-        if self.options.max_concurrency:
-            return self.options.max_concurrency
-        shard = self.options.shard
-        arms = self.plan.header.arms
-        need = [shard.users(a.user_count) if a.closed_loop else len(self.by_arm[a.name]) for a in arms]
-        return max(1, *need)
 
     # --- stopping ---------------------------------------------------------------------------------
 
@@ -293,7 +285,7 @@ class Dispatcher:
                     rec.error = rec.error.replace(self._api_key, "***")
                 self.log.row(rec)
                 if not rec.warmup:
-                    self.stats.on_done(rec.status == "ok")
+                    self.stats.on_done(rec.status)
 
     async def _drain(self) -> None:
         while self._inflight:
@@ -320,6 +312,42 @@ class Dispatcher:
             self.log.row(rec)
         self.log.event("end", t=now, reason=self.stop_reason or "completed")
         self.log.close()
+
+
+def pool_size(plan: Plan, options: RunOptions) -> int:
+    """Connections the run may need at once, so httpx's pool never queues a request: the cap, or per
+    arm its users (closed loop) or the most of its requests (in this shard) planned within one
+    `timeout_s + _POOL_SLACK_S` (open loop): a request is in flight for at most `timeout_s` after it
+    is sent, so two planned further apart overlap only if the first went out over a second late."""
+    if options.max_concurrency:
+        return options.max_concurrency
+    shard = options.shard
+    mine = shard.mask(plan.rows["request_id"].to_numpy(dtype=np.int64))
+    arm_of = plan.rows["arm"].to_numpy(dtype=object)[mine]
+    offsets = plan.rows["offset_s"].to_numpy(dtype=float)[mine]
+    span = options.timeout_s + _POOL_SLACK_S
+    need = [
+        shard.users(a.user_count) if a.closed_loop else _most_within(offsets[arm_of == a.name], span)
+        for a in plan.header.arms
+    ]
+    return max(1, *need)
+
+
+def least_connections(plan: Plan, options: RunOptions) -> int:
+    """The connections the run cannot do with fewer of: --max-concurrency as given, else the most
+    closed-loop users of an arm (capping those would change the load), else one."""
+    if options.max_concurrency:
+        return options.max_concurrency
+    users = [options.shard.users(a.user_count) for a in plan.header.arms if a.closed_loop]
+    return max([1, *users])
+
+
+def _most_within(offsets: np.ndarray, span_s: float) -> int:
+    """The most offsets inside any window [t, t + span_s]."""
+    if len(offsets) == 0:
+        return 0
+    ordered = np.sort(offsets)
+    return int((np.searchsorted(ordered, ordered + span_s, side="right") - np.arange(len(ordered))).max())
 
 
 def _throttler(max_rate: float | None) -> Throttler | None:

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,17 +22,19 @@ from harness.backends import Target
 from harness.clock import ClockAnchor
 from harness.runfolder import RunFolder, utc_iso
 from harness.runfolder.request_log import warmup_rows
-from harness.runner.dispatcher import Dispatcher
+from harness.runner.dispatcher import Dispatcher, least_connections, pool_size
+from harness.runner.fd_limit import FdBudget, ensure_fd_limit
 from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
 from harness.runner.progress import ProgressDisplay
 from harness.runner.result import RunResult
-from harness.runner.timing import new_event_loop, raise_fd_limit
+from harness.runner.timing import new_event_loop
 from traffic.plan import Plan
 
 
-def check_run(plan: Plan, target: Target, options: RunOptions) -> None:
-    """Everything that can be checked before anything is written (InputError, one line)."""
+def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
+    """Everything that can be checked before anything is written (InputError, one line). Raises the
+    open-files limit to cover the run's connections, or says how many it allows (`cap`), or refuses."""
     options.validate()
     shard = options.shard
     ids = plan.rows["request_id"].to_numpy(dtype=np.int64)
@@ -47,6 +50,7 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> None:
                 f"--shard {shard}: closed-loop arm {arm.name!r} has {users} user(s), fewer than the "
                 f"{shard.count} shards; use at most {users} shards"
             )
+    return ensure_fd_limit(pool_size(plan, options), least_connections(plan, options))
 
 
 def execute_plan(
@@ -65,10 +69,11 @@ def execute_plan(
     bearer token and never written anywhere. `anchor`: the run's clock anchor, when the stages around
     the execution (idle capture, power sources) already took one; a fresh one otherwise.
     """
-    check_run(plan, target, options)
+    budget = check_run(plan, target, options)
+    if budget.cap is not None:  # the limit cannot cover the worst case: the extra wait in the client
+        options = replace(options, max_concurrency=budget.cap)
     anchor = anchor or ClockAnchor.now()
     dispatcher = Dispatcher(plan, target, options, folder.log_path, anchor, api_key)
-    fd_soft, fd_hard = raise_fd_limit(dispatcher.pool_size + 64)
     folder.update_manifest(
         clock={"anchor": anchor.as_dict(), "start_utc": utc_iso(anchor.epoch_ns)},
         options=options.as_manifest(),
@@ -79,7 +84,11 @@ def execute_plan(
             if options.start_at_epoch_s is None
             else round(options.start_at_epoch_s * 1e9),
         },
-        connections={"pool": dispatcher.pool_size, "fd_limit": [fd_soft, fd_hard]},
+        connections={
+            "pool": dispatcher.pool_size,
+            "fd_limit": [budget.soft, budget.hard],
+            "capped_by_fd_limit": budget.cap is not None,
+        },
     )
     loop = new_event_loop(options.precise_timer)
     progress = ProgressDisplay(dispatcher.stats, options.progress)

@@ -23,6 +23,7 @@ class Stats:
     sent: int = 0
     done: int = 0
     errors: int = 0  # terminal, not ok
+    client_errors: int = 0  # of which the client's own (`client_error`): the run measures the client
     arm: str = ""
     arm_start_ns: int = 0
     arm_sent: int = 0
@@ -35,10 +36,12 @@ class Stats:
         self._lateness[self._filled % _WINDOW] = lateness_ns
         self._filled += 1
 
-    def on_done(self, ok: bool) -> None:
+    def on_done(self, status: str) -> None:
         self.done += 1
-        if not ok:
+        if status != "ok":
             self.errors += 1
+        if status == "client_error":
+            self.client_errors += 1
 
     def start_arm(self, name: str, start_ns: int) -> None:
         self.arm, self.arm_start_ns, self.arm_sent = name, start_ns, 0
@@ -94,9 +97,16 @@ class ProgressDisplay:
             f"{(now - self._t0) / 1e9:7.1f} s",
             f"sent {s.sent}/{s.planned}",
             f"done {s.done}",
-            f"[red]errors {s.errors}[/]" if s.errors else "errors 0",
+            _errors(s),
             f"in flight {s.in_flight}",
             f"lateness p99 {p99:.2f} ms" if p99 is not None else "lateness p99 -",
             f"rate {rate:.1f}/s" if rate is not None else "rate -",
         )
         return table
+
+
+def _errors(s: Stats) -> str:
+    if not s.errors:
+        return "errors 0"
+    own = f" (client {s.client_errors}: out of descriptors or ports?)" if s.client_errors else ""
+    return f"[red]errors {s.errors}{own}[/]"

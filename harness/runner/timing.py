@@ -10,7 +10,6 @@ a non-blocking epoll call. (uvloop would not help: libuv's timers count whole mi
 from __future__ import annotations
 
 import asyncio
-import resource
 import select
 import selectors
 import time
@@ -39,17 +38,3 @@ async def sleep_until(deadline_ns: int) -> None:
     delay = (deadline_ns - _now()) / 1e9
     if delay > 0:
         await asyncio.sleep(delay)
-
-
-def raise_fd_limit(needed: int) -> tuple[int, int]:
-    """Raise the soft open-files limit towards the hard one (each connection is a descriptor).
-    Returns (soft limit now, hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, needed))
-    if want > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            soft = want
-        except (ValueError, OSError):
-            pass
-    return soft, hard

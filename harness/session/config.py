@@ -8,6 +8,7 @@ foundation.flag_fields.flag); FLAG_PANEL is the help panel of a model's flags.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
@@ -231,7 +232,15 @@ class MeasureConfig:
     strict: bool = flag(
         False,
         "--strict/--no-strict",
-        "Exit with status 1 when a result has an error flag (no power data, no successful requests, ...).",
+        "Exit with status 1 when a result has an error flag (no power data, no successful requests, "
+        "power covering only part of an arm, sends later than the lateness bound, ...).",
+    )
+    max_lateness_ms: float | None = flag(
+        None,
+        "--max-lateness-ms MS",
+        "Bound on each open-loop arm's p99 lateness (sent - planned); above it the arm is flagged "
+        "lateness_over_bound, an error. (default: from each arm's planned gaps, see docs/energy.md)",
+        parse=lambda text: parse_lateness_ms("--max-lateness-ms", text),
     )
     # Not flags: an experiment's cells may leave report.html out (its plots take about a second), and
     # capture idle power before each cell only (the gap after one cell is the next one's idle window).
@@ -247,7 +256,20 @@ class MeasureConfig:
         if self.idle_s and not self.power.sources and not embedded:
             raise InputError("--idle: idle power needs a power source (--sidecar, --prometheus or --dcgm)")
         check_choice("--method", self.method, Method)
+        if self.max_lateness_ms is not None:
+            parse_lateness_ms("--max-lateness-ms", repr(self.max_lateness_ms))
         return self
+
+
+def parse_lateness_ms(flag: str, text: str) -> float:
+    """A lateness bound: finite milliseconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise InputError(f"{flag}: expected milliseconds above 0, got {text!r}")
+    return value
 
 
 def _check_url(flag: str, url: str, example: str = "http://127.0.0.1:9400") -> None:

@@ -128,7 +128,14 @@ def _run(
     server.prepare()
     api_key = os.environ.get(target.api_key_env) or None
     resolved = asyncio.run(resolve_target(target.url, target.backend, target.model, api_key))
-    check_run(plan, resolved, options)
+    budget = check_run(plan, resolved, options)
+    if budget.cap is not None:
+        err.print(
+            f"[yellow]open-files limit {budget.soft}: at most {budget.cap} connections at once (the plan "
+            "could need more); requests beyond that wait in the client and count as late "
+            f"(raise the limit with `ulimit -n`)[/]",
+            highlight=False,
+        )
     power = PowerStage(measure.power, state, err)
     power.preflight(anchor)
     idle_s = _idle_seconds(measure, power)
@@ -143,7 +150,11 @@ def _run(
     folder.update_manifest(**manifest)
 
     out_console = err if out.quiet else wide_console()
-    report = ReportStage(measure.method, state, out_console, measure.report_html) if power.sources else None
+    report = (
+        ReportStage(measure.method, state, out_console, measure.report_html, measure.max_lateness_ms)
+        if power.sources
+        else None
+    )
     stages: list[Stage] = [s for s in (report, server) if s is not None]
     if power.sources:
         stages.append(power)
@@ -162,18 +173,39 @@ def _run(
         if stack is not None:
             stack.stop()
             folder.update_manifest(embedded=stack.describe())
+    errors: list[str] = []  # error flags of a run without power (no summary to hold them)
     if report is None:
-        out_console.print(arm_table(arm_summary(result.requests)))
+        closed = [a.name for a in plan.header.arms if a.closed_loop]
+        arms = arm_summary(result.requests, closed, measure.max_lateness_ms)
+        out_console.print(arm_table(arms))
+        for arm in arms:  # the energy summary's error flags, where there is no summary
+            for code in arm["errors"]:
+                errors.append(code)
+                out_console.print(
+                    f"error: [{arm['arm']}] {_NO_POWER_ERRORS[code]}", style="bold red", markup=False,
+                    highlight=False,
+                )  # fmt: skip
     out_console.print(f"{result.stop_reason}: {folder.path}", highlight=False, markup=False, soft_wrap=True)
-    return _exit_code(result, state, report, measure)
+    return _exit_code(result, state, report, measure, errors)
+
+
+_NO_POWER_ERRORS = {
+    "lateness_over_bound": "p99 lateness exceeds its bound: the offered load was not the plan's",
+    "client_errors": "requests failed in the client, not the server (client_error): the figures "
+    "measure the load generator",
+}
 
 
 def _exit_code(
-    result: RunResult, state: MeasureState, report: ReportStage | None, measure: MeasureConfig
+    result: RunResult,
+    state: MeasureState,
+    report: ReportStage | None,
+    measure: MeasureConfig,
+    errors: list[str],
 ) -> int:
     if result.stop_reason in ("interrupted", "aborted") or state.interrupted:
         return 130
-    if measure.strict and report is not None and report.errors:
+    if measure.strict and ((report is not None and report.errors) or errors):
         return 1
     return 0
 

@@ -4,6 +4,10 @@ One source is primary: its series go into `power.parquet`, which the join reads.
 over the same window for a cross-check: their series go to `power_sources/<kind>/power.parquet` and
 their run totals next to the primary's in `manifest.json` (`power.sources`). A primary that yields no
 data falls back to the next source that has some; the join's flags say so (`power_issue`).
+
+So that a run killed before the end keeps its power, the sources are named in the manifest when the
+run starts, and every page polled from the sidecar is appended to `power_samples.jsonl` as it arrives;
+reading the folder (or `joulebench recover`) rebuilds power.parquet from it (runfolder/folder.py).
 """
 
 from __future__ import annotations
@@ -19,19 +23,19 @@ from foundation.errors import InputError
 from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.energy.grid import window_energy
+from harness.power.gpu_backend import counter_period_s
 from harness.power.series import PowerData
 from harness.power.sources import DcgmSource, PrometheusSource, SidecarSource
 from harness.power.sources.clockmap import counter_clock, prometheus_clock, sidecar_info
 from harness.power.sources.dcgm import ENERGY as DCGM_ENERGY
 from harness.power.sources.dcgm import POWER as DCGM_POWER
 from harness.power.sources.promapi import PrometheusAPI, with_selector
-from harness.runfolder.power_file import save_power, save_raw_samples
+from harness.runfolder.power_file import RawSampleLog, save_power
 from harness.runner import RunResult
 from harness.session.config import PowerConfig
 from harness.session.pipeline import RunContext
 from harness.session.stage_state import MeasureState
 
-NVML_COUNTER_PERIOD_S = 0.1  # NVML's energy counter steps about every 100 ms (docs/power.md)
 CROSS_CHECK_DIR = "power_sources"
 
 
@@ -57,6 +61,7 @@ class PowerStage:
     sources: list[_Source] = field(default_factory=list, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _poller: threading.Thread | None = field(default=None, init=False)
+    _recording: RawSampleLog | None = field(default=None, init=False)
 
     # -- before anything is written ----------------------------------------------------------------
 
@@ -123,8 +128,20 @@ class PowerStage:
     # -- during the run ----------------------------------------------------------------------------
 
     def before(self, ctx: RunContext) -> None:
+        ctx.folder.update_manifest(
+            power={
+                "primary": self.sources[0].kind if self.sources else None,
+                "gpus": list(self.config.gpus) if self.config.gpus else None,
+                "sources": [
+                    {"kind": s.kind, "location": s.location, "backend": s.backend} for s in self.sources
+                ],
+            }
+        )
         sidecars = [s for s in self.sources if s.kind == "sidecar"]
         if sidecars:
+            assert isinstance(sidecars[0].reader, SidecarSource)
+            self._recording = RawSampleLog(ctx.folder.path)
+            sidecars[0].reader.record(self._recording)
             self._poller = threading.Thread(
                 target=self._poll, args=(sidecars[0],), name="sidecar-poll", daemon=True
             )
@@ -139,16 +156,21 @@ class PowerStage:
             except InputError as exc:  # the sidecar went away: keep what we have, say so, keep trying
                 source.poll_errors.append(f"{time.monotonic_ns()}: {exc}")
 
-    def close(self) -> None:
+    def _stop_polling(self) -> None:
         self._stop.set()
         if self._poller is not None:
             self._poller.join()
             self._poller = None
 
+    def close(self) -> None:
+        self._stop_polling()
+        if self._recording is not None:
+            self._recording.close()
+
     # -- after the run -----------------------------------------------------------------------------
 
     def after(self, ctx: RunContext, result: RunResult) -> None:
-        self.close()
+        self._stop_polling()
         start, end = self.state.window(result)
         # A counter reading (and, for Prometheus, a scrape of it) must exist after the window's end.
         settle_s = 0.6 if self.sidecar_only else 0.6 + 2 * self.config.prometheus_step_s
@@ -157,17 +179,20 @@ class PowerStage:
             time.sleep(wait / 1e9)
         for source in self.sources:
             try:
-                source.data = self._select_gpus(source.reader.read(start, end), source)
+                source.data = source.reader.read(start, end).select_gpus(self.config.gpus, source.kind)
             except InputError as exc:
                 source.error = str(exc)
+        self.close()  # the last poll (in read) is in power_samples.jsonl
         chosen, primary = self._primary()
         folder = ctx.folder.path
         save_power(folder, primary)
         sections = []
         for source in self.sources:
             entry = self._describe(source, result)
-            if isinstance(source.reader, SidecarSource) and source.reader.sessions():
-                entry["raw_samples"] = save_raw_samples(folder, source.reader.sessions()).name
+            if source.kind == "sidecar" and self._recording is not None:
+                entry["raw_samples"] = self._recording.path.name
+                if self._recording.error:
+                    entry["raw_samples_error"] = self._recording.error
             if source.data is not None and source is not chosen:
                 path = save_power(folder / CROSS_CHECK_DIR / source.kind, source.data)
                 entry["file"] = str(path.relative_to(folder))
@@ -192,17 +217,6 @@ class PowerStage:
     def sidecar_only(self) -> bool:
         return all(s.kind == "sidecar" for s in self.sources)
 
-    def _select_gpus(self, data: PowerData, source: _Source) -> PowerData:
-        gpus = self.config.gpus
-        if gpus is None:
-            return data
-        have = [s.gpu for s in data.series]
-        issues = list(data.issues)
-        issues += [
-            f"{source.kind}: no series for GPU {g} (selected with --gpus)" for g in gpus if g not in have
-        ]
-        return PowerData([s for s in data.series if s.gpu in gpus], data.source, data.clock, issues)
-
     def _primary(self) -> tuple[_Source, PowerData]:
         """The source the join uses and its data: the primary's, or, when the primary has none, the first
         other source's that has some (the data then says why)."""
@@ -212,8 +226,7 @@ class PowerStage:
         first = self.sources[0]
         chosen = first if first in usable else (usable[0] if usable else first)
         self.state.primary_kind = chosen.kind
-        # The simulated GPU's counter is exact at every reading; NVML's steps every ~100 ms.
-        self.state.counter_period_s = 0.0 if chosen.backend == "simulated" else NVML_COUNTER_PERIOD_S
+        self.state.counter_period_s = counter_period_s(chosen.backend)
         if chosen.data is None:  # nothing usable anywhere: an empty series set that says why
             return chosen, PowerData(
                 series=[], source=f"{first.kind} {first.location}", issues=[first.error or "no data"]

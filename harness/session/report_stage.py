@@ -1,8 +1,8 @@
 """The last stage: join the run folder's requests and power and write the reports.
 
 It reads only the folder (as `joulebench report` does), so what the run prints is what a later
-`joulebench report RUN` rebuilds. The method and the power counter's resolution go into the manifest
-(`energy`) first, so the rebuild uses them too.
+`joulebench report RUN` rebuilds. The method, the power counter's resolution and a lateness bound given
+with --max-lateness-ms go into the manifest (`energy`) first, so the rebuild uses them too.
 """
 
 from __future__ import annotations
@@ -24,16 +24,23 @@ class ReportStage:
     state: MeasureState
     console: Console
     html: bool = True  # report.html too (an experiment's cells may leave it out: plots take a second)
+    max_lateness_ms: float | None = None  # None: each arm's bound from its planned gaps
     errors: list[str] = field(default_factory=list, init=False)  # codes of the error flags, for --strict
 
     def before(self, ctx: RunContext) -> None:
-        pass
+        # Written now, not only after: a run killed mid-plan is reported (and recovered) as asked.
+        ctx.folder.update_manifest(energy=self._energy())
 
-    def after(self, ctx: RunContext, result: RunResult) -> None:
+    def _energy(self) -> dict[str, object]:
         energy: dict[str, object] = {"method": self.method}
         if self.state.counter_period_s is not None:
             energy["counter_period_s"] = self.state.counter_period_s
-        ctx.folder.update_manifest(energy=energy)
+        if self.max_lateness_ms is not None:
+            energy["max_lateness_ms"] = self.max_lateness_ms
+        return energy
+
+    def after(self, ctx: RunContext, result: RunResult) -> None:
+        ctx.folder.update_manifest(energy=self._energy())
         for note in self.state.notes:
             self.console.print(f"[yellow]note:[/] {note}", highlight=False)
         with self.console.status("joining requests and power..."):

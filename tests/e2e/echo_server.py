@@ -4,7 +4,9 @@ in the generated text and, every third chat request, in an error (HTTP 403).
 
     python tests/e2e/echo_server.py      # prints its base URL (a free loopback port), then serves
 
-GET /v1/models lists one model; POST /v1/chat/completions answers streaming or not. A request with no
+GET /v1/models lists one model; GET /info describes the server TGI-style, the key and a URL with
+userinfo inside (joulebench copies what a server says about itself into the manifest); POST
+/v1/chat/completions answers streaming or not. A request with no
 `Authorization: Bearer ...` is refused (401), so a run that gets answers did send its key.
 """
 
@@ -45,6 +47,12 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
 
+async def info(request: web.Request) -> web.Response:
+    key = _key(request) or "no-key"
+    return web.json_response({"model_id": MODEL, "docker_label": f"built-with-{key}",
+                              "router": f"http://admin:{key}@127.0.0.1:1/", key: "as a key"})  # fmt: skip
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     if key is None:
@@ -80,7 +88,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 async def main() -> None:
     app = web.Application()
-    app.add_routes([web.get("/v1/models", models), web.post("/v1/chat/completions", chat)])
+    app.add_routes(
+        [web.get("/v1/models", models), web.get("/info", info), web.post("/v1/chat/completions", chat)]
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

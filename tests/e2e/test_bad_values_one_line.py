@@ -42,6 +42,10 @@ BUILD = ("plan", "build", "--prompts", "synthetic", "--schedule", "poisson:rate=
             ("mock-server", "--port", "0", "--speed", "inf"),
             "--speed: expected a finite number of simulated seconds per second, got inf",
         ),
+        (
+            ("mock-server", "--port", "0", "--spike-s", "inf"),
+            "profile 'h100-vllm0.26-llama3.2-1b': faults.spike_s: Input should be a finite number",
+        ),
     ],
     ids=lambda value: " ".join(value[:2]) + " " + " ".join(value[-2:]) if isinstance(value, tuple) else None,
 )

@@ -2,13 +2,17 @@
 
 This is the high-rate source (10-100 Hz power, counter anchors every ~0.5 s). Over HTTP, call
 `poll()` every few seconds during a run: the sidecar's ring is bounded, and rows that wrap before they
-are read are lost (reported). `sessions()` is what was collected; a run folder keeps it in the `--log`
-file format (`harness.runfolder.power_file.save_raw_samples`), to be re-read later with
-`SidecarSource(path)`.
+are read are lost (reported). `sessions()` is what was collected; `record(sink)` hands every polled
+page to a sink as it arrives, which is how a run folder keeps them in the `--log` file format while
+the run goes on (`harness.runfolder.power_file.RawSampleLog`), to be re-read with `SidecarSource(path)`.
+
+What the sidecar did to its readings is reported in the series' issues where it touches the window:
+resets and jumps it stitched (row flags), and readings it refused (value-less rows, samplelog.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +27,34 @@ from harness.power.http_problem import http_problem, is_not_found
 from harness.power.samplelog import (
     ENERGY_ROW,
     FLAG_INTEGRATED,
+    FLAG_JUMP,
+    FLAG_REJECTED,
     FLAG_RESET,
     POWER_ROW,
+    REJECTED_FLAGS,
     SampleRows,
     Session,
     check_header,
     read_log_file,
 )
 from harness.power.series import PowerData
-from harness.power.sources.assemble import build_series
+from harness.power.sources.assemble import build_series, dropped_issues, fmt_t
 
 _PAGE_ROWS = 200_000
+# A page of rows as it arrives: the session's header, the rows, how many rows the ring lost before them.
+PageSink = Callable[[dict[str, Any], SampleRows, int], None]
+_REFUSED = {
+    "energy counter": {
+        "invalid": "refused by the sidecar: not a number, infinite or negative",
+        "implausible": "refused by the sidecar: more than the GPU could have counted",
+        "glitch": "dropped by the sidecar: a lone drop below the readings around it, a bad read and not a "
+        "reset, or a drop still unconfirmed when the sidecar stopped",
+    },
+    "power": {
+        "invalid": "refused by the sidecar: not a number, infinite or negative",
+        "implausible": "refused by the sidecar: above three times the GPU's power limit",
+    },
+}
 
 
 class SidecarSource:
@@ -63,6 +84,7 @@ class SidecarSource:
         self._pending: list[SampleRows] = []
         self._cursor = 0
         self._issues: list[str] = []
+        self._sink: PageSink | None = None
 
     # -- collection --------------------------------------------------------------------------------
 
@@ -85,6 +107,13 @@ class SidecarSource:
             raise InputError(f"{url}: not a joulebench sidecar (expected a JSON object)")
         return doc
 
+    def record(self, sink: PageSink) -> None:
+        """Hand every page polled from now on to `sink`, after what was collected so far."""
+        for session in self._sessions:
+            pending = self._pending if session is self._sessions[-1] else []
+            sink(session.header, SampleRows.concat([session.rows, *pending]), session.dropped)
+        self._sink = sink
+
     def poll(self) -> int:
         """Fetch the rows added since the last poll (HTTP only); returns how many arrived."""
         if not self.is_http:
@@ -105,12 +134,16 @@ class SidecarSource:
                         self._cursor = 0
                         continue
             session = self._sessions[-1]
-            session.dropped += int(doc.get("dropped", 0))
+            dropped = int(doc.get("dropped", 0))
+            session.dropped += dropped
             rows = doc.get("rows") or []
             try:
-                self._pending.append(SampleRows.from_lists(rows))
+                page = SampleRows.from_lists(rows)
             except ValueError as exc:
                 raise InputError(f"{self.location}: {exc}") from None
+            self._pending.append(page)
+            if self._sink is not None and (len(page) or dropped):
+                self._sink(session.header, page, dropped)
             got += len(rows)
             self._cursor = int(doc["next"])
             if len(rows) < _PAGE_ROWS:
@@ -177,19 +210,22 @@ class SidecarSource:
             for gpu in header["gpus"]:
                 idx = int(gpu["index"])
                 acc = per_gpu.setdefault(
-                    idx, {"at": [], "ae": [], "pt": [], "pw": [], "resets": 0, "gpu": gpu}
+                    idx, {"at": [], "ae": [], "af": [], "pt": [], "pw": [], "refused": [], "gpu": gpu}
                 )
                 if acc["gpu"].get("uuid") != gpu.get("uuid"):
                     was, now = acc["gpu"].get("uuid"), gpu.get("uuid")
                     issues.append(f"GPU {idx}: UUID changed between sidecar sessions ({was} -> {now})")
                 mine = rows.gpu == idx
-                energy = mine & (rows.kind == ENERGY_ROW)
-                power = mine & (rows.kind == POWER_ROW)
+                refused = mine & (rows.flags & FLAG_REJECTED != 0)
+                energy = mine & (rows.kind == ENERGY_ROW) & ~refused
+                power = mine & (rows.kind == POWER_ROW) & ~refused
                 acc["at"].append(t[energy])
                 acc["ae"].append(rows.energy_j[energy])
+                acc["af"].append(rows.flags[energy])
                 acc["pt"].append(t[power])
                 acc["pw"].append(rows.power_w[power])
-                acc["resets"] += int(np.count_nonzero(rows.flags[energy] & FLAG_RESET))
+                kinds, flags = rows.kind[refused].tolist(), rows.flags[refused].tolist()
+                acc["refused"] += zip(t[refused].tolist(), kinds, flags, strict=True)
                 acc["integrated"] = bool(np.any(rows.flags[energy] & FLAG_INTEGRATED)) or (
                     gpu.get("energy_method") == "integrated"
                 )
@@ -207,11 +243,50 @@ class SidecarSource:
                 expected_period_s=counter_period,
                 start_ns=start_ns,
                 end_ns=end_ns,
-                known_resets=acc["resets"],
             )
             for idx, acc in sorted(per_gpu.items())
         ]
+        for s, acc in zip(series, (acc for _, acc in sorted(per_gpu.items())), strict=True):
+            at, af = np.concatenate(acc["at"]), np.concatenate(acc["af"])
+            order = np.argsort(at, kind="stable")
+            s.issues += _sidecar_notes(s.gpu, at[order], af[order], acc["refused"], start_ns, end_ns)
         if len(sessions) > 1:
             clock = {**clock, "sessions": len(sessions)}
         source = f"sidecar {redact_userinfo(self.location)}"
         return PowerData(series=series, source=source, clock=clock, issues=issues)
+
+
+def _sidecar_notes(
+    gpu: str,
+    at: np.ndarray,
+    flags: np.ndarray,
+    refused: list[tuple[int, int, int]],
+    start_ns: int | None,
+    end_ns: int | None,
+) -> list[str]:
+    """What the sidecar did to this GPU's readings, where it touches the window: resets and jumps it
+    stitched (each costs the span since the reading before it), readings it refused (t, kind, flags)."""
+    lo = -(2**63) if start_ns is None else start_ns
+    hi = 2**63 - 1 if end_ns is None else end_ns
+    origin = start_ns if start_ns is not None else (int(at[0]) if len(at) else 0)
+    before = np.concatenate([[lo], at[:-1]])  # a first row's restart happened before anything we hold
+    touches = (at > lo) & (before < hi)
+    notes = []
+    for flag, what in ((FLAG_RESET, "reset(s)"), (FLAG_JUMP, "jump(s) to another level")):
+        hit = at[touches & (flags & flag != 0)]
+        if len(hit):
+            when = ", ".join(fmt_t(int(t), origin) for t in hit[:5]) + (", ..." if len(hit) > 5 else "")
+            notes.append(
+                f"GPU {gpu}: {len(hit)} energy counter {what} stitched by the sidecar, at {when} (the "
+                "energy between the reading before each and the change is missing)"
+            )
+    for kind, what in ((ENERGY_ROW, "energy counter"), (POWER_ROW, "power")):
+        dropped = [
+            (t, why)
+            for t, k, f in refused
+            if k == kind and lo <= t <= hi
+            for why, bit in REJECTED_FLAGS.items()
+            if f & bit
+        ]
+        notes += dropped_issues(gpu, what, dropped, _REFUSED[what], origin)
+    return notes

@@ -158,6 +158,8 @@ def test_a_bad_value_is_one_line_naming_the_flag(args, message, capsys, tmp_path
          "--server-metrics: not an experiment setting (a single run's only)"),
         (["--rate", "2,4", "--arm-gap", "3"],
          "--arm-gap: not an experiment setting (a single run's only)"),
+        (["--repeats", "2", "--max-lateness-ms", "50"],
+         "--max-lateness-ms: not an experiment setting (a single run's only)"),
         (["--repeats", "2", "--plan", "p.parquet"],
          "--plan: an experiment builds one plan per rate; give plan flags instead"),
     ],

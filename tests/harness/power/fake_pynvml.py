@@ -7,7 +7,9 @@ energy counter is its exact integral since "driver load", and every reading only
 `update_s` (0.1 s), like the driver's.
 
 Knobs for tests: `energy_delay_s` (a slow counter call), `fail` (function names that raise
-GPU_IS_LOST), `counter` / `instant_field` (capabilities), `reload_driver()` (the counter restarts at 0).
+GPU_IS_LOST), `counter` / `instant_field` (capabilities), `since_load_j` (what the counter held when
+the test started: a real one counts from driver load, MJ by now), `reload_driver()` (the counter
+restarts at 0).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class FakeGpu:
     energy_delay_s: float = 0.0
     fail: set[str] = field(default_factory=set)
     throttle: int = 0
+    since_load_j: float = 0.0
     # (time, watts) from "driver load" on; the counter integrates this history.
     history: list[tuple[float, float]] = field(default_factory=list)
 
@@ -94,13 +97,14 @@ class FakeNvml:
         gpu = self.gpus[index]
         with self._lock:
             gpu.history = [(time.monotonic() - self._t0, gpu.power_w)]
+            gpu.since_load_j = 0.0
 
     def energy_j(self, index: int, t: float | None = None) -> float:
         """The exact integral of power from the counter's origin to t (default: the last update tick)."""
         t = self._now() if t is None else t
         with self._lock:
             history = list(self.gpus[index].history)
-        total = 0.0
+            total = self.gpus[index].since_load_j
         for (t_a, w), (t_b, _) in zip(history, [*history[1:], (float("inf"), 0.0)], strict=True):
             if t_a >= t:
                 break

@@ -146,7 +146,8 @@ def test_mock_restart_is_a_stitched_counter_reset(mock_server):
         time.sleep(1.5)
         after = float(_metric(url, "joulebench_gpu_energy_joules_total"))
         assert float(_metric(url, "joulebench_gpu_energy_resets_total")) == 1
-        assert float(_metric(url, 'joulebench_gpu_read_errors_total{gpu="0",loop="counter"')) >= 1
+        failed = 'joulebench_gpu_read_errors_total{gpu="0",kind="failed",loop="counter"'
+        assert float(_metric(url, failed)) >= 1
         assert after > before  # the new mock's counter started from zero: stitched, not a drop
 
 

@@ -47,7 +47,17 @@ def _plan():
     return make_plan(header, pd.DataFrame(rows)), offsets
 
 
-def build_run(out: Path, *, status: str = "ok", with_power: bool = True, power_offset_ns: int = 0) -> Path:
+def build_run(
+    out: Path,
+    *,
+    status: str = "ok",
+    with_power: bool = True,
+    power_offset_ns: int = 0,
+    power_end_s: float | None = None,
+    late_ms: float = 0.0,
+) -> Path:
+    """`power_end_s`: the power samples stop that many seconds after T0 (as when the sidecar dies);
+    `late_ms`: every request of arm `fixed` is sent that much after it was planned."""
     plan, offsets = _plan()
     folder = RunFolder.create(out, plan)
     anchor = ClockAnchor(epoch_ns=1_700_000_000 * S, mono_ns=T0, boot_id="synthetic")
@@ -59,7 +69,7 @@ def build_run(out: Path, *, status: str = "ok", with_power: bool = True, power_o
             rid = arm_index * N + seq
             rec = RequestRecord(rid, name, seq, f"p{seq}", warmup=False, api="openai-chat", stream=True)
             rec.planned_ns = arm_start + int(off * S)
-            rec.sent_ns = rec.planned_ns + 200_000
+            rec.sent_ns = rec.planned_ns + 200_000 + (int(late_ms * MS) if name == "fixed" else 0)
             rec.first_byte_ns = rec.sent_ns + 20 * MS
             rec.first_token_ns = rec.sent_ns + 30 * MS
             rec.chunk_ns = [rec.first_token_ns + i * 40 * MS for i in range(20)]
@@ -83,7 +93,8 @@ def build_run(out: Path, *, status: str = "ok", with_power: bool = True, power_o
         },
     )
     if with_power:
-        t = np.arange(T0, run_end + (IDLE_S + 2) * S, 10 * MS)
+        end = run_end + (IDLE_S + 2) * S if power_end_s is None else T0 + int(power_end_s * S)
+        t = np.arange(T0, end, 10 * MS)
         save_power(folder.path, PowerData([_gpu(t, lifetimes, power_offset_ns)], source="synthetic"))
     return folder.path
 

@@ -8,6 +8,7 @@ import pytest
 from runner_helpers import max_in_flight, one_row_each, plan_of, run_plan
 
 from foundation.errors import InputError
+from harness.runner import RunOptions
 
 
 def test_closed_loop_keeps_n_users_busy(fast_mock, tmp_path) -> None:
@@ -102,3 +103,16 @@ def test_closed_loop_shards_need_enough_users(fast_mock, tmp_path) -> None:
     plan = plan_of("concurrency:n=2", n=6)
     with pytest.raises(InputError, match="fewer than the 3 shards"):
         run_plan(fast_mock.url, plan, tmp_path, shard=Shard(2, 3))
+
+
+def test_the_open_loop_pool_covers_what_can_overlap_within_a_timeout() -> None:
+    from harness.runner.dispatcher import pool_size
+
+    # 400 requests 0.1 s apart: within a 2 s timeout (+1 s of lateness) at most 31 can be in flight.
+    plan = plan_of("fixed:interval=0.1", n=400)
+    assert pool_size(plan, RunOptions(timeout_s=2.0)) == 31
+    assert pool_size(plan, RunOptions(timeout_s=100.0)) == 400  # the whole arm fits in one timeout
+    assert pool_size(plan, RunOptions(timeout_s=2.0, max_concurrency=7)) == 7
+    burst = plan_of("bursty:size=50,intra=0,gap=10", n=400)  # 50 at once, 10 s apart
+    assert pool_size(burst, RunOptions(timeout_s=2.0)) == 50
+    assert pool_size(plan_of("concurrency:n=6", n=400), RunOptions(timeout_s=2.0)) == 6

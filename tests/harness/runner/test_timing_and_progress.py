@@ -34,8 +34,8 @@ def test_stats_and_display() -> None:
     stats.start_arm("fixed", time.monotonic_ns() - 1_000_000_000)
     for lateness in (100_000, 200_000, 5_000_000):
         stats.on_sent(lateness)
-    stats.on_done(ok=True)
-    stats.on_done(ok=False)
+    stats.on_done("ok")
+    stats.on_done("http_error")
     assert (stats.sent, stats.done, stats.errors, stats.in_flight) == (3, 2, 1, 1)
     assert 4.5 < stats.lateness_p99_ms() <= 5.0
     assert 2.5 < stats.arm_rate(time.monotonic_ns()) < 3.1
@@ -43,3 +43,8 @@ def test_stats_and_display() -> None:
     console.print(ProgressDisplay(stats, enabled=False)._render())
     text = console.export_text()
     assert "fixed" in text and "sent 3/10" in text and "in flight 1" in text and "errors 1" in text
+    assert "client" not in text
+    stats.on_sent(0)
+    stats.on_done("client_error")  # the runner's own failure is told apart where errors are shown
+    console.print(ProgressDisplay(stats, enabled=False)._render())
+    assert "errors 2 (client 1" in console.export_text()
