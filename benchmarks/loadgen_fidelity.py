@@ -52,9 +52,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the package, and the process 
 from joulebench_testkit import run_mock_server  # noqa: E402
 
 from harness.backends import resolve_target  # noqa: E402
+from harness.clock import new_event_loop  # noqa: E402
 from harness.runfolder import RunFolder  # noqa: E402
 from harness.runner import RunOptions, execute_plan  # noqa: E402
-from harness.runner.timing import new_event_loop, sleep_until  # noqa: E402
+from harness.runner.timing import sleep_until  # noqa: E402
 from harness.session.provenance import cpu_model, versions  # noqa: E402
 from traffic.builder import build_plan  # noqa: E402
 from traffic.spec import PlanSpec  # noqa: E402

@@ -37,7 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-sys.path.insert(0, str(REPO / "tests"))  # the process helpers the tests use
+sys.path.append(str(REPO / "tests"))  # the process helpers the tests use
 
 from joulebench_testkit import run_mock_server  # noqa: E402
 

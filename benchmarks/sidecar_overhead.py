@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the process helpers the tests use
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the package first: tests/harness must not shadow it
 
 from joulebench_testkit import free_port, joulebench_server, run_mock_server  # noqa: E402
 

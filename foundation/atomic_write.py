@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from foundation.errors import InputError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """A temporary path beside `path` to write to; renamed into place when the block succeeds,
-    removed when it raises."""
+    removed when it raises. A `path` that cannot be replaced (a folder there) is a one-line InputError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -23,7 +25,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # the path is a folder, say: what is there is not ours to replace
+            raise InputError(f"{path}: cannot write it ({exc.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -5,6 +5,7 @@ header under `joulebench.<kind>`, with a `schema_version`. This is the one write
 for them, so a missing, damaged or foreign file gets the same one-line message whatever it is:
 
     <path>: <what> not found
+    <path>: cannot open the <what> (<why: a name too long, no permission, ...>)
     <path>: not a readable Parquet file (<first line of the reader's error>)
     <path>: no joulebench <what> header (Parquet metadata key 'joulebench.<kind>')
     <path>: <what> header is malformed (<why>)
@@ -78,12 +79,18 @@ def read_tagged(
     """The table and its header; one-line InputError (module docstring) for anything else."""
     path = Path(path)
     what = kind.what
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # a name too long, no permission, a loop of links
+        raise InputError(f"{path}: cannot open the {what} ({exc.strerror})") from None
+    if not is_file:
         raise InputError(f"{path}: {what} not found")
     try:
         # One open file: a writer that replaces the path meanwhile (atomically) cannot mix two files.
+        # One thread: pyarrow's pool reading a Python file object could abort the process at exit
+        # (`terminate called without an active exception`) after an error; the files are small.
         with path.open("rb") as source:
-            table = pq.read_table(source, filters=filters)
+            table = pq.read_table(source, filters=filters, use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
     raw = (table.schema.metadata or {}).get(kind.key.encode())

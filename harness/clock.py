@@ -8,6 +8,9 @@ epoch time, and from there to another host's monotonic clock. Two processes on t
 
 from __future__ import annotations
 
+import asyncio
+import select
+import selectors
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,3 +67,26 @@ class ClockAnchor:
             boot_id=str(data.get("boot_id", "")),
             uncertainty_ns=int(data.get("uncertainty_ns", 0)),
         )
+
+
+# An event loop whose timers fire to the microsecond, for everything that acts at absolute deadlines
+# (the runner's sends, the shaping proxy's releases). asyncio's default selector waits with
+# `epoll_wait`, whose timeout has a resolution of one millisecond and is rounded *up*: a timer due in
+# 0.2 ms fires after 1 ms, so every deadline would be met up to a millisecond late (p99 ~1 ms from this
+# alone). `PreciseSelector` waits on the epoll descriptor with `select()` instead, which takes
+# microseconds, then collects the events with a non-blocking epoll call. (uvloop would not help:
+# libuv's timers count whole milliseconds.)
+class PreciseSelector(selectors.EpollSelector):
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0 and self.fileno() < 1024:  # select() takes fds < FD_SETSIZE
+            # The epoll fd is readable as soon as any registered fd has an event (signals included,
+            # through asyncio's self-pipe), so this wakes exactly like epoll_wait would, but on time.
+            select.select([self.fileno()], [], [], timeout)
+            timeout = 0
+        return super().select(timeout)
+
+
+def new_event_loop(precise: bool = True) -> asyncio.AbstractEventLoop:
+    if precise and hasattr(selectors, "EpollSelector"):
+        return asyncio.SelectorEventLoop(PreciseSelector())
+    return asyncio.new_event_loop()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from foundation.errors import InputError
@@ -32,7 +33,12 @@ STATUSES = (
 )  # fmt: skip
 
 # Monotonic timestamps; each gets an `*_epoch_ns` twin in the Parquet file.
-TIME_COLUMNS = ("planned_ns", "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns")
+TIME_COLUMNS = (
+    "planned_ns", "arrived_ns", "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns",
+)  # fmt: skip
+# Columns added after the first files were written: a file without them reads as unshaped (arrived
+# when sent, no hold), see `unshaped_columns`.
+ADDED_COLUMNS = ("arrived_ns", "hold_ns", "arrived_epoch_ns")
 
 _I64 = pa.int64()
 RECORD_COLUMNS: dict[str, pa.DataType] = {
@@ -44,13 +50,15 @@ RECORD_COLUMNS: dict[str, pa.DataType] = {
     "api": pa.string(),
     "stream": pa.bool_(),
     "planned_ns": _I64,
+    "arrived_ns": _I64,  # the user's arrival as the runner played it (unshaped arms: = sent_ns)
     "queued_ns": _I64,  # a duration: client-side wait for the concurrency cap / rate guard
     "sent_ns": _I64,
     "first_byte_ns": _I64,
     "first_token_ns": _I64,
     "last_token_ns": _I64,
     "done_ns": _I64,
-    "lateness_ns": _I64,  # a duration: sent_ns - planned_ns
+    "lateness_ns": _I64,  # a duration: arrived_ns - planned_ns (the runner's timing error)
+    "hold_ns": _I64,  # a duration: sent_ns - arrived_ns (the shaping policy's hold; 0 unshaped)
     "chunk_ns": pa.list_(_I64),
     "chunks": _I64,
     "prompt_tokens": _I64,
@@ -79,8 +87,8 @@ RECORDS_SCHEMA = pa.schema([pa.field(n, t, nullable=n not in _NOT_NULL) for n, t
 
 # The fields a "row" line carries (everything else in the Parquet file is derived).
 _ROW_FIELDS = (
-    "request_id", "arm", "seq", "prompt_id", "warmup", "api", "stream", "planned_ns", "queued_ns",
-    "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns", "chunk_ns",
+    "request_id", "arm", "seq", "prompt_id", "warmup", "api", "stream", "planned_ns", "arrived_ns",
+    "queued_ns", "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns", "chunk_ns",
     "prompt_tokens", "output_tokens", "finish_reason", "status", "http_status", "error", "server_timing",
 )  # fmt: skip
 
@@ -101,6 +109,8 @@ class RequestRecord:
         self.api = api
         self.stream = stream
         self.planned_ns: int | None = None
+        # Only shaped arms record an arrival apart from the send; an unshaped request arrives when sent.
+        self.arrived_ns: int | None = None
         self.queued_ns: int | None = None
         self.sent_ns: int | None = None
         self.first_byte_ns: int | None = None
@@ -117,10 +127,25 @@ class RequestRecord:
         self.server_timing: dict[str, Any] | None = None
 
     @property
+    def arrival_ns(self) -> int | None:
+        """When the user's request arrived: `arrived_ns` in a shaped arm, else when it was sent."""
+        return self.sent_ns if self.arrived_ns is None else self.arrived_ns
+
+    @property
     def lateness_ns(self) -> int | None:
-        if self.sent_ns is None or self.planned_ns is None:
+        """The runner's timing error, arrival - due: a policy's hold is not lateness."""
+        arrival = self.arrival_ns
+        if arrival is None or self.planned_ns is None:
             return None
-        return self.sent_ns - self.planned_ns
+        return arrival - self.planned_ns
+
+    @property
+    def hold_ns(self) -> int | None:
+        """How long the policy held it: sent - arrival (0 unshaped; None if never sent)."""
+        arrival = self.arrival_ns
+        if self.sent_ns is None or arrival is None:
+            return None
+        return self.sent_ns - arrival
 
     @property
     def terminal(self) -> bool:
@@ -200,13 +225,31 @@ def records_table(records: Iterable[RequestRecord], anchor: ClockAnchor) -> pa.T
         for name in _ROW_FIELDS:
             cols[name].append(getattr(rec, name))
         cols["lateness_ns"].append(rec.lateness_ns)
+        cols["hold_ns"].append(rec.hold_ns)
         cols["chunks"].append(len(rec.chunk_ns))
-        for c in TIME_COLUMNS:
-            t = getattr(rec, c)
-            cols[c.replace("_ns", "_epoch_ns")].append(None if t is None else t + offset)
+    cols["arrived_ns"] = [rec.arrival_ns for rec in recs]  # an unshaped request arrived when sent
+    for c in TIME_COLUMNS:
+        cols[c.replace("_ns", "_epoch_ns")] = [None if t is None else t + offset for t in cols[c]]
     timing = cols["server_timing"]
     cols["server_timing"] = [None if t is None else json.dumps(t, sort_keys=True) for t in timing]
     return pa.Table.from_pydict(cols, schema=RECORDS_SCHEMA)
+
+
+def unshaped_columns(table: pa.Table) -> pa.Table:
+    """A requests table from before `ADDED_COLUMNS` with them: every request arrived when it was sent
+    and was held for no time (no arm was shaped then); the columns in `RECORDS_SCHEMA` order."""
+    if all(name in table.column_names for name in ADDED_COLUMNS):
+        return table
+    sent = table.column("sent_ns")
+    derived = {
+        "arrived_ns": sent,
+        "arrived_epoch_ns": table.column("sent_epoch_ns"),
+        "hold_ns": pc.if_else(pc.is_null(sent), pa.scalar(None, _I64), pa.scalar(0, _I64)),
+    }
+    for name, values in derived.items():
+        if name not in table.column_names:
+            table = table.append_column(RECORDS_SCHEMA.field(name), values)
+    return table.select(RECORDS_SCHEMA.names)
 
 
 def records_pandas(table: pa.Table) -> pd.DataFrame:

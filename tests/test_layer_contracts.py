@@ -54,6 +54,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ("harness/energy/grid.py", "import harness.power.sampler", "the energy join imports nothing"),
         ("harness/records.py", "import traffic.plan", "backends only speak a protocol"),
         ("harness/mock/asgi.py", "import harness.backends.sse", "the mock server imports no client code"),
+        ("harness/shaping_proxy/proxy_relay.py", "import harness.runfolder.request_log", "harness layers"),
         ("harness/experiment/design.py", "import pandas", "an experiment's design is pure"),
         ("harness/session/pipeline.py", "import harness.experiment.conduct", "harness layers"),
     ],

@@ -2,7 +2,11 @@
 
 Every random choice draws from its own stream derived from the plan seed, so changing one arm does
 not change the prompts or the other arms: prompts use `[seed, 1]`, trace length matching
-`[seed, 2]`, and each arm `[seed, 3, crc32(arm name)]`.
+`[seed, 2]`, and each arm `[seed, 3, crc32(arm name)]` (with policies: of its schedule's name).
+
+With shaping policies, each schedule's arrivals are drawn once and every policy's arm repeats them:
+the policies see the same users arrive at the same times with the same prompts (common random
+numbers), so the difference between two arms of a schedule is their policies'.
 
 All arms share one prompt sequence: arm rows take the sequence from its start (an arm with fewer
 requests uses a prefix of it). When a trace arm carries token lengths (`lengths=true` and the trace
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +31,7 @@ from traffic.arrivals import process_offsets
 from traffic.plan import ArmSpec, Plan, PlanHeader, make_plan
 from traffic.prompts import PromptOptions, PromptPool, PromptSource, load_source
 from traffic.schedules import Schedule, mean_gap, resolve
-from traffic.spec import PlanSpec
+from traffic.spec import PlanSpec, policy_text
 from traffic.traces import Trace, load_trace, replay_offsets, window_indices, window_rate
 
 _PROMPT_STREAM = 1
@@ -51,8 +55,9 @@ def build_plan(spec: PlanSpec, progress: Progress | None = None) -> Plan:
     """Build the plan described by `spec`. Bad input raises InputError; nothing is written."""
     say = progress or (lambda message: None)
     say("scheduling arrivals")
-    arms = _schedule_arms(spec)
-    lead = _length_lead(arms)
+    scheduled = _schedule_arms(spec)
+    lead = _length_lead(scheduled)  # of the schedules: a policy's copy of a trace arm leads nothing new
+    arms = _with_policies(spec, scheduled)
     demand = max(len(arm.offsets) for arm in arms)
 
     say("loading prompts")
@@ -86,13 +91,26 @@ def build_plan(spec: PlanSpec, progress: Progress | None = None) -> Plan:
 
 def _schedule_arms(spec: PlanSpec) -> list[_Arm]:
     traces: dict[_TraceKey, Trace] = {}
-    named = list(zip(spec.arm_names, spec.parsed_schedules, strict=True))
+    named = list(zip(spec.schedule_names, spec.parsed_schedules, strict=True))
     replays = {name: _trace_arm(spec, name, s, traces) for name, s in named if s.kind == "trace"}
     # Without n or duration, the other arms get as many requests as the first trace arm.
     follow = None
     if replays and spec.n is None and spec.duration is None:
         follow = len(next(iter(replays.values())).offsets)
     return [replays[name] if name in replays else _build_arm(spec, name, s, follow) for name, s in named]
+
+
+def _with_policies(spec: PlanSpec, arms: list[_Arm]) -> list[_Arm]:
+    """Each schedule's arm once per policy, schedule by schedule, with the same arrivals; as is without."""
+    policies = spec.parsed_policies
+    if not policies:
+        return arms
+    names = iter(spec.arm_names)
+    return [
+        replace(arm, spec=replace(arm.spec, name=next(names), policy=policy_text(p), policy_name=p.name))
+        for arm in arms
+        for p in policies
+    ]
 
 
 def _length_lead(arms: list[_Arm]) -> _Arm | None:

@@ -6,7 +6,9 @@ JSON in the schema metadata, and a JSON file beside it for humans (`<name>.parqu
 
 Arms run one after another in header order; `offset_s` counts from the start of the row's arm.
 Closed-loop arms (`concurrency`) have no planned offsets: their `offset_s` is NaN and the runner
-sends each request when one of the arm's users becomes free.
+sends each request when one of the arm's users becomes free. A shaped arm (`ArmSpec.policy`) is an
+offered schedule and a shaping policy: `offset_s` is when each user arrives, and the policy decides
+when the runner releases the request to the server.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class ArmSpec:
     spec: str  # the schedule as the user wrote it, e.g. "uniform:low=0.1,high=0.5"
     mean_rate: float | None = None  # target requests/s; None for closed-loop arms
     users: int | None = None  # closed-loop arms: number of concurrent users
+    policy: str | None = None  # shaped arms: the policy's canonical spec (traffic.spec.policy_text)
+    policy_name: str | None = None  # its canonical name, the part of the arm's name after '+'
 
     @property
     def closed_loop(self) -> bool:
@@ -114,8 +118,9 @@ def canonical_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return nullable_pandas(table)
 
 
-def plan_hash(rows: pd.DataFrame) -> str:
-    """SHA-256 over the canonical rows: one JSON line per row, floats by their shortest repr."""
+def plan_hash(rows: pd.DataFrame, arms: tuple[ArmSpec, ...] = ()) -> str:
+    """SHA-256 over the canonical rows: one JSON line per row, floats by their shortest repr; then, if
+    any of `arms` is shaped, every arm's policy spec (so an unshaped plan hashes as it always has)."""
     digest = hashlib.sha256()
     canonical = canonical_rows(rows)
     columns = list(PLAN_COLUMNS)
@@ -124,6 +129,8 @@ def plan_hash(rows: pd.DataFrame) -> str:
         digest.update(line.encode())
         digest.update(b"\n")
     digest.update(json.dumps(columns).encode())
+    if any(arm.policy is not None for arm in arms):
+        digest.update(json.dumps([[arm.name, arm.policy] for arm in arms]).encode())
     return digest.hexdigest()
 
 
@@ -131,7 +138,7 @@ def make_plan(header: PlanHeader, rows: pd.DataFrame) -> Plan:
     """Validate rows against the header and seal the plan with its hash."""
     rows = canonical_rows(rows)
     _validate(header, rows, origin="plan")
-    sealed = PlanHeader(**{**_shallow(header), "plan_hash": plan_hash(rows), "n": len(rows)})
+    sealed = PlanHeader(**{**_shallow(header), "plan_hash": plan_hash(rows, header.arms), "n": len(rows)})
     return Plan(header=sealed, rows=rows)
 
 
@@ -152,7 +159,7 @@ def load_plan(path: str | os.PathLike[str], verify: bool = True) -> Plan:
     header = PlanHeader.from_dict(raw, origin=str(path))
     rows = canonical_rows(nullable_pandas(table))
     _validate(header, rows, origin=str(path))
-    if verify and plan_hash(rows) != header.plan_hash:
+    if verify and plan_hash(rows, header.arms) != header.plan_hash:
         raise InputError(f"{path}: plan rows do not match the plan_hash in its header (edited or damaged)")
     return Plan(header=header, rows=rows)
 
@@ -175,6 +182,8 @@ def _validate(header: PlanHeader, rows: pd.DataFrame, origin: str) -> None:
         raise InputError(f"{origin}: rows must be grouped by arm in header order")
     for arm in header.arms:
         offsets = rows.loc[rows["arm"] == arm.name, "offset_s"].to_numpy(dtype=float)
+        if (arm.policy is None) != (arm.policy_name is None) or (arm.policy and arm.closed_loop):
+            raise InputError(f"{origin}: arm {arm.name!r}: a policy needs its name and an open-loop schedule")
         if arm.closed_loop:
             if not np.all(np.isnan(offsets)):
                 raise InputError(f"{origin}: closed-loop arm {arm.name!r} must have NaN offsets")

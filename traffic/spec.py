@@ -27,8 +27,11 @@ from foundation.errors import InputError
 from traffic.prompts import SourceSpec, parse_source
 from traffic.prompts.content import FIELD_ROLES, ConversationMode
 from traffic.schedules import KINDS, Schedule, arm_names, mean_gap, parse_schedule, resolve
+from traffic.shaping import PolicySpec, parse_policy
 
 DEFAULT_SCHEDULE = "fixed:interval=0.5"
+# Joins a shaped arm's schedule name and policy name: arm names never contain it (traffic.schedules).
+POLICY_SEPARATOR = "+"
 # The most requests one arm may hold: ten million rows already take minutes to build and gigabytes
 # to join; far more would only end in an allocation failure halfway through building the plan.
 MAX_REQUESTS_PER_ARM = 10_000_000
@@ -70,8 +73,12 @@ class PlanSpec(BaseModel):
     n: int | None = Field(None, gt=0)
     duration: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
+    # Who releases: every schedule x every policy is an arm; none, the arms are the schedules, unshaped
+    policies: list[str] = Field(default_factory=list)
 
     _schedules: list[Schedule] = PrivateAttr(default_factory=list)
+    _policies: list[PolicySpec] = PrivateAttr(default_factory=list)
+    _schedule_names: list[str] = PrivateAttr(default_factory=list)
     _arm_names: list[str] = PrivateAttr(default_factory=list)
     _source: SourceSpec | None = PrivateAttr(default=None)
 
@@ -107,7 +114,9 @@ class PlanSpec(BaseModel):
     @classmethod
     def _check_tokenizer(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).exists():
-            raise _Problem("tokenizer", f"{value}: tokenizer not found")
+            # A name with a byte that is not UTF-8 (a surrogate escape) must still print.
+            shown = value.encode("utf-8", "backslashreplace").decode()
+            raise _Problem("tokenizer", f"{shown}: tokenizer not found")
         return value
 
     @field_validator("schedules")
@@ -124,14 +133,43 @@ class PlanSpec(BaseModel):
                 raise _Problem(f"schedules[{i}]", f"trace: {schedule.params['path']}: trace file not found")
         return value
 
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _one_policy(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # YAML's `policies: window:period=1`
+
+    @field_validator("policies")
+    @classmethod
+    def _check_policies(cls, value: list[str]) -> list[str]:
+        names: set[str] = set()
+        for i, text in enumerate(value):
+            try:
+                name = parse_policy(text).name
+            except ValueError as exc:
+                raise _Problem(f"policies[{i}]", str(exc)) from None
+            if name in names:  # two arms of one name
+                raise _Problem(f"policies[{i}]", f"policy {name!r} is given twice")
+            names.add(name)
+        return value
+
     @model_validator(mode="after")
     def _check_combination(self) -> PlanSpec:
         self._source = parse_source(self.prompts)
         self._schedules = [parse_schedule(text) for text in self.schedules]
+        self._policies = [parse_policy(text) for text in self.policies]
         try:
-            self._arm_names = arm_names(self._schedules)
+            self._schedule_names = arm_names(self._schedules)
         except ValueError as exc:
             raise _Problem("schedules", str(exc)) from None
+        named = zip(self._schedule_names, self._schedules, strict=True)
+        closed = [name for name, schedule in named if schedule.kind == "concurrency"]
+        if self._policies and closed:
+            raise _Problem(
+                "policies",
+                f"arm {closed[0]!r} is closed loop: its users wait for their own responses, so there are "
+                "no offered arrivals to shape (policies apply to open-loop schedules)",
+            )
+        self._arm_names = shaped_arm_names(self._schedule_names, [p.name for p in self._policies])
         for low, high in (
             ("min_prompt_chars", "max_prompt_chars"),
             ("min_prompt_tokens", "max_prompt_tokens"),
@@ -158,7 +196,7 @@ class PlanSpec(BaseModel):
     def _check_length(self, i: int, schedule: Schedule) -> None:
         # Without n or duration, the other arms take as many requests as the first trace arm replays.
         where = f"schedules[{i}]"
-        arm = f"arm {self._arm_names[i]!r} ({schedule.spec})"
+        arm = f"arm {self._schedule_names[i]!r} ({schedule.spec})"
         has_trace = any(s.kind == "trace" for s in self._schedules)
         if schedule.kind == "concurrency":
             if self.n is None and not has_trace:
@@ -181,7 +219,17 @@ class PlanSpec(BaseModel):
         return list(self._schedules)
 
     @property
+    def parsed_policies(self) -> list[PolicySpec]:
+        return list(self._policies)
+
+    @property
+    def schedule_names(self) -> list[str]:
+        """The schedules' own names (the arm names of an unshaped plan)."""
+        return list(self._schedule_names)
+
+    @property
     def arm_names(self) -> list[str]:
+        """Every arm's name: schedule names, or with policies `<schedule>+<policy>`, schedule by schedule."""
         return list(self._arm_names)
 
     @property
@@ -242,6 +290,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if isinstance(data.get("schedules"), list):
         data["schedules"] = [_schedule_text(path, i, item) for i, item in enumerate(data["schedules"])]
     return data
+
+
+def shaped_arm_names(schedule_names: list[str], policy_names: list[str]) -> list[str]:
+    """Arm names of schedules x policies, schedule by schedule: `poisson+window-1s`; the schedule names
+    themselves when there is no policy (an unshaped plan)."""
+    if not policy_names:
+        return list(schedule_names)
+    return [f"{s}{POLICY_SEPARATOR}{p}" for s in schedule_names for p in policy_names]
+
+
+def policy_text(policy: PolicySpec) -> str:
+    """A policy's canonical spec: its kind and every parameter, defaults spelt out, in field order, so
+    it reads back (`parse_policy`) as the same policy whatever the defaults become."""
+    values = policy.model_dump(by_alias=True, exclude_none=True)
+    params = values.pop("params", None)  # a custom policy's own keys, after its class
+    pairs = [f"{key}={_yaml_scalar(value)}" for key, value in values.items()]
+    pairs += [f"{key}={value}" for key, value in (params or {}).items()]
+    return f"{policy.kind}:{','.join(pairs)}" if pairs else policy.kind
 
 
 def schedule_text(item: Any) -> Any:

@@ -3,6 +3,7 @@
 # Makes the folders that travel to the GPU machine, all under git-ignored paths:
 #   .chunks/c00, .chunks/c01   vLLM 0.26.0 and what it needs, packed and split (recipe/prepare_wheels.sh)
 #   .gpu/whl                   joulebench's dependencies the GPU image lacks or has too old
+#   .gpu/slim                  the same without vLLM's site: pydantic, uvicorn, fastapi, matplotlib ...
 #   .gpu/deb                   Debian's prometheus package (unpacked there with dpkg -x)
 #   .gpu/data                  UltraChat prompts, the Llama-3.2-1B config and the Llama 3 tokenizer
 # Usage (repository root): bash benchmarks/gpu/prepare.sh [SHARED_DATA (default ../shared/data)]
@@ -18,6 +19,14 @@ rm -rf .gpu && mkdir -p .gpu/whl .gpu/deb .gpu/data/models .gpu/data/prompts
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .gpu/whl asyncio-throttle==1.0.2 docker==7.1.0 typer==0.29.2 pandas==3.1.1
+# Without vLLM's site (benchmarks/gpu/power_crash.sh, `transformers serve`): what the GPU image lacks
+# for joulebench and its mock server, and for transformers' OpenAI-compatible server.
+mkdir -p .gpu/slim && cp .gpu/whl/typer-* .gpu/whl/asyncio_throttle-* .gpu/whl/docker-* .gpu/slim/
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .gpu/slim pydantic pydantic-core annotated-types typing-inspection uvicorn h11 httptools uvloop \
+  fastapi starlette anyio sniffio annotated-doc openai distro jiter pyyaml matplotlib contourpy cycler \
+  fonttools kiwisolver pyparsing pillow python-dateutil
 (cd .gpu/deb && apt-get download prometheus)
 cp -r "$DATA/prompts/ultrachat" .gpu/data/prompts/
 cp -r "$DATA/models/Llama-3.2-1B-Instruct" "$DATA/models/Llama-3-tokenizer" .gpu/data/models/

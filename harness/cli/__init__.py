@@ -6,6 +6,7 @@ on `harness.cli.app.app` when imported; the other modules are what they share. `
 """
 
 import importlib
+import io
 import pkgutil
 import sys
 
@@ -32,6 +33,11 @@ def _load_commands(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    # Linux paths may hold bytes that are not UTF-8 (arguments carry them as lone surrogates): print
+    # them escaped rather than fail on them, in error lines and in paths the commands echo.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     _load_commands(argv)
     command = typer.main.get_command(app)
     try:
@@ -49,5 +55,20 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.format_message() or "no command given (the help above lists them)"
         print(f"joulebench: error: {message}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))
+    except OSError as exc:
+        # The last line of defence: a path no command checked (the known ones are InputErrors where
+        # they are first touched) is still one line, naming it, not a traceback.
+        print(f"joulebench: error: {_os_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except UnicodeEncodeError as exc:
+        # A value with a byte that is not UTF-8 (a lone surrogate) reached code that must encode it.
+        where = f"{exc.object!r}: holds a byte that is not valid UTF-8 (at position {exc.start})"
+        print(f"joulebench: error: {where}", file=sys.stderr)
+        sys.exit(2)
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+def _os_error(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return reason if exc.filename is None else f"{exc.filename}: {reason}"

@@ -11,6 +11,7 @@ import typer
 from foundation.errors import InputError
 from harness.cli.app import app
 from harness.energy import BootstrapSpec
+from harness.energy.stats import MAX_RESAMPLES, MAX_SEED, MIN_RESAMPLES
 from harness.report import compare as compare_entries
 from harness.report import load_entries, render_comparison
 
@@ -28,8 +29,10 @@ def compare(
     json_out: Annotated[
         Path | None, typer.Option("--json", metavar="FILE", help="Also write the comparison as JSON.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
-    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples per CI.")] = 1000,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the bootstrap resampling.")] = 0,
+    resamples: Annotated[
+        int, typer.Option(min=MIN_RESAMPLES, max=MAX_RESAMPLES, help="Bootstrap resamples per CI.")
+    ] = 1000,
 ) -> None:
     """Compare mean energy per successful request of every arm of the given runs against a baseline.
 

@@ -27,11 +27,13 @@ from foundation.errors import InputError
 from harness.cli._typer_flags import TEXT, OptionSpec, add_flags, choices_metavar
 from traffic.prompts.synthetic import DEFAULTS as SYNTHETIC_DEFAULTS
 from traffic.schedules import help_text as schedule_help
+from traffic.shaping import param_docs
 from traffic.spec import MAX_REQUESTS_PER_ARM, PlanSpec
 
 _PANEL = "Plan"
 _SWITCH = bool | None  # None: not given, so a YAML value stands
-_SPEC_FIELD = {"field": "fields", "schedule": "schedules"}  # where the PlanSpec field's name differs
+# Where the PlanSpec field's name differs from the flag's
+_SPEC_FIELD = {"field": "fields", "schedule": "schedules", "policy": "policies"}
 
 
 def _flag(usage: str, help: str, kind: Any = TEXT) -> OptionSpec:
@@ -117,6 +119,13 @@ _FLAGS = [
         list[str] | None,
     ),
     _flag(
+        "--policy KIND:KEY=VALUE,...",
+        "Shaping policy between the arriving users and the server, e.g. window:period=1; repeat for "
+        "several: every schedule x every policy is an arm (`<schedule>+<policy>`) with the same arrivals "
+        "and prompts. See Policies below and docs/shaping.md. (default: none, unshaped)",
+        list[str] | None,
+    ),
+    _flag(
         "--rate REQ/S[,REQ/S...]",
         "Mean rate of every open-loop arm (load matching): interval keys are scaled proportionally, "
         "poisson/gamma take it as their rate, trace arms get a matching time_scale. Several rates "
@@ -140,9 +149,23 @@ _SOURCES_HELP = f"""Prompt sources (--prompts):
   hf:NAME[,split=S,config=C]
       a Hugging Face dataset from the local cache only (offline; never downloads)."""
 
+
+def _policy_help() -> str:
+    """Every policy kind with its parameters and their defaults, for `--help` (from the policies' models;
+    what each does is in docs/shaping.md)."""
+    lines = ["Policies (--policy KIND:key=value,...; [optional]; what each does: docs/shaping.md):"]
+    for kind, _, params in param_docs():
+        shown = [
+            name if default == "required" else f"[{name}]" if default == "none" else f"[{name}={default}]"
+            for name, default, _ in params
+        ]
+        lines.append(f"  {kind}" + (f": {', '.join(shown)}" if shown else ""))
+    return "\n".join(lines)
+
+
 # The text typer shows after the options of every command that uses these flags (rich markup escaped).
 EPILOG = escape(
-    f"{_SOURCES_HELP}\n\n{schedule_help()}\n\n"
+    f"{_SOURCES_HELP}\n\n{schedule_help()}\n\n{_policy_help()}\n\n"
     "Time: offsets are seconds from the arm's start; time_scale multiplies trace times (0.5 replays "
     "twice as fast). --rate R gives every open-loop arm mean rate R by scaling its interval keys by one "
     "factor (a trace arm gets time_scale = its window's rate / R). See docs/plans.md."
@@ -180,11 +203,11 @@ class PlanOptions:
     def _label(self, path: str) -> str:
         base, _, rest = path.partition("[")
         flag = _FLAG_OF.get(base, base)
-        if base == "schedules" and rest:
+        if base in ("schedules", "policies") and rest:
             index = int(rest.rstrip("]"))
-            schedules = self.values.get("schedules") or []
-            if index < len(schedules):
-                return f"{flag} {schedules[index]!r}"
+            given = self.values.get(base) or []
+            if index < len(given):
+                return f"{flag} {given[index]!r}"
         return flag
 
 

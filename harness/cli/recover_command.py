@@ -48,7 +48,7 @@ def recover(
 
 def _say_power(power: PowerRecovery) -> None:
     if power.data is None:
-        typer.echo("  power: not rebuilt: none of its power sources was saved during the run")
+        typer.echo(f"  power: not rebuilt: {power.why}")
     else:
         joules = [window_energy(s, power.start_ns, power.end_ns) for s in power.data.series]
         total = sum(j for j, _ in joules if not math.isnan(j))

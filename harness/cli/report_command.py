@@ -12,6 +12,7 @@ from foundation.flag_fields import check_choice
 from harness.cli.app import app
 from harness.energy import METHODS, AnalysisOptions, BootstrapSpec
 from harness.energy.split import Method
+from harness.energy.stats import MAX_RESAMPLES, MAX_SEED, MIN_RESAMPLES
 from harness.energy.windows import IDLE_MODES, IdleMode
 from harness.report import render_terminal_summary, report_run
 from harness.report.terminal import wide_console
@@ -45,10 +46,11 @@ def report(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the bootstrap resampling (CIs are reproducible).")
+        int,
+        typer.Option(min=0, max=MAX_SEED, help="Seed of the bootstrap resampling (CIs are reproducible)."),
     ] = _DEFAULTS.bootstrap.seed,
     resamples: Annotated[
-        int, typer.Option(min=100, help="Bootstrap resamples per CI.")
+        int, typer.Option(min=MIN_RESAMPLES, max=MAX_RESAMPLES, help="Bootstrap resamples per CI.")
     ] = _DEFAULTS.bootstrap.resamples,
     min_coverage: Annotated[
         float,

@@ -148,8 +148,11 @@ def experiment_data(
     measure = flags.build(MeasureConfig)
     if measure.idle_s is not None:
         raise InputError("--idle: an experiment's idle windows are its cool-down (--cooldown SECONDS)")
-    if measure.max_lateness_ms is not None:
-        raise InputError("--max-lateness-ms: not an experiment setting (a single run's only)")
+    single = {"--max-lateness-ms": measure.max_lateness_ms, "--slo-ttft": measure.slo_ttft_s,
+              "--slo-e2e": measure.slo_e2e_s}  # fmt: skip
+    for name, value in single.items():
+        if value is not None:
+            raise InputError(f"{name}: not an experiment setting (a single run's only)")
     options = flags.build(RunOptions)
     _refuse_single_run_flags(measure, options)
     runner = {f.name: getattr(options, f.name) for f in fields(RunOptions) if f.name in RUN_SETTINGS}

@@ -18,6 +18,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 
 from foundation.errors import InputError
+from foundation.redact import redact_userinfo
 from harness.deploy.cmdline import parse_flags, redact_argv, redact_env
 from harness.deploy.health import ServerError, probe, server_version
 
@@ -39,10 +40,13 @@ class ServerContainer:
                 client = docker.DockerClient(base_url=docker_host, timeout=int(timeout_s))
             else:
                 client = docker.from_env(timeout=int(timeout_s))
-        except DockerException as exc:
-            where = docker_host or "DOCKER_HOST or the default socket"
+        except (DockerException, ValueError) as exc:  # ValueError: an address docker-py cannot parse
+            flag, where = ("docker", "DOCKER_HOST or the default socket")
+            if docker_host:
+                shown = redact_userinfo(docker_host)
+                flag, where = "--docker-host", shown if shown.isprintable() else repr(shown)
             raise InputError(
-                f"docker: cannot reach the Docker engine at {where} ({_one_line(exc)})"
+                f"{flag}: cannot reach the Docker engine at {where} ({redact_userinfo(_one_line(exc))})"
             ) from None
         return cls(client, name)
 

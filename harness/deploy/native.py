@@ -33,6 +33,7 @@ from harness.deploy.health import ServerError, server_version, wait_http_healthy
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 TGI_LAUNCHER = "text-generation-launcher"
+_PROBE_TIMEOUT_S = 60  # asking an interpreter whether it has vLLM (a cold start on a slow disk)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def vllm_spec(
     environment: on the lent GPU machine `python3` with the unpacked site folder on `PYTHONPATH`).
     """
     _check_port(port)
+    if shutil.which(python) is None:
+        raise InputError(f"--python: {python!r} is not an executable (a path, or a name on PATH)")
     argv = (python, "-m", VLLM_MODULE, "--model", model, "--host", host, "--port", str(port), *extra_args)
     return LaunchSpec(kind="vllm", argv=argv, host=host, port=port, env=dict(env or {}))
 
@@ -126,6 +129,8 @@ class NativeServer:
         if _listening(self.spec.base_url):
             # Something (an earlier server?) already answers there: its /health would pass for ours.
             raise InputError(f"--port: {self.spec.base_url} is already in use; stop what listens there first")
+        if self.spec.kind == "vllm":
+            _check_vllm(self.spec.argv[0], {**os.environ, **self.spec.env})
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             log = open(self.log_path, "ab")  # noqa: SIM115 (closed by the `with` below)
@@ -307,3 +312,21 @@ def _wait_group(
         if time.monotonic() >= deadline or give_up():
             return False
         time.sleep(0.05)
+
+
+def _check_vllm(python: str, env: Mapping[str, str]) -> None:
+    """Ask the interpreter whether it has vLLM before the run folder is made: a server that could never
+    start leaves nothing behind (one that starts and then fails keeps its log there)."""
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+    try:
+        found = subprocess.run(
+            [python, "-c", probe], stdin=subprocess.DEVNULL, capture_output=True, env=dict(env),
+            timeout=_PROBE_TIMEOUT_S,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InputError(f"--python: {python!r} does not run ({exc})") from None
+    if found.returncode != 0:
+        raise InputError(
+            f"--python: {python!r} has no vLLM (`import vllm` fails there): install it, or give the "
+            "interpreter that has it"
+        )

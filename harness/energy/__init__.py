@@ -9,6 +9,7 @@ from harness.energy.flags import Flag
 from harness.energy.join import Analysis, analyze
 from harness.energy.split import METHODS
 from harness.energy.stats import BootstrapSpec
+from harness.energy.summary_types import ArmPolicy
 from harness.energy.windows import (
     ArmWindow,
     IdleWindows,
@@ -21,6 +22,7 @@ __all__ = [
     "METHODS",
     "Analysis",
     "AnalysisOptions",
+    "ArmPolicy",
     "ArmWindow",
     "BootstrapSpec",
     "Flag",

@@ -18,6 +18,9 @@ class AnalysisOptions:
     # Bound on an arm's p99 lateness (ms); None: the default from the arm's planned gaps
     # (figures.lateness_bound, docs/energy.md "Lateness").
     max_lateness_ms: float | None = None
+    # The SLO on user-side latency (s, from arrival) that goodput counts against; neither: no goodput.
+    slo_ttft_s: float | None = None
+    slo_e2e_s: float | None = None
     bootstrap: BootstrapSpec = field(default_factory=BootstrapSpec)
     timeline_points: int = 2000  # resolution of the power-over-time plot data
 

@@ -1,4 +1,5 @@
-"""The request log as arrays sliced per arm, and its latency, lateness and rate figures (no energy here)."""
+"""The request log as arrays sliced per arm, and its latency, lateness, hold, goodput and rate figures
+(no energy here)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,31 @@ from harness.energy.stats import Percentiles, percentiles
 
 
 class Latency(TypedDict):
-    """Seconds, of successful requests."""
+    """Seconds, of successful requests: at the server (from sending) and as users see them (from arrival,
+    a shaping policy's hold included; the same as the server's in an unshaped arm)."""
 
     ttft: Percentiles
     itl: Percentiles  # between content chunks
     tpot: Percentiles  # (last - first token) / (output tokens - 1)
     e2e: Percentiles
+    user_ttft: Percentiles
+    user_e2e: Percentiles
+
+
+class Hold(Percentiles):
+    """Milliseconds a shaping policy held each request it released (sent - arrival; 0 unshaped)."""
+
+    max: float | None
+
+
+class Goodput(TypedDict):
+    """Planned requests that succeeded within the SLO as users see it (from arrival); None without an SLO."""
+
+    slo_ttft_s: float | None
+    slo_e2e_s: float | None
+    met: int  # successful, with user TTFT <= slo_ttft_s and user E2E <= slo_e2e_s (the ones given)
+    share: float | None  # met / planned
+    rate: float | None  # met per second of the window
 
 
 class Lateness(Percentiles):
@@ -62,6 +82,8 @@ class RequestTimes:
 
     sent: np.ndarray
     has_sent: np.ndarray
+    arrived: np.ndarray  # the user's arrival: `arrived_ns`, else (an unshaped log) the send
+    has_arrived: np.ndarray
     first: np.ndarray
     has_first: np.ndarray
     last: np.ndarray
@@ -84,6 +106,7 @@ class RequestTimes:
         cols = {}
         for name, col in (
             ("sent", "sent_ns"),
+            ("arrived", "arrived_ns"),
             ("first", "first_token_ns"),
             ("last", "last_token_ns"),
             ("done", "done_ns"),
@@ -93,6 +116,9 @@ class RequestTimes:
             ("prompt", "prompt_tokens"),
         ):
             cols[name], cols[f"has_{name}"] = int_column(df, col)
+        unshaped = ~cols["has_arrived"]  # a frame without the column, or a request that never arrived
+        cols["arrived"] = np.where(unshaped, cols["sent"], cols["arrived"])
+        cols["has_arrived"] = cols["has_arrived"] | cols["has_sent"]
         flat, offsets = chunk_arrays(df)
         return cls(**cols, itl_count=np.maximum(np.diff(offsets) - 1, 0), itl_s=_gaps(flat, offsets))
 
@@ -129,11 +155,50 @@ def latency(times: RequestTimes, ok: np.ndarray) -> Latency:
     tpot_rows = ok & t.has_first & t.has_last & t.has_output & (t.output > 1)
     tpot = (t.last - t.first)[tpot_rows] / 1e9 / (t.output[tpot_rows] - 1)
     itl = t.itl_s[np.repeat(ok, t.itl_count)]  # a fresh copy: percentiles may reorder it
+    user_ttft = (t.first - t.arrived)[ok & t.has_first & t.has_arrived] / 1e9
+    user_e2e = (t.done - t.arrived)[ok & t.has_done & t.has_arrived] / 1e9
     return {
         "ttft": percentiles(ttft, owned=True),
         "itl": percentiles(itl, owned=True),
         "tpot": percentiles(tpot, owned=True),
         "e2e": percentiles(e2e, owned=True),
+        "user_ttft": percentiles(user_ttft, owned=True),
+        "user_e2e": percentiles(user_e2e, owned=True),
+    }
+
+
+def hold_ms(times: RequestTimes, rows: np.ndarray) -> Hold:
+    """The holds of the `rows` that were sent, whatever their outcome (the policy's doing, not the
+    server's)."""
+    held = (times.sent - times.arrived)[rows & times.has_sent & times.has_arrived] / 1e6
+    return {**percentiles(held), "max": float(held.max()) if len(held) else None}
+
+
+def goodput(
+    times: RequestTimes,
+    rows: np.ndarray,
+    ok: np.ndarray,
+    slo_ttft_s: float | None,
+    slo_e2e_s: float | None,
+    duration_s: float | None,
+) -> Goodput | None:
+    """Of the planned `rows`, the successes within each SLO given, as users see them (from arrival). A
+    success without the time an SLO needs (no first token, for a TTFT SLO) does not count as within it."""
+    if slo_ttft_s is None and slo_e2e_s is None:
+        return None
+    t = times
+    met = ok & t.has_arrived
+    if slo_ttft_s is not None:
+        met &= t.has_first & (t.first - t.arrived <= round(slo_ttft_s * 1e9))
+    if slo_e2e_s is not None:
+        met &= t.has_done & (t.done - t.arrived <= round(slo_e2e_s * 1e9))
+    count, planned = int(met.sum()), int(rows.sum())
+    return {
+        "slo_ttft_s": slo_ttft_s,
+        "slo_e2e_s": slo_e2e_s,
+        "met": count,
+        "share": count / planned if planned else None,
+        "rate": count / duration_s if duration_s else None,
     }
 
 
@@ -187,9 +252,11 @@ def _send_backlog_ms(planned_ns: np.ndarray, per_send_ms: float) -> float:
 
 
 def rates(times: RequestTimes, rows: np.ndarray, target: float | None) -> Rates:
-    """Planned and realized request rates (from the first to the last send of the rows)."""
+    """Planned and realized request rates: the realized one of the arrivals as the runner played them,
+    from the first to the last (the sends, in an unshaped arm; a policy's releases are not the load
+    offered)."""
     planned = _rate(times.planned[rows & times.has_planned])
-    realized = _rate(times.sent[rows & times.has_sent])
+    realized = _rate(times.arrived[rows & times.has_arrived])
     ratio = realized / planned if planned and realized is not None else None
     return {"target": target, "planned": planned, "realized": realized, "realized_over_planned": ratio}
 

@@ -7,7 +7,7 @@ into the figures of summary.json.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +23,7 @@ from harness.energy.input_flags import power_flags, request_flags, run_coverage_
 from harness.energy.lifetimes import Lifetimes, check_columns, lifetimes, tokens
 from harness.energy.split import Method, RequestEnergy, Sweep
 from harness.energy.summary import Account, Joined, Scope, summarize
-from harness.energy.summary_types import Summary
+from harness.energy.summary_types import ArmPolicy, Summary
 from harness.energy.windows import ArmWindow, IdleWindows, derive_arm_windows, run_window
 from harness.power.series import PowerData
 
@@ -55,13 +55,15 @@ def analyze(
     method: str = "time",
     options: AnalysisOptions | None = None,
     closed_loop: Collection[str] = (),
+    policies: Mapping[str, ArmPolicy] | None = None,
 ) -> Analysis:
     """Attribute the measured energy to requests and summarize it.
 
     `arms`: the arms' windows (from the manifest); arms missing there get a window derived from the
     log (flagged). `idle`: idle windows before/after the run. `method`: `time` or `tokens`.
     `closed_loop`: the arms whose sends follow their users, not a schedule (the plan's `concurrency`
-    arms): their planned times are not a plan, so they are not held to a lateness bound.
+    arms): their planned times are not a plan, so they are not held to a lateness bound. `policies`:
+    the shaped arms' policies, by arm (from the plan).
     """
     check_choice("method", method, Method)
     opts = options or AnalysisOptions()
@@ -139,8 +141,18 @@ def analyze(
         within = sweep.energy_within(bounds, [r[life.row] for r in [*arm_rows, ~warmup]])
     else:
         within = [(float("nan"), float("nan"))] * (len(arm_list) + 1)
+    shaped = policies or {}
     arm_scopes = [
-        Scope(a.name, a.window, rows, a.target_rate, w, derived=a.derived, closed_loop=a.name in closed_loop)
+        Scope(
+            a.name,
+            a.window,
+            rows,
+            a.target_rate,
+            w,
+            derived=a.derived,
+            closed_loop=a.name in closed_loop,
+            policy=shaped.get(a.name),
+        )
         for a, rows, w in zip(arm_list, arm_rows, within, strict=False)
     ]
     targets = {a.target_rate for a in arm_list}

@@ -18,6 +18,10 @@ import numpy as np
 
 MAX_GROUPS = 4096
 RESAMPLES = 1000
+# Bounds of the bootstrap options (the flags check them): enough resamples for any CI, a seed numpy
+# takes as one signed 64-bit word.
+MIN_RESAMPLES, MAX_RESAMPLES = 100, 1_000_000
+MAX_SEED = 2**63 - 1
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 _BLOCK = 128  # resamples drawn at once (bounds memory at BLOCK x MAX_GROUPS counts)
 

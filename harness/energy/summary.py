@@ -21,6 +21,8 @@ from harness.energy.figures import (
     LatenessBound,
     RequestTimes,
     arm_lateness_bound,
+    goodput,
+    hold_ms,
     latency,
     lateness_ms,
     rates,
@@ -32,6 +34,7 @@ from harness.energy.split import GpuResult
 from harness.energy.stats import Described, describe, scaled
 from harness.energy.summary_types import (
     AllIn,
+    ArmPolicy,
     Block,
     Coverage,
     EnergyAccount,
@@ -101,6 +104,7 @@ class Scope:
     derived: bool = False
     is_run: bool = False
     closed_loop: bool = False  # no planned send times to be late against: exempt from the lateness bound
+    policy: ArmPolicy | None = None  # a shaped arm's (its users arrive on the plan, the policy sends)
 
 
 def summarize(
@@ -132,6 +136,8 @@ def summarize(
             "min_coverage": opts.min_coverage,
             "min_power_coverage": opts.min_power_coverage,
             "max_lateness_ms": opts.max_lateness_ms,
+            "slo_ttft_s": opts.slo_ttft_s,
+            "slo_e2e_s": opts.slo_e2e_s,
         },
         "flags": [f.as_dict() for f in flags],
     }
@@ -176,6 +182,7 @@ class _Blocks:
         late = self._lateness(scope)
         block: Block = {
             "name": scope.name,
+            "policy": scope.policy,
             "window": None if win is None else _window_span(win, scope.derived),
             "requests": requests,
             **account,
@@ -195,6 +202,8 @@ class _Blocks:
             "rate": rates(t, scope.rows, scope.target_rate),
             "latency_s": latency(t, ok),
             "lateness_ms": late,
+            "hold_ms": hold_ms(t, scope.rows),
+            "goodput": goodput(t, scope.rows, ok, opts.slo_ttft_s, opts.slo_e2e_s, duration),
             "coverage": coverage,
             "power_coverage": power_coverage,
             "flags": sorted({f.code for f in self.flags}) if scope.is_run else self.flags.codes(scope.name),

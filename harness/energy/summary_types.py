@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from harness.energy.figures import Latency, Lateness, Rates
+from harness.energy.figures import Goodput, Hold, Latency, Lateness, Rates
 from harness.energy.flags import FlagRecord
 from harness.energy.idle_estimate import IdleAccount
 from harness.energy.stats import Described
@@ -89,10 +89,18 @@ class PowerCoverage(TypedDict):
     complete: bool | None  # min >= the bound: the energy total and the all-in figures are whole
 
 
+class ArmPolicy(TypedDict):
+    """A shaped arm's policy, as its plan gives it."""
+
+    spec: str  # canonical: KIND:key=value,... with every parameter
+    name: str  # the part of the arm's name after '+'
+
+
 class Block(EnergyAccount):
     """The figures of one arm, or of the run."""
 
     name: str
+    policy: ArmPolicy | None  # a shaped arm's; None: unshaped (and the run block)
     window: WindowSpan | None
     requests: RequestCounts
     j_per_request: Described  # attributed J per successful request
@@ -107,6 +115,8 @@ class Block(EnergyAccount):
     rate: Rates
     latency_s: Latency
     lateness_ms: Lateness
+    hold_ms: Hold
+    goodput: Goodput | None  # None: no SLO was given (options.slo_ttft_s, slo_e2e_s)
     coverage: Coverage
     power_coverage: PowerCoverage
     flags: list[str]  # codes of the flags that concern this block
@@ -157,6 +167,8 @@ class OptionsSummary(TypedDict):
     min_coverage: float
     min_power_coverage: float
     max_lateness_ms: float | None  # None: each arm's bound from its planned gaps (lateness_ms.bound)
+    slo_ttft_s: float | None  # the SLO goodput is measured against (None with slo_e2e_s: no goodput)
+    slo_e2e_s: float | None
 
 
 class Summary(TypedDict):

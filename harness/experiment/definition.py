@@ -39,7 +39,8 @@ from harness.experiment.design import Order
 from harness.runner import RunOptions
 from harness.session.config import IDLE_SIMULATED_S, SourceKind
 from traffic.schedules import arm_names, parse_schedule
-from traffic.spec import PlanSpec, schedule_text
+from traffic.shaping import parse_policy
+from traffic.spec import PlanSpec, schedule_text, shaped_arm_names
 
 Metric = Literal["j_per_request_all_in", "j_per_request_attributed", "j_above_idle_per_request"]
 # The idle window before each cell: above the join's 10 s minimum for a window (two updates of a 100 ms
@@ -259,7 +260,7 @@ class ExperimentSpec(_Strict):
             given = [k for k in ("sidecar", "prometheus", "dcgm") if getattr(self.power, k)]
             if given or self.server_info:
                 raise ValueError("power/server_info: the embedded target brings its own")
-        names = zip(self.arm_names, self.arms, strict=True)
+        names = zip(self.schedule_names, self.arms, strict=True)
         closed = [name for name, text in names if text.startswith("concurrency")]
         if self.rates is not None and closed:
             raise ValueError(
@@ -277,9 +278,17 @@ class ExperimentSpec(_Strict):
         return list(self.rates) if self.rates else [None]
 
     @property
-    def arm_names(self) -> list[str]:
-        """The arms' names (a schedule's name=, else one made from it), in the order listed."""
+    def schedule_names(self) -> list[str]:
+        """The schedules' names (a schedule's name=, else one made from it), in the order listed."""
         return arm_names([parse_schedule(text) for text in self.arms])
+
+    @property
+    def arm_names(self) -> list[str]:
+        """The plan's arms: the schedules, or with `plan.policies` each schedule x each policy
+        (`<schedule>+<policy>`), as the plan names them."""
+        policies = self.plan.get("policies") or []
+        texts = [policies] if isinstance(policies, str) else list(policies)
+        return shaped_arm_names(self.schedule_names, [parse_policy(str(text)).name for text in texts])
 
     @property
     def gap_s(self) -> float:

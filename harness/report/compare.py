@@ -29,6 +29,7 @@ from harness.report.format import fmt_ci, fmt_num, fmt_pct
 from harness.report.run_inputs import analyze_run
 from harness.report.run_report import summary_document
 from harness.report.terminal import NO_VERDICT, all_in_cell, error_codes, wide_console
+from harness.runfolder import RunFolder
 from harness.runfolder.report_files import ENERGY_FILE, SUMMARY_FILE, read_energy, read_summary
 
 COMPARE_SCHEMA_VERSION = 1
@@ -62,7 +63,7 @@ def load_entries(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Entry], 
     seen: set[str] = set()
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir():
+        if not RunFolder.is_folder(path):
             raise InputError(f"{path}: no such run folder")
         if (path / SUMMARY_FILE).is_file() and (path / ENERGY_FILE).is_file():
             summary = read_summary(path)

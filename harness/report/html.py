@@ -13,7 +13,7 @@ import pandas as pd
 from harness.energy import Analysis
 from harness.report import plots
 from harness.report.format import fmt_ci, fmt_num
-from harness.report.terminal import NO_VERDICT, all_in_cell, cheapest_arm, error_codes
+from harness.report.terminal import NO_VERDICT, all_in_cell, cheapest_arm, error_codes, goodput_cell
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -60,6 +60,15 @@ _ROWS = [
 ]
 
 
+# Shaped arms' rows: what the policy cost users (from their arrival; the rows above are the server's)
+_SHAPED_ROWS = [
+    ("policy", ("policy", "spec"), "text"),
+    ("hold p50 / p99 / max (ms)", ("hold_ms",), "late"),
+    ("user TTFT p50 / p99 (ms, from arrival)", ("latency_s", "user_ttft"), "lat"),
+    ("user E2E p50 / p99 (ms, from arrival)", ("latency_s", "user_e2e"), "lat"),
+]
+_GOODPUT_ROW = ("goodput within the SLO: share of planned (rate)", ("goodput",), "goodput")
+
 _BASIS = {"planned_gaps": "from the planned gaps", "max_lateness_ms": "--max-lateness-ms"}
 
 
@@ -67,11 +76,13 @@ def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None)
     blocks = [*doc["arms"], doc["run"]]
     errors = error_codes(doc)
     head = "".join(_head(b["name"], errors.get(b["name"]), b is doc["run"]) for b in blocks)
+    shaped = _SHAPED_ROWS if any(a.get("policy") for a in doc["arms"]) else []
+    slo = [_GOODPUT_ROW] if any(a.get("goodput") for a in doc["arms"]) else []
     body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
         + "".join(f"<td>{html.escape(_cell(b, path, kind))}</td>" for b in blocks)
         + "</tr>"
-        for label, path, kind in _ROWS
+        for label, path, kind in [*_ROWS[:-1], *shaped, *slo, _ROWS[-1]]  # flags stay last
     )
     figures = [
         ("Power over time, with one bar per request", plots.power_timeline(analysis, doc, load)),
@@ -187,4 +198,8 @@ def _cell(block: dict, path: tuple[str, ...] | None, kind: str) -> str:
         return " / ".join(fmt_num(v.get(k), digits=3) for k in ("mean", "min"))
     if kind == "flags":
         return ", ".join(v or []) or "-"
+    if kind == "text":
+        return "-" if v is None else str(v)
+    if kind == "goodput":
+        return goodput_cell(v)
     return fmt_num(v)

@@ -21,21 +21,22 @@ from harness.records import STATUSES
 def arm_summary(
     requests: pd.DataFrame, closed_loop: Collection[str] = (), max_lateness_ms: float | None = None
 ) -> list[dict[str, Any]]:
-    """Per arm (in order of appearance; warm-up rows excluded): counts by status, realized send rate,
-    lateness and latency percentiles, and the lateness bound of an open-loop arm (`max_lateness_ms`,
-    else from its planned gaps) with whether its p99 exceeds it (`late`), and the error flags these
-    raise (`errors`: lateness_over_bound, client_errors)."""
+    """Per arm (in order of appearance; warm-up rows excluded): counts by status, realized rate (of the
+    users' arrivals: an unshaped arm's sends), lateness and latency percentiles, and the lateness bound
+    of an open-loop arm (`max_lateness_ms`, else from its planned gaps) with whether its p99 exceeds it
+    (`late`), and the error flags these raise (`errors`: lateness_over_bound, client_errors)."""
     rows = requests[~requests["warmup"]]
     out = []
     for arm in pd.unique(rows["arm"]):
         part = rows[rows["arm"] == arm]
         sent = part["sent_ns"].dropna().to_numpy(dtype=np.int64)
+        arrived = part["arrived_ns"].dropna().to_numpy(dtype=np.int64)
         lateness = part["lateness_ns"].dropna().to_numpy(dtype=float) / 1e6
         ok = part[part["status"] == "ok"]
         ttft = (ok["first_token_ns"] - ok["sent_ns"]).dropna().to_numpy(dtype=float) / 1e6
         e2e = (ok["done_ns"] - ok["sent_ns"]).dropna().to_numpy(dtype=float) / 1e6
         counts = part["status"].value_counts()
-        span = (sent.max() - sent.min()) / 1e9 if len(sent) > 1 else 0.0
+        span = (arrived.max() - arrived.min()) / 1e9 if len(arrived) > 1 else 0.0
         late = percentiles(lateness)
         bound = _bound(part, str(arm) in closed_loop, max_lateness_ms)
         out.append(
@@ -44,7 +45,7 @@ def arm_summary(
                 "planned": len(part),
                 "sent": len(sent),
                 "status": {s: int(counts.get(s, 0)) for s in STATUSES if counts.get(s, 0)},
-                "rate_per_s": (len(sent) - 1) / span if span > 0 else None,
+                "rate_per_s": (len(arrived) - 1) / span if span > 0 else None,
                 "lateness_ms": late,
                 "lateness_bound_ms": None if bound is None else bound.ms,
                 "late": (over := bound is not None and late["p99"] is not None and late["p99"] > bound.ms),

@@ -2,8 +2,9 @@
 
 `manifest.json` sections read here (all optional): `arms` (list of {name, start_ns, end_ns}, written by
 the runner), `idle` ({"pre": {start_ns, end_ns} | null, "post": ...}) and `energy` ({"method": ...,
-"counter_period_s": ..., "max_lateness_ms": ...}).
-Arm target rates, and which arms are closed loop, come from the plan header.
+"counter_period_s": ..., "max_lateness_ms": ..., "slo_ttft_s": ..., "slo_e2e_s": ...}).
+Arm target rates, which arms are closed loop and which are shaped (their policies) come from the plan
+header.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from foundation.errors import InputError
 from harness.energy import (
     Analysis,
     AnalysisOptions,
+    ArmPolicy,
     ArmWindow,
     IdleWindows,
     analyze,
@@ -41,12 +43,13 @@ class RunInputs:
     idle: IdleWindows
     method: str
     closed_loop: frozenset[str]  # the plan's closed-loop (concurrency) arms
+    policies: dict[str, ArmPolicy]  # the plan's shaped arms: their policies
 
 
 def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInputs:
     """Everything `analyze` needs from `path`; one-line InputError for a missing or damaged folder."""
     path = Path(path)
-    if not path.is_dir():
+    if not RunFolder.is_folder(path):
         raise InputError(f"{path}: no such run folder")
     folder = RunFolder.open(path)
     requests = folder.requests()  # first: a killed run's recovery may complete the manifest
@@ -76,7 +79,22 @@ def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInp
         idle=idle,
         method=str(energy.get("method") or "time"),
         closed_loop=frozenset(arm.name for arm in plan.header.arms if arm.closed_loop),
+        policies={
+            arm.name: {"spec": arm.policy, "name": arm.policy_name or arm.policy}
+            for arm in plan.header.arms
+            if arm.policy is not None
+        },
     )
+
+
+def _seconds(energy: dict, key: str, where: Path) -> float | None:
+    """An SLO the run recorded (`energy.<key>`), in seconds; None when it has none."""
+    value = energy.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InputError(f"{where}: energy.{key}: expected seconds > 0, got {value!r}")
+    return float(value)
 
 
 def analyze_run(
@@ -88,8 +106,8 @@ def analyze_run(
 ) -> tuple[RunInputs, Analysis]:
     """Load a run folder and join it (the method defaults to the one the run recorded, the counter's
     update period to the one the run's power source has, `manifest.json` `energy.counter_period_s`, and
-    the lateness bound to the run's `--max-lateness-ms`, `energy.max_lateness_ms`, unless `options`
-    sets one)."""
+    the lateness bound and the SLOs to the run's `--max-lateness-ms`, `--slo-ttft` and `--slo-e2e`,
+    `energy.max_lateness_ms`, `energy.slo_ttft_s` and `energy.slo_e2e_s`, unless `options` sets them)."""
     run = load_run(path, idle_mode=idle_mode)
     energy = run.manifest.get("energy") or {}
     where = run.path / RunFolder.MANIFEST
@@ -104,6 +122,10 @@ def analyze_run(
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
             raise InputError(f"{where}: energy.max_lateness_ms: expected milliseconds > 0, got {bound!r}")
         options = replace(options, max_lateness_ms=float(bound))
+    if options.slo_ttft_s is None:
+        options = replace(options, slo_ttft_s=_seconds(energy, "slo_ttft_s", where))
+    if options.slo_e2e_s is None:
+        options = replace(options, slo_e2e_s=_seconds(energy, "slo_e2e_s", where))
     analysis = analyze(
         run.requests,
         run.power,
@@ -112,5 +134,6 @@ def analyze_run(
         method=method or run.method,
         options=options,
         closed_loop=run.closed_loop,
+        policies=run.policies,
     )
     return run, analysis

@@ -45,6 +45,9 @@ def render_terminal_summary(summary: dict, console: Console | None = None) -> No
             style="bold" if run else "red" if block["name"] in errors else None,
         )
     console.print(table)
+    users = users_table(summary)
+    if users is not None:
+        console.print(users)
     cons, idle = summary["conservation"], summary["idle"]
     j = {k: fmt_num(cons[k], " J") for k in ("total_j", "attributed_j", "unattributed_j")}
     w = {k: fmt_num(idle.get(k), " W") for k in ("power_w", "pre_w", "post_w")}
@@ -68,6 +71,47 @@ def render_terminal_summary(summary: dict, console: Console | None = None) -> No
     if verdict:
         refused = verdict.startswith(NO_VERDICT)
         console.print(escape(verdict), style="bold red" if refused else None, highlight=False)
+
+
+def users_table(summary: dict) -> Table | None:
+    """What shaping costs users, per arm: the policy's hold and latency from arrival (p50/p99), and goodput
+    under the SLO; None when no arm is shaped and no SLO was given (a table of its own, so the main one
+    keeps its width)."""
+    arms = summary["arms"]
+    shaped = any(a.get("policy") for a in arms)
+    slo = any(a.get("goodput") for a in arms)
+    if not (shaped or slo):
+        return None
+    table = Table(title="as users see it (ms, from arrival)", title_justify="left")
+    columns = ["arm", "hold p50/p99", "TTFT p50/p99", "E2E p50/p99"]
+    for col in columns + (["goodput"] if slo else []):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for block in [*arms, summary["run"]]:
+        hold = block.get("hold_ms") or {}
+        lat = block.get("latency_s") or {}
+        cells = [
+            block["name"],
+            f"{fmt_num(hold.get('p50'))}/{fmt_num(hold.get('p99'))}",
+            _p50_p99(lat.get("user_ttft")),
+            _p50_p99(lat.get("user_e2e")),
+        ]
+        if slo:
+            cells.append(goodput_cell(block.get("goodput")))
+        table.add_row(*cells, style="bold" if block is summary["run"] else None)
+    return table
+
+
+def _p50_p99(stats: dict | None) -> str:
+    """A latency's p50/p99 in ms, from its seconds."""
+    stats = stats or {}
+    return f"{_ms(stats.get('p50'))}/{_ms(stats.get('p99'))}"
+
+
+def goodput_cell(goodput: dict | None) -> str:
+    """The share of planned requests that met the SLO, and their rate."""
+    if not goodput or goodput.get("share") is None:
+        return "-"
+    return f"{goodput['share']:.0%} {fmt_num(goodput.get('rate'), '/s', digits=3)}"
 
 
 def wide_console(stderr: bool = False) -> Console:

@@ -122,7 +122,11 @@ class ExperimentFolder:
 
     @classmethod
     def open(cls, path: Path) -> ExperimentFolder:
-        if not (path / cls.SPEC).is_file():
+        try:
+            found = (path / cls.SPEC).is_file()
+        except OSError as exc:  # a name too long, no permission, a loop of links: no folder to read
+            raise InputError(f"{path}: cannot open the experiment folder ({exc.strerror})") from None
+        if not found:
             raise InputError(f"{path}: not a joulebench experiment folder (no {cls.SPEC})")
         return cls(path)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.power.gpu_backend import counter_period_s
 from harness.power.series import PowerData
-from harness.runfolder.power_file import POWER_FILE, RAW_SAMPLES_FILE, rebuild_power
+from harness.runfolder.power_file import POWER_FILE, RAW_SAMPLES_FILE, last_sample_ns, rebuild_power
 from harness.runfolder.request_log import Compacted, LogContents, compact_log, read_log
 from harness.runfolder.requests_file import read_requests, write_requests
 from traffic.plan import Plan, load_plan, save_plan
@@ -43,6 +44,7 @@ class PowerRecovery:
     end_ns: int
     data: PowerData | None = None  # rebuilt from power_samples.jsonl; None when nothing was saved
     notes: list[str] = field(default_factory=list)  # what the user must know (sources not saved, ...)
+    why: str = "none of its power sources was saved during the run"  # why `data` is None
 
 
 class RunFolder:
@@ -82,10 +84,42 @@ class RunFolder:
             return folder
         raise InputError(f"--out {out}: too many runs named {base}-*")
 
+    @staticmethod
+    def check_out(out_dir: str | os.PathLike[str]) -> None:
+        """Refuse an `--out` that cannot be (or become) a folder to create runs in, without creating
+        anything: checked before a run starts its servers, so bad input costs nothing."""
+        out = Path(out_dir)
+        for candidate in (out, *out.absolute().parents):
+            try:
+                found = candidate.stat()
+            except FileNotFoundError:
+                continue  # made by `create`, as are its missing parents
+            except OSError as exc:  # under a file, a name too long, a loop of links, no permission
+                raise InputError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+            if not stat.S_ISDIR(found.st_mode):
+                raise InputError(f"--out {out}: cannot create the folder ({candidate} is not a folder)")
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise InputError(
+                    f"--out {out}: cannot create the folder (no permission to write in {candidate})"
+                )
+            return
+
+    @staticmethod
+    def is_folder(path: Path) -> bool:
+        """Whether `path` is a folder; one line (InputError) where the name cannot even be looked up."""
+        try:
+            return path.is_dir()
+        except OSError as exc:  # a name too long, no permission, a loop of links
+            raise InputError(f"{path}: cannot open the run folder ({exc.strerror})") from None
+
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunFolder:
         path = Path(path)
-        if not (path / cls.MANIFEST).is_file() or not (path / cls.PLAN).is_file():
+        try:
+            found = (path / cls.MANIFEST).is_file() and (path / cls.PLAN).is_file()
+        except OSError as exc:  # a name too long, no permission, a loop of links: no folder to read
+            raise InputError(f"{path}: cannot open the run folder ({exc.strerror})") from None
+        if not found:
             raise InputError(f"{path}: not a joulebench run folder (no {cls.MANIFEST} and {cls.PLAN})")
         return cls(path)
 
@@ -177,10 +211,20 @@ class RunFolder:
             anchor = ClockAnchor.from_dict(log.header["anchor"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{self.log_path}: request-log header is malformed ({exc})") from None
-        window = _run_window(manifest, log, self.path / self.MANIFEST)
+        window = _run_window(manifest, log, self.path / self.MANIFEST, anchor.mono_ns)
         if window is None:  # killed before anything was measured: no window to rebuild
             return None
         start, end = window
+        polled = raw.is_file() and raw.stat().st_size > 0  # the power stage makes it, then polls into it
+        if end is None and polled:  # killed in the idle capture before the run: up to its last sample
+            end = last_sample_ns(self.path, anchor)
+        if end is None or end <= start or (raw.is_file() and not polled):
+            why = (
+                "before it polled an energy reading taken after its start"
+                if raw.is_file()
+                else "in its idle capture, before the plan"
+            )
+            return PowerRecovery(start, start, why=f"the run was killed {why}: there is nothing to rebuild")
         found = PowerRecovery(start, end)
         span = f"{utc_iso(anchor.to_epoch_ns(start))} to {utc_iso(anchor.to_epoch_ns(end))}"
         for source in sources:
@@ -215,9 +259,14 @@ def _section(manifest: dict[str, Any], key: str) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def _run_window(manifest: dict[str, Any], log: LogContents, where: Path) -> tuple[int, int] | None:
+def _run_window(
+    manifest: dict[str, Any], log: LogContents, where: Path, anchor_ns: int
+) -> tuple[int, int | None] | None:
     """The span the power stage would have read: the idle windows and the run between them, from the
-    manifest where the run got to write them, else from what the request log shows."""
+    manifest where the run got to write them, else from what the request log shows. A run killed before
+    either shows a time (in its idle capture before the plan) starts at its clock anchor (`anchor_ns`,
+    taken before the capture) and has no end here (None)."""
+
     def ns(section: Any, key: str) -> list[int]:
         value = section.get(key) if isinstance(section, dict) else None
         if value is None:
@@ -230,7 +279,17 @@ def _run_window(manifest: dict[str, Any], log: LogContents, where: Path) -> tupl
     pre, post = idle.get("pre"), idle.get("post")
     arms = [t for arm in log.arms.values() for t in arm.values()]
     starts = [*ns(pre, "start_ns"), *ns(run, "start_ns"), *arms, *log.sent.values()]
-    ends = [*ns(post, "end_ns"), *ns(run, "end_ns"), *arms, *([log.last_ns] if log.last_ns else [])]
+    # The idle window before the run ends where the run's own times begin: a run killed in its warm-up,
+    # before the log showed a time, still has that window's power.
+    ends = [
+        *ns(pre, "end_ns"),
+        *ns(post, "end_ns"),
+        *ns(run, "end_ns"),
+        *arms,
+        *([log.last_ns] if log.last_ns else []),
+    ]
+    if not starts and not ends:
+        return anchor_ns, None
     if not starts or not ends or max(ends) <= min(starts):
         return None
     return min(starts), max(ends)

@@ -169,6 +169,13 @@ class RawSampleLog:
                 os.close(fd)
 
 
+def last_sample_ns(run_dir: str | os.PathLike[str], anchor: ClockAnchor) -> int | None:
+    """The time of the latest reading in `power_samples.jsonl` on our clock (None: it holds none): where
+    a run killed before its request log shows any time got to."""
+    raw = SidecarSource(Path(run_dir) / RAW_SAMPLES_FILE, anchor=anchor).read()
+    return max((int(s.t_ns[-1]) for s in raw.series if len(s.t_ns)), default=None)
+
+
 def rebuild_power(
     run_dir: str | os.PathLike[str], anchor: ClockAnchor, start_ns: int, end_ns: int, gpus: list[str] | None
 ) -> PowerData:

@@ -4,6 +4,8 @@ During a run every request leaves lines in the log, written with one unbuffered 
 SIGKILL loses nothing the kernel has accepted):
 
     {"k": "header", ...}               first line: schema version, clock anchor, what was planned
+                                       (a measured run writes it as it makes the folder, before idle)
+    {"k": "arrived", "id": 7, "t": ...}  shaped arms: request 7's user arrived (the policy holds it)
     {"k": "sent", "id": 7, "t": ...}   just before request 7 is handed to the HTTP client
     {"k": "row", ...record...}         when request 7 reaches a terminal status (exactly once)
     {"k": "arm", "arm": ..., "start_ns"|"end_ns": ...}   arm boundaries
@@ -12,7 +14,8 @@ SIGKILL loses nothing the kernel has accepted):
 
 `compact_log` turns the log and the plan into the `requests.parquet` frame. It is the same code after
 a normal run and after a crash: requests with a "sent" line but no row become `cancelled` (done at
-the last sign of life), planned requests never sent become `not_sent`. Which requests were planned
+the last sign of life), as do requests of a shaped arm that arrived but were still held by the policy
+(never sent), and planned requests never sent become `not_sent`. Which requests were planned
 is re-derived from the plan and the header (shard, warm-up count) by `expected_records`, the function
 the runner itself uses, so the two can never disagree.
 """
@@ -32,6 +35,9 @@ from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.records import RECORDS_SCHEMA_VERSION, TIME_COLUMNS, RequestRecord, Shard, records_frame
 from traffic.plan import Plan
+
+# The error of a request a stop found held by its arm's policy: recorded, never sent.
+HELD_CANCELLED = "cancelled while held by the policy"
 
 
 def warmup_rows(plan: Plan, warmup: int) -> list[int]:
@@ -74,8 +80,22 @@ class RecordLog:
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        self._write({"k": "header", "schema_version": RECORDS_SCHEMA_VERSION, **header})
+        line = self._line({"k": "header", "schema_version": RECORDS_SCHEMA_VERSION, **header})
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
+            )
+        except FileExistsError:
+            # The run wrote this very header when it made its folder (harness/session/measured_run.py),
+            # so that a run killed before its requests still accounts for them: carry on after it.
+            if self.path.read_bytes() != line:
+                raise
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            return
+        self._send(line)
+
+    def arrived(self, rec: RequestRecord) -> None:
+        self._write({"k": "arrived", "id": rec.request_id, "t": rec.arrived_ns})
 
     def sent(self, rec: RequestRecord) -> None:
         self._write({"k": "sent", "id": rec.request_id, "t": rec.sent_ns})
@@ -93,9 +113,16 @@ class RecordLog:
             self._fd = None
 
     def _write(self, obj: dict[str, Any]) -> None:
+        self._send(self._line(obj))
+
+    @staticmethod
+    def _line(obj: dict[str, Any]) -> bytes:
+        return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+    def _send(self, line: bytes) -> None:
         if self._fd is None:
             raise ValueError(f"{self.path}: log is closed")
-        data = memoryview((json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
+        data = memoryview(line)
         while data:
             data = data[os.write(self._fd, data) :]
 
@@ -105,6 +132,7 @@ class LogContents:
     header: dict[str, Any]
     rows: dict[int, dict[str, Any]]  # request_id -> terminal row (first one wins)
     sent: dict[int, int]  # request_id -> sent_ns
+    arrived: dict[int, int]  # request_id -> arrived_ns (shaped arms only)
     arms: dict[str, dict[str, int]]  # arm -> {"start_ns": ..., "end_ns": ...}
     last_ns: int | None  # the latest timestamp anywhere in the log: the runner's last sign of life
     end: dict[str, Any] | None  # the "end" line, None when the runner did not finish normally
@@ -119,7 +147,7 @@ def read_log(path: Path) -> LogContents:
     except OSError as exc:
         raise InputError(f"{path}: cannot read request log ({exc.strerror})") from None
     header: dict[str, Any] | None = None
-    contents = LogContents(header={}, rows={}, sent={}, arms={}, last_ns=None, end=None)
+    contents = LogContents(header={}, rows={}, sent={}, arrived={}, arms={}, last_ns=None, end=None)
     last = 0
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -141,8 +169,9 @@ def read_log(path: Path) -> LogContents:
                 )
             header = obj
             continue
-        if kind == "sent":
-            contents.sent.setdefault(int(obj["id"]), int(obj["t"]))
+        if kind in ("sent", "arrived"):
+            times = contents.sent if kind == "sent" else contents.arrived
+            times.setdefault(int(obj["id"]), int(obj["t"]))
             last = max(last, int(obj["t"]))
         elif kind == "row":
             rid = int(obj["request_id"])
@@ -226,6 +255,7 @@ def compact_log(log_path: Path, plan: Plan) -> Compacted:
         if not rec.warmup and start is not None and rec.request_id in offsets:
             rec.planned_ns = start + offsets[rec.request_id]
         sent = log.sent.get(rec.request_id)
+        rec.arrived_ns = log.arrived.get(rec.request_id)
         if sent is not None:
             rec.sent_ns = sent
             rec.finish(
@@ -233,6 +263,13 @@ def compact_log(log_path: Path, plan: Plan) -> Compacted:
                 max(sent, log.last_ns or sent),
                 "runner stopped before the request finished "
                 "(row rebuilt from the log; done_ns = its last sign of life)",
+            )
+        elif rec.arrived_ns is not None:
+            rec.finish(
+                "cancelled",
+                max(rec.arrived_ns, log.last_ns or rec.arrived_ns),
+                f"{HELD_CANCELLED}: the runner stopped (row rebuilt from the log; done_ns = its last "
+                "sign of life)",
             )
         else:
             rec.status = "not_sent"

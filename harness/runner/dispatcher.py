@@ -3,28 +3,33 @@
 Open loop: every request is due at `arm start + offset`, an absolute monotonic deadline; the sender
 sleeps until the next deadline, starts the request as its own task and moves on, never waiting for a
 response. Requests already due (a burst, or a late wake-up) start in the same turn. Closed loop
-(`concurrency` arms): n users, each sending its next request when its previous one ends.
+(`concurrency` arms): n users, each sending its next request when its previous one ends. Shaped arms
+(a plan arm with a policy): the users arrive on those deadlines and the policy releases their
+requests (`shaped_loop`).
 
 Arm k+1 starts when arm k's last response is in (plus `arm_gap_s`). With `start_at` (shards), arms
 after open-loop arms also have a fixed start on the shared clock — start of the previous arm + its
 last offset + `arm_gap_s` — so that every shard starts them together; a shard still busy then starts
 late, and its lateness shows it.
 
-Stopping (Ctrl-C, SIGTERM or the time limit): nothing more is sent (the rest stays `not_sent`),
-in-flight requests may finish for `grace_s`, then they are cancelled (`cancelled`). A second
-interrupt cancels them at once. Every path ends in `finish()`, which writes a row for every request.
+Stopping (Ctrl-C, SIGTERM or the time limit): nothing more is sent (the rest stays `not_sent`; what a
+policy holds is `cancelled`, never sent), in-flight requests may finish for `grace_s`, then they are
+cancelled (`cancelled`). A second interrupt cancels them at once. Every path ends in `finish()`,
+which writes a row for every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections import deque
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from asyncio_throttle import Throttler
 
 from harness.backends import Target, make_client, perform
@@ -35,13 +40,16 @@ from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
 from harness.runner.progress import ProgressDisplay, Stats
 from harness.runner.result import ArmRun
+from harness.runner.shaped_loop import ShapedArm, Waker, arrivals_of, in_flight_bound, most_within, play
 from harness.runner.timing import sleep_until
-from traffic.plan import Plan
+from traffic.plan import ArmSpec, Plan
+from traffic.shaping import parse_policy
 
 _now = time.monotonic_ns
 _TICK_S = 0.5
 # Lateness the open-loop pool allows for (pool_size); a run later than that is flagged anyway.
 _POOL_SLACK_S = 1.0
+_POLICY_STREAM = 4  # a shaped arm's policy draws from [seed, 4, crc32(arm name)] (traffic.builder's scheme)
 
 
 class Dispatcher:
@@ -64,6 +72,11 @@ class Dispatcher:
             plan, shard=options.shard, warmup=options.warmup, api=self.api.name, stream=options.stream
         )
         self._prompts = prompts_from_plan(plan)
+        # Per plan row, what a shaping policy is told of a request beside its id (prompt, max tokens).
+        self._plan_tokens = (
+            [None if pd.isna(v) else int(v) for v in plan.rows["prompt_tokens"]],
+            [p.max_tokens for p in self._prompts],
+        )
         self._warmup_rows = warmup_rows(plan, options.warmup)
         offsets = plan.rows["offset_s"].to_numpy(dtype=float)
         self._offset_ns = np.where(np.isnan(offsets), 0, np.round(offsets * 1e9)).astype(np.int64)
@@ -180,11 +193,12 @@ class Dispatcher:
             recs = self.by_arm[arm.name]
             self.log.event("arm", arm=arm.name, start_ns=start)
             self.stats.start_arm(arm.name, start)
-            sending = (
-                self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
-                if arm.closed_loop
-                else self._open_loop(recs, start)
-            )
+            if arm.closed_loop:
+                sending = self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
+            elif arm.policy is not None:
+                sending = self._shaped(arm, recs, start)
+            else:
+                sending = self._open_loop(recs, start)
             await self._phase(sending)
             await self._drain()
             end = _now()
@@ -232,6 +246,26 @@ class Dispatcher:
                 self._launch(recs[i])
                 i += 1
 
+    async def _shaped(self, arm: ArmSpec, recs: list[RequestRecord], start: int) -> None:
+        assert arm.policy is not None
+        offsets = self._offset_ns
+        for rec in recs:
+            rec.planned_ns = start + int(offsets[rec.request_id])
+        rng = np.random.default_rng([self.plan.header.seed, _POLICY_STREAM, zlib.crc32(arm.name.encode())])
+        policy = parse_policy(arm.policy).create(rng)
+        tokens = self._plan_tokens
+        shaped = ShapedArm(
+            arm.policy_name or arm.policy, policy, recs, arrivals_of(recs, *tokens), self.log.arrived
+        )
+        waker = Waker()
+        try:
+            await play(shaped, start, lambda rec: self._launch(rec, shaped=(shaped, waker)), waker)
+        finally:  # completed, stopped or failed: what the policy still holds is never sent
+            for rec in shaped.end(_now()):
+                self.log.row(rec)
+            if shaped.fault is not None:
+                self.log.event("policy_fault", arm=arm.name, error=shaped.fault)
+
     async def _closed_loop(self, recs: list[RequestRecord], start: int, users: int) -> None:
         queue = deque(recs)
 
@@ -246,8 +280,10 @@ class Dispatcher:
 
         await asyncio.gather(*(user() for _ in range(users)))
 
-    def _launch(self, rec: RequestRecord, body: bytes | None = None) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._request(rec, body or self._body(rec)))
+    def _launch(
+        self, rec: RequestRecord, body: bytes | None = None, shaped: tuple[ShapedArm, Waker] | None = None
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._request(rec, body or self._body(rec), shaped))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         return task
@@ -256,7 +292,11 @@ class Dispatcher:
         row = self._warmup_rows[-rec.request_id - 1] if rec.warmup else rec.request_id
         return self.api.encode(self._prompts[row], rec.stream)
 
-    async def _request(self, rec: RequestRecord, body: bytes) -> None:
+    async def _request(
+        self, rec: RequestRecord, body: bytes, shaped: tuple[ShapedArm, Waker] | None = None
+    ) -> None:
+        """Send one request and log its row. In a shaped arm (`shaped`: its state and the waker of its
+        loop), its sending, first token and end are reported to the policy as they happen."""
         acquired = False
         try:
             if self._semaphore is not None or self._throttler is not None:
@@ -272,7 +312,13 @@ class Dispatcher:
             rec.sent_ns = _now()
             self.log.sent(rec)
             if not rec.warmup:
-                self.stats.on_sent(rec.sent_ns - rec.planned_ns)
+                self.stats.on_sent(rec.lateness_ns or 0)
+            if shaped is not None:
+                arm, waker = shaped
+                arm.sent(rec)
+                waker.set()
+                if rec.stream:
+                    arm.watch_stream(rec, waker.set)
             await perform(self._client, self.api, body, rec, self.options.timeout_s)
         except asyncio.CancelledError:
             if rec.sent_ns is not None:  # cancelled while still queued at the cap: never sent
@@ -281,6 +327,9 @@ class Dispatcher:
             if acquired:
                 self._semaphore.release()
             if rec.terminal:
+                if shaped is not None:
+                    shaped[0].finished(rec)
+                    shaped[1].set()
                 if self._api_key and rec.error and self._api_key in rec.error:
                     rec.error = rec.error.replace(self._api_key, "***")
                 self.log.row(rec)
@@ -321,33 +370,39 @@ def pool_size(plan: Plan, options: RunOptions) -> int:
     is sent, so two planned further apart overlap only if the first went out over a second late."""
     if options.max_concurrency:
         return options.max_concurrency
+    return max(1, *_arm_needs(plan, options).values())
+
+
+def _arm_needs(plan: Plan, options: RunOptions) -> dict[str, int]:
+    """Per arm, the connections it may need at once (see `pool_size`)."""
     shard = options.shard
     mine = shard.mask(plan.rows["request_id"].to_numpy(dtype=np.int64))
     arm_of = plan.rows["arm"].to_numpy(dtype=object)[mine]
     offsets = plan.rows["offset_s"].to_numpy(dtype=float)[mine]
     span = options.timeout_s + _POOL_SLACK_S
-    need = [
-        shard.users(a.user_count) if a.closed_loop else _most_within(offsets[arm_of == a.name], span)
-        for a in plan.header.arms
-    ]
-    return max(1, *need)
+
+    def need(arm: ArmSpec) -> int:
+        if arm.closed_loop:
+            return shard.users(arm.user_count)
+        mine = offsets[arm_of == arm.name]
+        return most_within(mine, span) if arm.policy is None else in_flight_bound(arm.policy, mine, span)
+
+    return {a.name: need(a) for a in plan.header.arms}
 
 
 def least_connections(plan: Plan, options: RunOptions) -> int:
     """The connections the run cannot do with fewer of: --max-concurrency as given, else the most
-    closed-loop users of an arm (capping those would change the load), else one."""
+    closed-loop users of an arm or requests of a shaped arm in flight at once (capping those would
+    change the load, or add a wait the policy did not cause to the hold), else one. A shaped arm
+    refuses --max-concurrency and --max-rate (`RunOptions.check_shaped`)."""
+    for arm in plan.header.arms:
+        if arm.policy is not None:
+            options.check_shaped(arm.name)
     if options.max_concurrency:
         return options.max_concurrency
-    users = [options.shard.users(a.user_count) for a in plan.header.arms if a.closed_loop]
-    return max([1, *users])
-
-
-def _most_within(offsets: np.ndarray, span_s: float) -> int:
-    """The most offsets inside any window [t, t + span_s]."""
-    if len(offsets) == 0:
-        return 0
-    ordered = np.sort(offsets)
-    return int((np.searchsorted(ordered, ordered + span_s, side="right") - np.arange(len(ordered))).max())
+    needs = _arm_needs(plan, options)
+    uncappable = [needs[a.name] for a in plan.header.arms if a.closed_loop or a.policy is not None]
+    return max([1, *uncappable])
 
 
 def _throttler(max_rate: float | None) -> Throttler | None:

@@ -19,7 +19,8 @@ import numpy as np
 
 from foundation.errors import InputError
 from harness.backends import Target
-from harness.clock import ClockAnchor
+from harness.clock import ClockAnchor, new_event_loop
+from harness.records import Shard
 from harness.runfolder import RunFolder, utc_iso
 from harness.runfolder.request_log import warmup_rows
 from harness.runner.dispatcher import Dispatcher, least_connections, pool_size
@@ -28,8 +29,8 @@ from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
 from harness.runner.progress import ProgressDisplay
 from harness.runner.result import RunResult
-from harness.runner.timing import new_event_loop
-from traffic.plan import Plan
+from traffic.plan import ArmSpec, Plan
+from traffic.shaping import parse_policy
 
 
 def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
@@ -43,6 +44,7 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
         target.api.check(prompts[row], f"plan request {row}")
     arm_of = plan.rows["arm"].to_numpy(dtype=object)
     for arm in plan.header.arms:
+        _check_policy(arm, shard)
         mine = shard.mask(ids[arm_of == arm.name])
         if arm.closed_loop and mine.any() and shard.users(arm.user_count) == 0:
             users = arm.user_count
@@ -51,6 +53,22 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
                 f"{shard.count} shards; use at most {users} shards"
             )
     return ensure_fd_limit(pool_size(plan, options), least_connections(plan, options))
+
+
+def _check_policy(arm: ArmSpec, shard: Shard) -> None:
+    """A shaped arm's policy must load here (a custom class from this machine's PYTHONPATH), and must
+    see the whole arm: a shard would run a policy of its own over its slice, a different policy."""
+    if arm.policy is None:
+        return
+    try:
+        parse_policy(arm.policy)
+    except ValueError as exc:
+        raise InputError(f"plan arm {arm.name!r}: policy {arm.policy!r}: {exc}") from None
+    if shard.count > 1:
+        raise InputError(
+            f"--shard {shard}: arm {arm.name!r} is shaped ({arm.policy_name}): a policy must see every "
+            "request of its arm, so shaped arms cannot be sharded"
+        )
 
 
 def execute_plan(
@@ -143,6 +161,7 @@ def execute_plan(
                 "end_epoch_ns": anchor.to_epoch_ns(w.end_ns),
                 "planned": w.planned,
                 "sent": w.sent,
+                **({} if arms[w.name].policy is None else {"policy": arms[w.name].policy}),
             }
             for w in dispatcher.arm_windows
         ],

@@ -36,9 +36,10 @@ def ensure_fd_limit(pool: int, least: int) -> FdBudget:
     `pool` is a worst case (an open-loop arm's requests that could overlap within one timeout), so a
     cap usually costs nothing: requests beyond it wait in the client, before they are sent, and their
     wait counts in lateness (which is flagged past its bound), never in the server's latency. `least`
-    is what cannot be capped without changing the load: closed-loop users, or --max-concurrency as
-    given. Below that, `socket()` would fail with EMFILE part-way through the run and those requests
-    would measure the client, not the server: refused with one line (InputError)."""
+    is what cannot be capped without changing the load: closed-loop users, a shaped arm's requests in
+    flight at once (a cap's wait would count in the policy's hold), or --max-concurrency as given.
+    Below that, `socket()` would fail with EMFILE part-way through the run and those requests would
+    measure the client, not the server: refused with one line (InputError)."""
     needed = pool + FD_MARGIN
     soft, hard = _raise_soft_limit(needed)
     if soft == resource.RLIM_INFINITY or soft >= needed:
@@ -51,8 +52,8 @@ def ensure_fd_limit(pool: int, least: int) -> FdBudget:
         fix += f" (above the hard limit {hard}: as root, or in /etc/security/limits.conf)"
     raise InputError(
         f"open-files limit (ulimit -n) {soft}: this run needs at least {least + FD_MARGIN} descriptors, "
-        f"{least} connections at once (closed-loop users or --max-concurrency) + {FD_MARGIN} for the "
-        f"runner itself; raise it with {fix}"
+        f"{least} connections at once (closed-loop users, shaped arms or --max-concurrency) + {FD_MARGIN} "
+        f"for the runner itself; raise it with {fix}"
     )
 
 

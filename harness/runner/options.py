@@ -113,6 +113,15 @@ class RunOptions:
                 raise InputError(f"--start-at {start:g}: is more than a week ahead")
         return self
 
+    def check_shaped(self, arm: str) -> None:
+        """A shaped arm's hold is sent − arrived: a client-side cap or rate guard would add a wait the
+        policy did not cause to it, so neither is allowed with one (the policy decides when requests go)."""
+        for name, value in {"--max-concurrency": self.max_concurrency, "--max-rate": self.max_rate}.items():
+            if value is not None:
+                raise InputError(
+                    f"{name}: not with --policy arms (arm {arm!r}: the policy decides when requests go)"
+                )
+
     def as_manifest(self) -> dict[str, Any]:
         data = asdict(self)
         data["shard"] = str(self.shard)

@@ -242,6 +242,21 @@ class MeasureConfig:
         "lateness_over_bound, an error. (default: from each arm's planned gaps, see docs/energy.md)",
         parse=lambda text: parse_lateness_ms("--max-lateness-ms", text),
     )
+    slo_ttft_s: float | None = flag(
+        None,
+        "--slo-ttft SECONDS",
+        "SLO on time to first token as users see it (from their arrival, a shaping policy's hold "
+        "included): the summary's goodput is the share and rate of planned requests that succeeded "
+        "within it (and --slo-e2e, if given). (default: none, no goodput)",
+        parse=lambda text: parse_slo_s("--slo-ttft", text),
+    )
+    slo_e2e_s: float | None = flag(
+        None,
+        "--slo-e2e SECONDS",
+        "SLO on end-to-end latency as users see it, from their arrival: goodput as for --slo-ttft. "
+        "(default: none)",
+        parse=lambda text: parse_slo_s("--slo-e2e", text),
+    )
     # Not flags: an experiment's cells may leave report.html out (its plots take about a second), and
     # capture idle power before each cell only (the gap after one cell is the next one's idle window).
     report_html: bool = field(default=True, metadata={"flag": None})
@@ -258,6 +273,9 @@ class MeasureConfig:
         check_choice("--method", self.method, Method)
         if self.max_lateness_ms is not None:
             parse_lateness_ms("--max-lateness-ms", repr(self.max_lateness_ms))
+        for name, value in (("--slo-ttft", self.slo_ttft_s), ("--slo-e2e", self.slo_e2e_s)):
+            if value is not None:
+                parse_slo_s(name, repr(value))
         return self
 
 
@@ -269,6 +287,17 @@ def parse_lateness_ms(flag: str, text: str) -> float:
         value = math.nan
     if not 0 < value < math.inf:
         raise InputError(f"{flag}: expected milliseconds above 0, got {text!r}")
+    return value
+
+
+def parse_slo_s(flag: str, text: str) -> float:
+    """An SLO: finite seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise InputError(f"{flag}: expected seconds above 0, got {text!r}")
     return value
 
 

@@ -31,6 +31,7 @@ from harness.clock import ClockAnchor
 from harness.report.request_summary import arm_summary, arm_table
 from harness.report.terminal import wide_console
 from harness.runfolder import RunFolder
+from harness.runfolder.request_log import RecordLog, log_header
 from harness.runner import RunOptions, RunResult, check_run
 from harness.session.config import IDLE_REAL_S, IDLE_SIMULATED_S, MeasureConfig, TargetConfig
 from harness.session.embedded_stack import EmbeddedStack, default_plan_spec
@@ -85,6 +86,7 @@ def run_measured(
     when stopped). `name`: the run folder's name (default: time and plan hash); `console`: where
     all its output goes instead of the terminal (an experiment logs its cells there)."""
     options.validate()
+    RunFolder.check_out(out)  # before a plan is built or a server started
     if target.url is None:
         _check_embedded(measure)
     measure.validate(embedded=target.url is None)
@@ -148,10 +150,25 @@ def _run(
     for note in manifest["target"]["notes"]:
         err.print(f"[yellow]note:[/] {note}")
     folder.update_manifest(**manifest)
+    # The request log exists from here on, before the idle capture: a run killed before it sent anything
+    # is recovered with every planned request `not_sent`, never as a folder without its requests.
+    header = log_header(
+        anchor=anchor, plan=plan, shard=options.shard, warmup=options.warmup, api=resolved.api.name,
+        stream=options.stream,
+    )  # fmt: skip
+    RecordLog(folder.log_path, header).close()
 
     out_console = err if out.quiet else wide_console()
     report = (
-        ReportStage(measure.method, state, out_console, measure.report_html, measure.max_lateness_ms)
+        ReportStage(
+            measure.method,
+            state,
+            out_console,
+            measure.report_html,
+            measure.max_lateness_ms,
+            measure.slo_ttft_s,
+            measure.slo_e2e_s,
+        )
         if power.sources
         else None
     )

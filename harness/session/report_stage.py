@@ -25,6 +25,8 @@ class ReportStage:
     console: Console
     html: bool = True  # report.html too (an experiment's cells may leave it out: plots take a second)
     max_lateness_ms: float | None = None  # None: each arm's bound from its planned gaps
+    slo_ttft_s: float | None = None  # the SLO goodput counts against (None: no goodput)
+    slo_e2e_s: float | None = None
     errors: list[str] = field(default_factory=list, init=False)  # codes of the error flags, for --strict
 
     def before(self, ctx: RunContext) -> None:
@@ -37,6 +39,10 @@ class ReportStage:
             energy["counter_period_s"] = self.state.counter_period_s
         if self.max_lateness_ms is not None:
             energy["max_lateness_ms"] = self.max_lateness_ms
+        if self.slo_ttft_s is not None:
+            energy["slo_ttft_s"] = self.slo_ttft_s
+        if self.slo_e2e_s is not None:
+            energy["slo_e2e_s"] = self.slo_e2e_s
         return energy
 
     def after(self, ctx: RunContext, result: RunResult) -> None:

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 SURROGATE_PROMPTS = '{"prompt": "fine"}\n{"prompt": "hi \\ud800 there"}\n'
 RUN = ("run", "--prompts", "synthetic", "--schedule", "poisson:rate=5", "--no-progress", "--out", "runs")
 BUILD = ("plan", "build", "--prompts", "synthetic", "--schedule", "poisson:rate=5", "--out", "p.parquet")
+LONG = "x" * 300  # longer than a file name may be (NAME_MAX): a path that cannot exist
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,41 @@ BUILD = ("plan", "build", "--prompts", "synthetic", "--schedule", "poisson:rate=
         (
             ("mock-server", "--port", "0", "--spike-s", "inf"),
             "profile 'h100-vllm0.26-llama3.2-1b': faults.spike_s: Input should be a finite number",
+        ),
+        (("recover", LONG), f"{LONG}: cannot open the run folder (File name too long)"),
+        (("merge", LONG), f"{LONG}: cannot open the run folder (File name too long)"),
+        (("plan", "describe", LONG), f"{LONG}: cannot open the plan file (File name too long)"),
+        (("experiment", "report", LONG), f"{LONG}: cannot open the experiment folder (File name too long)"),
+        (("report", LONG), f"{LONG}: cannot open the run folder (File name too long)"),
+        (("compare", LONG), f"{LONG}: cannot open the run folder (File name too long)"),
+        (
+            ("report", "run", "--seed", "-1"),
+            "Invalid value for '--seed': Input should be greater than or equal to 0",
+        ),
+        (
+            ("compare", "run", "--seed", str(2**63)),
+            "Invalid value for '--seed': Input should be less than or",
+        ),
+        (
+            ("report", "run", "--resamples", "99999999999999999999"),
+            "Invalid value for '--resamples': Input should be less than or equal to 1000000",
+        ),
+        (("compare", "run", "--resamples", "10"), "Invalid value for '--resamples': Input should be greater"),
+        (
+            ("run", "--tokenizer", "a0_\udcffname.json", "--no-progress"),
+            "--tokenizer: a0_\\udcffname.json: tokenizer not found",
+        ),
+        (
+            ("serve", "vllm", "--model", "m", "--python", "a0_missing"),
+            "--python: 'a0_missing' is not an executable (a path, or a name on PATH)",
+        ),
+        (
+            (*RUN, "--n", "2", "--out", "prompts.jsonl/child"),
+            "--out prompts.jsonl/child: cannot create the folder (Not a directory)",
+        ),
+        (
+            ("serve", "container", "name", "--docker-host", "http://127.0.0.1:99999"),
+            "--docker-host: cannot reach the Docker engine at http://127.0.0.1:99999 (Port out of range",
         ),
     ],
     ids=lambda value: " ".join(value[:2]) + " " + " ".join(value[-2:]) if isinstance(value, tuple) else None,

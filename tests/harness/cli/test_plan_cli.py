@@ -8,6 +8,7 @@ from joulebench_testkit import REPO, SHARED_DATA, run_joulebench
 
 from traffic.plan import load_plan
 from traffic.schedules import KINDS
+from traffic.shaping import param_docs
 
 ULTRACHAT = "../shared/data/prompts/ultrachat/ultrachat_prompts.jsonl"
 AZURE = "../shared/data/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
@@ -116,6 +117,7 @@ def test_help_documents_every_flag_and_schedule(capsys, monkeypatch):
         "--ignore-eos",
         "--temperature",
         "--schedule",
+        "--policy",
         "--rate",
         "--n",
         "--duration",
@@ -128,6 +130,9 @@ def test_help_documents_every_flag_and_schedule(capsys, monkeypatch):
         assert f"{kind.name}:" in out
         for key in kind.keys:
             assert f"{key.name}:" in out or key.name == "name"
+    for kind, _, params in param_docs():  # every policy, with its parameters
+        line = next(line for line in out.splitlines() if line.strip().startswith(kind))
+        assert all(name in line for name, _, _ in params), line
     assert "U[low, high]" in out  # rich markup must not eat brackets
     assert "0.5 replays twice as fast" in out
 
@@ -171,6 +176,12 @@ BAD_INPUTS = [
     (["-n", "5", "--ignore-eos"], "ignore_eos: needs max_tokens"),
     (["-n", "5", "--field", "x=y", "--prompts", ULTRACHAT], "--field: unknown role 'x'"),
     (["-n", "5", "--config", "missing.yaml"], "missing.yaml: plan spec file not found"),
+    (["-n", "5", "--policy", "window:T=1"], "--policy 'window:T=1': window: unknown parameter 'T'"),
+    (["-n", "5", "--policy", "passthrough", "--policy", "hold"], "--policy 'hold': unknown policy 'hold'"),
+    (
+        ["-n", "5", "--schedule", "concurrency:n=2", "--policy", "passthrough"],
+        "--policy: arm 'concurrency' is closed loop",
+    ),
 ]
 
 

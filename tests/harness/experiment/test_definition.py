@@ -222,3 +222,26 @@ def test_serve_secrets_stay_out_of_experiment_yaml() -> None:
     data = {**BASE, "rates": None, "target": target}
     written = yaml.safe_dump(resolved_data(parse_experiment(data, "t", check_plans=False)))
     assert "hf_x1" not in written and "sk-x2" not in written and "bfloat16" in written
+
+
+def test_plan_policies_make_the_arms_schedules_times_policies(tmp_path) -> None:
+    plan = {**BASE["plan"], "policies": ["passthrough", "window:period=0.5"]}
+    spec = load_experiment(write(tmp_path, plan=plan))
+    assert spec.arm_names == [
+        "fixed+passthrough",
+        "fixed+window-0.5s",
+        "bursty+passthrough",
+        "bursty+window-0.5s",
+    ]
+    # The cells are the plan's arms: each one's name is an arm of the plan the experiment builds.
+    built = spec.plan_spec(4.0, "exp.yaml").arm_names
+    assert built == spec.arm_names
+
+
+def test_a_bad_plan_policy_names_the_field(tmp_path, capsys) -> None:
+    write(tmp_path, plan={**BASE["plan"], "policies": ["window:period=-1"]})
+    assert run_bad(tmp_path, capsys).endswith(
+        "exp.yaml: plan.policies[0]: window: period: input should be greater than 0 (got '-1')"
+    )
+    write(tmp_path, plan={**BASE["plan"], "policies": "passthrough"}, arms=["concurrency:n=2"], rates=DROP)
+    assert "exp.yaml: plan.policies: arm 'concurrency' is closed loop" in run_bad(tmp_path, capsys)

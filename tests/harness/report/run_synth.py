@@ -19,6 +19,7 @@ from harness.runfolder import RunFolder
 from harness.runfolder.power_file import save_power
 from harness.runfolder.requests_file import write_requests
 from traffic.plan import ArmSpec, PlanHeader, make_plan
+from traffic.shaping import parse_policy
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -27,10 +28,13 @@ N = 20  # requests per arm
 IDLE_S = 10  # idle windows before and after
 
 
-def _plan():
+def _plan(policy: str | None = None):
+    shaped = {} if policy is None else {"policy": policy, "policy_name": parse_policy(policy).name}
     arms = (
-        ArmSpec("fixed", "fixed", {"interval": 0.5}, "fixed:interval=0.5", mean_rate=2.0),
-        ArmSpec("bursty", "bursty", {"size": 5, "gap": 2.5}, "bursty:size=5,gap=2.5", mean_rate=2.0),
+        ArmSpec("fixed", "fixed", {"interval": 0.5}, "fixed:interval=0.5", mean_rate=2.0, **shaped),
+        ArmSpec(
+            "bursty", "bursty", {"size": 5, "gap": 2.5}, "bursty:size=5,gap=2.5", mean_rate=2.0, **shaped
+        ),
     )
     offsets = {"fixed": [0.5 * i for i in range(N)], "bursty": [2.5 * (i // 5) for i in range(N)]}
     rows = []
@@ -55,10 +59,13 @@ def build_run(
     power_offset_ns: int = 0,
     power_end_s: float | None = None,
     late_ms: float = 0.0,
+    policy: str | None = None,
+    hold_ms: float = 0.0,
 ) -> Path:
     """`power_end_s`: the power samples stop that many seconds after T0 (as when the sidecar dies);
-    `late_ms`: every request of arm `fixed` is sent that much after it was planned."""
-    plan, offsets = _plan()
+    `late_ms`: every request of arm `fixed` is sent that much after it was planned; `policy`: both arms
+    are shaped by it (in the plan), and every request is held `hold_ms` between arriving and being sent."""
+    plan, offsets = _plan(policy)
     folder = RunFolder.create(out, plan)
     anchor = ClockAnchor(epoch_ns=1_700_000_000 * S, mono_ns=T0, boot_id="synthetic")
     records, lifetimes, arms = [], [], []
@@ -69,7 +76,9 @@ def build_run(
             rid = arm_index * N + seq
             rec = RequestRecord(rid, name, seq, f"p{seq}", warmup=False, api="openai-chat", stream=True)
             rec.planned_ns = arm_start + int(off * S)
-            rec.sent_ns = rec.planned_ns + 200_000 + (int(late_ms * MS) if name == "fixed" else 0)
+            arrived = rec.planned_ns + 200_000 + (int(late_ms * MS) if name == "fixed" else 0)
+            rec.arrived_ns = arrived if policy is not None else None
+            rec.sent_ns = arrived + int(hold_ms * MS)
             rec.first_byte_ns = rec.sent_ns + 20 * MS
             rec.first_token_ns = rec.sent_ns + 30 * MS
             rec.chunk_ns = [rec.first_token_ns + i * 40 * MS for i in range(20)]

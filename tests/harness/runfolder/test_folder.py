@@ -57,3 +57,44 @@ def test_not_a_run_folder(tmp_path) -> None:
     empty = tmp_path / "x"
     with pytest.raises(InputError, match="no request log"):
         RunFolder.create(empty, build_plan(PlanSpec.parse({"prompts": "synthetic", "n": 2}))).requests()
+
+
+def test_a_log_reopened_with_its_header_appends_and_another_header_is_refused(tmp_path, plan) -> None:
+    """A measured run writes the log's header as it makes the folder; the runner's log of the same header
+    carries on after it (one header line), a log of another header never mixes into it."""
+    folder = RunFolder.create(tmp_path, plan)
+    anchor = ClockAnchor.now()
+    header = log_header(anchor=anchor, plan=plan, shard=Shard(), warmup=0, api="openai-chat", stream=True)
+    RecordLog(folder.log_path, header).close()
+    log = RecordLog(folder.log_path, header)
+    log.event("tick", t=anchor.mono_ns)
+    log.close()
+    assert [line.split(",")[0] for line in folder.log_path.read_text().splitlines()] == [
+        '{"k":"header"',
+        '{"k":"tick"',
+    ]
+    with pytest.raises(FileExistsError):
+        RecordLog(folder.log_path, {**header, "warmup": 1})
+
+
+def test_unreadable_paths_are_one_line_errors(tmp_path, plan) -> None:
+    with pytest.raises(InputError, match=r"cannot open the run folder \(File name too long\)"):
+        RunFolder.open(tmp_path / ("x" * 300))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"cannot create the folder \(Not a directory\)"):
+        RunFolder.check_out(tmp_path / "file" / "child")
+    folder = RunFolder.create(tmp_path / "runs", plan)
+    header = log_header(
+        anchor=ClockAnchor.now(), plan=plan, shard=Shard(), warmup=0, api="openai-chat", stream=True
+    )
+    RecordLog(folder.log_path, header).close()
+    folder.requests_path.mkdir()  # a hand edit, a bad copy: what is there is not a file to replace
+    with pytest.raises(InputError, match=rf"^{folder.requests_path}: cannot write it \(Is a directory\)$"):
+        folder.compact()
+    assert sorted(p.name for p in folder.path.iterdir()) == [
+        "manifest.json",
+        "plan.parquet",
+        "plan.parquet.json",
+        "requests.jsonl",
+        "requests.parquet",
+    ]

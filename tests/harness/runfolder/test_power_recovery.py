@@ -72,7 +72,7 @@ def killed_run(tmp_path, plan, sources: list[dict], samples: bool) -> tuple[RunF
             recording(header, SampleRows.from_lists(rows), 0)
         recording.close()
         with open(folder.path / RAW_SAMPLES_FILE, "a") as out:
-            out.write('[999, 12')  # the line the kill cut short
+            out.write("[999, 12")  # the line the kill cut short
     return folder, t0
 
 
@@ -147,3 +147,60 @@ def test_the_rebuild_keeps_only_the_runs_gpus(tmp_path, plan) -> None:
     data = load_power(folder.path)
     assert data.series == []  # GPU 0 was on the host, not in the run: never summed in
     assert "sidecar: no series for GPU 3 (selected with --gpus)" in data.issues
+
+
+def killed_before_requests(tmp_path, plan, idle_done: bool) -> tuple[RunFolder, int]:
+    """A folder as a SIGKILL before the plan leaves it: the log holds only its header (the run writes it
+    as it makes the folder), the samples polled since the anchor; in the warm-up (`idle_done`) the idle
+    window before is in the manifest, in the idle capture it is not yet."""
+    folder = RunFolder.create(tmp_path, plan)
+    anchor = ClockAnchor.now()
+    t0 = anchor.mono_ns
+    RecordLog(
+        folder.log_path,
+        log_header(anchor=anchor, plan=plan, shard=Shard(), warmup=2, api="openai-chat", stream=True),
+    ).close()
+    idle = {"idle": {"pre": {"start_ns": t0, "end_ns": t0 + 2 * S}, "post": None, "seconds": 2.0}}
+    folder.update_manifest(
+        power={"primary": "sidecar", "gpus": None, "sources": SIDECAR}, **(idle if idle_done else {})
+    )
+    recording = RawSampleLog(folder.path)
+    for page in range(3):  # polled once a second from the anchor: the last row 2.9 s after it
+        rows = []
+        for k in range(10):
+            t = t0 + page * S + k * S // 10
+            rows.append([len(rows), t, 0, "p", WATTS, WATTS, None, 0])
+            rows.append([len(rows), t, 0, "e", None, None, 1000.0 + WATTS * (t - t0) / S, 0])
+        recording(sidecar_header(anchor), SampleRows.from_lists(rows), 0)
+    recording.close()
+    return folder, t0
+
+
+@pytest.mark.parametrize(("idle_done", "end_s"), [(False, 2.9), (True, 2.0)], ids=["in-idle", "in-warm-up"])
+def test_a_run_killed_before_its_requests_gets_its_idle_power(
+    tmp_path, plan, capsys, idle_done, end_s
+) -> None:
+    """In the idle capture: from the anchor to the last sample polled; in the warm-up (nothing in the log
+    but the header): over the idle window the manifest holds."""
+    folder, t0 = killed_before_requests(tmp_path, plan, idle_done)
+    assert run_main(["recover", str(folder.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(plan.rows)} requests (not_sent {len(plan.rows)})" in out
+    assert "power: rebuilt power.parquet from power_samples.jsonl" in out
+    end = t0 + round(end_s * S)
+    assert folder.manifest()["power"]["window"] == {"start_ns": t0, "end_ns": end}
+    (series,) = load_power(folder.path).series
+    energy = np.interp([t0, end], series.t_ns, series.energy_j)
+    assert energy[1] - energy[0] == pytest.approx(WATTS * end_s)
+
+
+def test_a_run_killed_before_it_polled_power_says_so(tmp_path, plan, capsys) -> None:
+    folder, _ = killed_before_requests(tmp_path, plan, idle_done=False)
+    (folder.path / RAW_SAMPLES_FILE).write_bytes(b"")  # the power stage had not polled yet
+    assert run_main(["recover", str(folder.path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "power: not rebuilt: the run was killed before it polled an energy reading taken after its start"
+        in out
+    )
+    assert not (folder.path / POWER_FILE).exists()

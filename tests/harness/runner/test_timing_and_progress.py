@@ -8,8 +8,8 @@ import time
 import numpy as np
 from rich.console import Console
 
+from harness.clock import PreciseSelector
 from harness.runner.progress import ProgressDisplay, Stats
-from harness.runner.timing import PreciseSelector
 
 
 def wake_delays_ms(selector: selectors.BaseSelector, timeout_s: float, tries: int = 40) -> np.ndarray:
