@@ -179,7 +179,7 @@ def run_mock_server(
         )  # fmt: skip
     server = ServerProcess("", process, log)
     try:
-        server.url = _first_line(process, timeout_s)
+        server.url = first_line(process, timeout_s)
         if not server.url.startswith("http://"):
             raise RuntimeError(f"mock server did not start: {server.url!r}\n{server.log_tail()}")
         yield server
@@ -202,7 +202,8 @@ def _log_file(log_dir: Path | None, name: str) -> Path:
     return folder / f"{name}-{time.monotonic_ns()}.log"
 
 
-def _first_line(process: subprocess.Popen, timeout_s: float) -> str:
+def first_line(process: subprocess.Popen, timeout_s: float) -> str:
+    """The first stdout line of a server that prints its URL once it listens (or why there is none)."""
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)

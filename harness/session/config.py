@@ -281,23 +281,21 @@ class MeasureConfig:
 
 def parse_lateness_ms(flag: str, text: str) -> float:
     """A lateness bound: finite milliseconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise InputError(f"{flag}: expected milliseconds above 0, got {text!r}")
-    return value
+    return _positive(flag, text, "milliseconds")
 
 
 def parse_slo_s(flag: str, text: str) -> float:
     """An SLO: finite seconds above 0."""
+    return _positive(flag, text, "seconds")
+
+
+def _positive(flag: str, text: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not 0 < value < math.inf:
-        raise InputError(f"{flag}: expected seconds above 0, got {text!r}")
+        raise InputError(f"{flag}: expected {unit} above 0, got {text!r}")
     return value
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import selectors
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from joulebench_testkit import REPO, joulebench_argv, stop_process
+from joulebench_testkit import REPO, first_line, joulebench_argv, stop_process
 
 T = TypeVar("T")
 _METRICS = re.compile(r"metrics (http://\S+/metrics)")
@@ -61,7 +60,7 @@ def run_shape_proxy(
     with stderr.open("w") as err:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
     try:
-        url = _first_line(process, timeout_s)
+        url = first_line(process, timeout_s)
         if not url.startswith("http://"):
             raise RuntimeError(f"joulebench shape did not start: {url!r}\n{stderr.read_text()[-3000:]}")
         # Printed on stderr right after the URL, before any request is served.
@@ -93,11 +92,3 @@ def wait_for(condition: Callable[[], T], timeout_s: float = 10.0, what: str = "c
             raise AssertionError(f"{what}: not within {timeout_s} s")
         time.sleep(0.02)
 
-
-def _first_line(process: subprocess.Popen, timeout_s: float) -> str:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout_s):
-            return f"(no URL within {timeout_s} s)"
-    return process.stdout.readline().strip()
