@@ -114,7 +114,7 @@ def build_plan(folder: Path, schedules: list[str], n: int, max_tokens: int) -> P
 
 
 def the_run(out: Path) -> Path:
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    (run,) = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
     return run
 
 
@@ -211,7 +211,7 @@ class Progress:
 
 
 def progress(out: Path) -> Progress:
-    runs = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
+    runs = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()] if out.is_dir() else []
     if not runs:
         return Progress()
     run, log = runs[0], runs[0] / "requests.jsonl"

@@ -31,6 +31,9 @@ RECORDS_SCHEMA_VERSION = 1
 STATUSES = (
     "ok", "http_error", "timeout", "connect_error", "stream_error", "client_error", "cancelled", "not_sent",
 )  # fmt: skip
+# A warm-up request that ended so did not fail: a stop (Ctrl-C) cancels or leaves it unsent, and that is
+# said already; every other status but ok is a failure the runner and the summary report.
+WARMUP_NOT_FAILED = ("ok", "cancelled", "not_sent")
 
 # Monotonic timestamps; each gets an `*_epoch_ns` twin in the Parquet file.
 TIME_COLUMNS = (

@@ -4,7 +4,8 @@
 - the CLI: `joulebench_argv()`, `run_joulebench()` (a subprocess, as a user runs it), `run_main()`
   (in-process), `one_line_error()` (the contract for bad input: one line, `joulebench: error: `);
 - processes: `wait_http()`, `stop_process()`, `joulebench_server()` (a `joulebench` server command
-  in a subprocess, stopped on exit), `run_mock_server()`, `simulated_sidecar()`;
+  in a subprocess, stopped on exit), `run_mock_server()`, `simulated_sidecar()`, `side_by_side()`
+  (independent short commands, one per core at a time);
 - `PrometheusServer`: the real Prometheus binary on a free port.
 
 tests/conftest.py loads this file under its own name, `joulebench_testkit` (test folders are not
@@ -23,12 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import httpx
 import yaml
@@ -38,6 +40,8 @@ from harness.session.embedded_stack import stop_process as stop_started_process
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 ERROR_PREFIX = "joulebench: error: "
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 # ------------------------------------------------------------------------------------------ ports
@@ -123,6 +127,17 @@ def alive(pid: int) -> bool:
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
     """SIGTERM (what compose and Kubernetes send), SIGKILL if it does not exit in time; the status."""
     return stop_started_process(proc, timeout_s)
+
+
+def side_by_side(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`function` over `items`, one per core at a time; the results in the items' order.
+
+    For commands that each start a `joulebench` subprocess of their own, in a folder of their own, and
+    end in seconds: nearly all of such a command's time is the interpreter starting and importing (one
+    core), so the suite, which runs one test at a time, would otherwise leave the other cores idle.
+    """
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(function, items))
 
 
 @dataclass
@@ -316,3 +331,8 @@ def _missing(message: str, installer: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must install it ({installer})")
     pytest.skip(message)
+
+
+def run_dirs(out: Path) -> list[Path]:
+    """The run folders under a run's --out, without the `latest` link to the newest."""
+    return sorted(p for p in out.iterdir() if p.is_dir() and not p.is_symlink())

@@ -18,6 +18,7 @@ replay that same sequence.
 from __future__ import annotations
 
 import math
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -148,8 +149,17 @@ def _match_trace(
     max_tokens = np.maximum(lead.trace.output_tokens[lead.trace_rows], 1)
     if spec.max_tokens is not None:
         max_tokens = np.minimum(max_tokens, spec.max_tokens)
-    prompt_tokens = sequence.tokens if sequence.tokens is not None else wanted
-    return sequence, prompt_tokens, max_tokens
+    if sequence.tokens is not None:
+        return sequence, sequence.tokens, max_tokens
+    # Nothing counted the prompts' tokens: the column holds what the trace asked for, which is only
+    # about what the prompts hold (~4 characters per token). Said here, and by `plan describe`.
+    print(
+        f"joulebench: warning: prompt_tokens are trace arm {lead.spec.name!r}'s input lengths, not "
+        "counts of the prompts' tokens (no tokenizer given; --tokenizer FILE counts them)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sequence, wanted, max_tokens
 
 
 def _build_arm(spec: PlanSpec, name: str, schedule: Schedule, follow: int | None) -> _Arm:

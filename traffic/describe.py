@@ -49,10 +49,40 @@ def describe_plan(plan: Plan) -> dict[str, Any]:
         **_gap_stats(gaps),
         "ks_statistic": max((a["ks_statistic"] for a in tested), default=None),
         "ks_pvalue": min(1.0, len(tested) * min(a["ks_pvalue"] for a in tested)) if tested else None,
-        "prompt_source": {k: source.get(k) for k in ("spec", "kind", "content_hash", "records", "pool")},
+        "prompt_source": {
+            k: source.get(k) for k in ("spec", "kind", "content_hash", "records", "pool", "skipped")
+        },
+        "prompt_tokens_from": prompt_tokens_from(plan),
         "arms": arms,
     }
+    summary["notes"] = notes(summary)
     return {k: _finite(v) for k, v in summary.items()}
+
+
+def prompt_tokens_from(plan: Plan) -> str | None:
+    """What the `prompt_tokens` column holds: "tokenizer" counts, a "trace"'s input lengths, or None.
+
+    Only a tokenizer or a trace arm with lengths fills the column, so a plan without a tokenizer whose
+    column is filled holds a trace's lengths (plans built before this was said included)."""
+    options = plan.header.prompt_source.get("options") or {}
+    if plan.rows["prompt_tokens"].isna().all():
+        return None
+    return "tokenizer" if options.get("tokenizer") else "trace"
+
+
+def notes(summary: dict[str, Any]) -> list[str]:
+    """One line each for what the figures do not say by themselves."""
+    lines = []
+    if summary["prompt_tokens_from"] == "trace":
+        lines.append(
+            "prompt_tokens are the trace's input lengths, not counts of the prompts' tokens (built "
+            "without a tokenizer: the prompts were only made or picked to be about that long)"
+        )
+    skipped = summary["prompt_source"].get("skipped")
+    if skipped:
+        total = skipped + (summary["prompt_source"].get("records") or 0)
+        lines.append(f"{skipped} of {total} source records skipped (empty prompt or no user turn)")
+    return lines
 
 
 def describe_arm(arm: ArmSpec, rows: pd.DataFrame) -> dict[str, Any]:

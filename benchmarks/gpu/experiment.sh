@@ -15,15 +15,16 @@
 #   experiment.sh calibrate      measure the mock server's calibration curves (decode waves, prefill, idle)
 #   experiment.sh plan           build the six-arm plan
 #   experiment.sh repeat N       one `joulebench run` of the whole plan (repeat number N)
-#   experiment.sh experiment     start `joulebench experiment run` of arrival-shaping-h200.yaml in the
-#                                background (it outlives the command; `wait` follows it)
+#   experiment.sh experiment     start `joulebench experiment run` of $EXPERIMENT in the background
+#                                (it outlives the command; `wait` follows it)
 #   experiment.sh wait SECONDS   follow the experiment until it ends or SECONDS pass
 #   experiment.sh collect        pack what is worth keeping into $OUT
 #   experiment.sh stop           stop vLLM, the sidecar and Prometheus (by the PIDs `start` recorded)
 #
 # Several subcommands may be given at once: `experiment.sh setup start fixtures calibrate collect`.
 # Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
-# PROM_PORT [9090], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1].
+# PROM_PORT [9090], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
+# EXPERIMENT [benchmarks/gpu/arrival-shaping-h200.yaml; benchmarks/gpu/shaping-h200.yaml: issue 15's policies].
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +43,7 @@ N=${N:-200}
 IDLE=${IDLE:-20}
 MAX_TOKENS=${MAX_TOKENS:-128}
 SEED=${SEED:-1}
+EXPERIMENT=${EXPERIMENT:-$HERE/arrival-shaping-h200.yaml}
 SERVED_NAME=llama-3.2-1b-random
 # Prefix caching off: the arms replay the same prompts, and cached prefixes would make later arms
 # cheaper (3.23 vs 3.57 J/request measured in the recipe).
@@ -159,7 +161,7 @@ do_repeat() {  # N
 }
 
 do_experiment() {
-  setsid nohup python3 -m harness experiment run "$HERE/arrival-shaping-h200.yaml" \
+  setsid nohup python3 -m harness experiment run "$EXPERIMENT" \
     --target "http://127.0.0.1:$PORT" --set "power.sidecar=http://127.0.0.1:$SIDECAR_PORT" \
     --set "power.prometheus=http://127.0.0.1:$PROM_PORT" --set "server_info=$RESULTS/vllm/server.json" \
     --set "plan.prompts=$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU-machine side of the GPU experiment (needs PyPI and Debian's package mirror, no GPU).
 # Makes the folders that travel to the GPU machine, all under git-ignored paths:
-#   .chunks/c00, .chunks/c01   vLLM 0.26.0 and what it needs, packed and split (recipe/prepare_wheels.sh)
+#   .chunks/c00 .. c02         vLLM 0.26.0 and what it needs, packed and split (recipe/prepare_wheels.sh)
 #   .gpu/whl                   joulebench's dependencies the GPU image lacks or has too old
 #   .gpu/slim                  the same without vLLM's site: pydantic, uvicorn, fastapi, matplotlib ...
 #   .gpu/deb                   Debian's prometheus package (unpacked there with dpkg -x)
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 DATA=${1:-../shared/data}
 grep -qx '/.chunks/' .gitignore && grep -qx '/.gpu/' .gitignore || { echo ".chunks/ and .gpu/ must be git-ignored" >&2; exit 1; }
 
-[ -f .chunks/c00/SHA256 ] || bash benchmarks/gpu/recipe/prepare_wheels.sh .chunks 46
+[ -f .chunks/c00/SHA256 ] || bash benchmarks/gpu/recipe/prepare_wheels.sh .chunks 32
 
 rm -rf .gpu && mkdir -p .gpu/whl .gpu/deb .gpu/data/models .gpu/data/prompts
 # typer 0.29 (joulebench's CLI relies on it) and pandas 3 (what the tests run) replace the image's.

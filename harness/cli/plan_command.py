@@ -84,6 +84,8 @@ def describe(
     source = summary["prompt_source"]
     console.print(f"plan_hash {summary['plan_hash']}  seed {summary['seed']}  {summary['n']} requests")
     console.print(f"prompts {source['spec']} ({source['kind']}, {source['content_hash']})")
+    for note in summary["notes"]:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
     console.print(_table(summary))
 
 

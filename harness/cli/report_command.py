@@ -17,7 +17,7 @@ from harness.energy.windows import IDLE_MODES, IdleMode
 from harness.report import render_terminal_summary, report_run
 from harness.report.terminal import wide_console
 from harness.runfolder.report_files import read_summary
-from harness.session.config import parse_lateness_ms
+from harness.session.config import parse_lateness_ms, parse_slo_s
 
 # The flags' defaults are read from the analysis' own, so the two cannot drift apart.
 _DEFAULTS = AnalysisOptions()
@@ -75,6 +75,25 @@ def report(
             show_default=False,
         ),
     ] = None,
+    slo_ttft: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="SLO on time to first token as users see it (from their arrival, a shaping policy's hold "
+            "included): goodput is the share and rate of planned requests within it (and --slo-e2e). "
+            "(default: the run's --slo-ttft, else none)",
+            show_default=False,
+        ),
+    ] = None,
+    slo_e2e: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="SLO on end-to-end latency from the user's arrival, as for --slo-ttft. "
+            "(default: the run's --slo-e2e, else none)",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the paths written.")] = False,
     strict: Annotated[
         bool, typer.Option(help="Exit with status 1 when a result has an error flag (e.g. no power data).")
@@ -98,6 +117,8 @@ def report(
         max_lateness_ms=None
         if max_lateness_ms is None
         else parse_lateness_ms("--max-lateness-ms", max_lateness_ms),
+        slo_ttft_s=None if slo_ttft is None else parse_slo_s("--slo-ttft", slo_ttft),
+        slo_e2e_s=None if slo_e2e is None else parse_slo_s("--slo-e2e", slo_e2e),
     )
     console = wide_console()
     with console.status("joining requests and power...", spinner="dots") if not quiet else nullcontext():

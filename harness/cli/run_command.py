@@ -148,15 +148,14 @@ def experiment_data(
     measure = flags.build(MeasureConfig)
     if measure.idle_s is not None:
         raise InputError("--idle: an experiment's idle windows are its cool-down (--cooldown SECONDS)")
-    single = {"--max-lateness-ms": measure.max_lateness_ms, "--slo-ttft": measure.slo_ttft_s,
-              "--slo-e2e": measure.slo_e2e_s}  # fmt: skip
-    for name, value in single.items():
-        if value is not None:
-            raise InputError(f"{name}: not an experiment setting (a single run's only)")
+    if measure.max_lateness_ms is not None:
+        raise InputError("--max-lateness-ms: not an experiment setting (a single run's only)")
     options = flags.build(RunOptions)
     _refuse_single_run_flags(measure, options)
     runner = {f.name: getattr(options, f.name) for f in fields(RunOptions) if f.name in RUN_SETTINGS}
     tc = flags.build(TargetConfig, url=target)
+    if tc.label is not None:
+        raise InputError("--label: a single run's only (an experiment's name labels it)")
     power = measure.power
     power_data: dict[str, Any] = {k: v for k in SOURCE_KINDS if (v := getattr(power, k))}
     if power.primary:
@@ -176,6 +175,8 @@ def experiment_data(
         "seed": spec.seed,
         "method": measure.method,
         "strict": measure.strict,
+        "slo_ttft_s": measure.slo_ttft_s,
+        "slo_e2e_s": measure.slo_e2e_s,
         "run": runner,
         **design,
     }

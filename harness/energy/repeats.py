@@ -41,7 +41,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 Multiplicity = Literal["bonferroni", "none"]
 MULTIPLICITIES: tuple[Multiplicity, ...] = ("bonferroni", "none")
@@ -103,6 +102,9 @@ class _Block:
 @lru_cache(maxsize=256)
 def _t_quantile(level: float, df: int) -> float:
     # Cached: sequential stopping and simulations ask for the same few (level, df) again and again.
+    # Imported here: scipy.stats costs every `joulebench run` half a second of start-up otherwise.
+    from scipy import stats
+
     return float(stats.t.ppf(1 - (1 - level) / 2, df))
 
 

@@ -48,6 +48,7 @@ from harness.energy.summary_types import (
 )
 from harness.energy.windows import Window
 from harness.power.series import PowerData
+from harness.records import WARMUP_NOT_FAILED
 
 SUMMARY_SCHEMA_VERSION = 1
 J_PER_WH = 3600.0
@@ -277,6 +278,16 @@ class _Blocks:
         }
         if scope.is_run:
             requests["warmup"] = int(self.joined.warmup.sum())
+            fine = np.logical_or.reduce([self.joined.status.eq(s) for s in WARMUP_NOT_FAILED])
+            failed_warmup = self.joined.warmup & ~fine
+            if failed_warmup.any():
+                self.flags.add(
+                    "warmup_failed",
+                    "warning",
+                    f"{int(failed_warmup.sum())} of {requests['warmup']} warm-up requests did not succeed: "
+                    "the server may not have been warm when the measurement started (the rows with "
+                    "warmup=true in requests.parquet)",
+                )
         if n_ok == 0:
             self.flags.add(
                 "no_successful_requests",

@@ -35,7 +35,10 @@ _ENERGY_COLUMNS = (
 
 def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[str, Any]:
     if not (run_dir / SUMMARY_FILE).is_file():
-        return _requests_only(run_dir, arm)  # no power source: the run joined nothing
+        rows = requests_only(RunFolder.open(run_dir))  # no power source: the run joined nothing
+        if arm not in rows:
+            raise ValueError(f"{run_dir}: requests.parquet has no arm {arm!r}")
+        return rows[arm][0]
     summary = read_summary(run_dir)
     block = next((a for a in summary["arms"] if a["name"] == arm), None)
     if block is None:
@@ -71,6 +74,13 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
         "lateness_p99_ms": _get(block, "lateness_ms", "p99"),
         "realized_rate": _get(block, "rate", "realized"),
         "flags": ",".join(flags),
+        "hold_p50_ms": _get(block, "hold_ms", "p50"),
+        "hold_p99_ms": _get(block, "hold_ms", "p99"),
+        "user_ttft_p50_s": _get(block, "latency_s", "user_ttft", "p50"),
+        "user_ttft_p99_s": _get(block, "latency_s", "user_ttft", "p99"),
+        "user_e2e_p50_s": _get(block, "latency_s", "user_e2e", "p50"),
+        "user_e2e_p99_s": _get(block, "latency_s", "user_e2e", "p99"),
+        "goodput_share": _get(block, "goodput", "share"),
     }
     row.update(_steady(run_dir, arm, steady))
     if (block.get("power_coverage") or {}).get("complete") is False:
@@ -78,32 +88,37 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
     return row
 
 
-def _requests_only(run_dir: Path, arm: str) -> dict[str, Any]:
-    """Counts, latency and lateness from the request log; every energy figure NaN."""
-    folder = RunFolder.open(run_dir)
+def requests_only(folder: RunFolder) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
+    """Each arm's row from the request log alone (counts, latency, lateness; every energy figure NaN),
+    and apart from it the arm's TTFT and E2E p99 (s): a run's export shows them, a cell's row has no
+    column for them."""
     closed = [a.name for a in folder.plan().header.arms if a.closed_loop]
-    (block,) = [a for a in arm_summary(folder.requests(), closed) if a["arm"] == arm]
-    row: dict[str, Any] = dict.fromkeys(_ENERGY_COLUMNS, NAN)
-    row.update(
-        requests=block["planned"],
-        ok=block["status"].get("ok", 0),
-        ttft_p50_s=_ms(block["ttft_ms"], "p50"),
-        ttft_p90_s=_ms(block["ttft_ms"], "p90"),
-        e2e_p50_s=_ms(block["e2e_ms"], "p50"),
-        e2e_p90_s=_ms(block["e2e_ms"], "p90"),
-        lateness_p99_ms=_num(block["lateness_ms"]["p99"]),
-        realized_rate=_num(block["rate_per_s"]),
-        steady_requests=None,
-        flags=",".join(["no_power", *block["errors"]]),
-    )
-    return row
+    arms: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
+    for block in arm_summary(folder.requests(), closed):
+        row: dict[str, Any] = dict.fromkeys(_ENERGY_COLUMNS, NAN)
+        row.update(
+            requests=block["planned"],
+            ok=block["status"].get("ok", 0),
+            ttft_p50_s=_ms(block["ttft_ms"], "p50"),
+            ttft_p90_s=_ms(block["ttft_ms"], "p90"),
+            e2e_p50_s=_ms(block["e2e_ms"], "p50"),
+            e2e_p90_s=_ms(block["e2e_ms"], "p90"),
+            lateness_p99_ms=num(block["lateness_ms"]["p99"]),
+            realized_rate=num(block["rate_per_s"]),
+            steady_requests=None,
+            flags=",".join(["no_power", *block["errors"]]),
+        )
+        p99 = {"ttft_p99_s": _ms(block["ttft_ms"], "p99"), "e2e_p99_s": _ms(block["e2e_ms"], "p99")}
+        arms[block["arm"]] = (row, p99)
+    return arms
 
 
 def _ms(stats: dict[str, Any], key: str) -> float:
-    return _num(stats[key]) / 1e3
+    return num(stats[key]) / 1e3
 
 
-def _num(value: Any) -> float:
+def num(value: Any) -> float:
+    """A figure read from a document; NaN where it has none (null)."""
     return NAN if value is None else float(value)
 
 

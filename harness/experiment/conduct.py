@@ -181,6 +181,8 @@ def _run_cells(
         idle_after=False,
         method=spec.method,
         strict=spec.strict,
+        slo_ttft_s=spec.slo_ttft_s,
+        slo_e2e_s=spec.slo_e2e_s,
         report_html=spec.cell_reports,
     ).validate()
     options = spec.run_options(str(folder.path / folder.SPEC))

@@ -207,6 +207,15 @@ class ExperimentSpec(_Strict):
     )
     method: Method = Field("time", description="how energy is split among requests in flight: time or tokens")
     strict: bool = Field(False, description="exit 1 when a cell has an error flag")
+    slo_ttft_s: float | None = Field(
+        None,
+        gt=0,
+        description="SLO on time to first token from the user's arrival (a shaping policy's hold "
+        "included): each cell's goodput counts the requests within it (default: none, no goodput)",
+    )
+    slo_e2e_s: float | None = Field(
+        None, gt=0, description="SLO on end-to-end latency from the user's arrival, as for slo_ttft_s"
+    )
     cell_reports: bool = Field(True, description="write each cell's report.html (plots take a second each)")
     run: dict[str, Any] = Field(
         default_factory=dict, description="runner settings: stream, warmup, timeout_s, max_concurrency, ..."
@@ -260,11 +269,19 @@ class ExperimentSpec(_Strict):
             given = [k for k in ("sidecar", "prometheus", "dcgm") if getattr(self.power, k)]
             if given or self.server_info:
                 raise ValueError("power/server_info: the embedded target brings its own")
-        names = zip(self.schedule_names, self.arms, strict=True)
+        names = list(zip(self.schedule_names, self.arms, strict=True))
         closed = [name for name, text in names if text.startswith("concurrency")]
         if self.rates is not None and closed:
             raise ValueError(
                 f"arms: {closed[0]} is closed-loop: it takes no offered rate, so it cannot join a rate sweep"
+            )
+        # An arm's own rate= wins over the offered rate (traffic.schedules.resolve): in a sweep its
+        # cells would be labelled with a rate they were not sent at.
+        own = [name for name, text in names if "rate" in parse_schedule(text).params]
+        if self.rates is not None and own:
+            raise ValueError(
+                f"arms: {own[0]} has its own rate=, which would win over rates (every cell of it at that "
+                "rate): leave rate= out of the arms of a rate sweep (for fixed, give interval= instead)"
             )
         if self.stop is not None and self.stop.max_repeats < self.repeats:
             raise ValueError("stop.max_repeats is below repeats")

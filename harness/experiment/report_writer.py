@@ -25,7 +25,7 @@ def experiment_view(folder: ExperimentFolder, spec: ExperimentSpec, cells: pd.Da
     repeats = int(cells["repeat"].max()) if len(cells) else 0
     return ExperimentView(
         experiment_id=folder.experiment_id,
-        title=f"Experiment {spec.name}: {len(spec.arms)} arms x {len(spec.rate_list)} rate(s), "
+        title=f"Experiment {spec.name}: {len(spec.arm_names)} arms x {len(spec.rate_list)} rate(s), "
         f"{repeats} repeats",
         design=design,
         metric=spec.metric,

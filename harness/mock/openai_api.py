@@ -6,7 +6,8 @@ client was not reading are merged into one chunk, as vLLM v1 does), a usage chun
 `choices` when `stream_options.include_usage`, then `data: [DONE]`. Errors are
 `{"error": {"message", "type", "param", "code"}}` with vLLM's status codes: 400 for invalid JSON,
 wrong types or missing fields ("Bad Request"), values out of range and prompts too long
-("BadRequestError"), 404 for an unknown model ("NotFoundError").
+("BadRequestError"), 404 for an unknown model ("NotFoundError"; the TGI flavour ignores the model
+name, as TGI's Messages API does).
 
 Limits of the mock: one prompt and one choice per request (n=1); sampling parameters other than
 the length controls are accepted and ignored; logprobs are not produced.
@@ -127,7 +128,8 @@ def check_model(state: MockState, body: dict) -> None:
         return
     if not isinstance(model, str):
         raise invalid(("model",), "string_type", "Input should be a valid string", model)
-    if model != state.settings.model_name:
+    # TGI's Messages API ignores `model` (huggingface_hub's InferenceClient sends a placeholder id).
+    if model != state.settings.model_name and state.settings.flavour != "tgi":
         raise error(404, "NotFoundError", f"The model `{model}` does not exist.", "model")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -31,6 +30,7 @@ from harness.report.run_report import summary_document
 from harness.report.terminal import NO_VERDICT, all_in_cell, error_codes, wide_console
 from harness.runfolder import RunFolder
 from harness.runfolder.report_files import ENERGY_FILE, SUMMARY_FILE, read_energy, read_summary
+from harness.runfolder.run_paths import distinct_run_paths
 
 COMPARE_SCHEMA_VERSION = 1
 
@@ -61,8 +61,7 @@ def load_entries(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Entry], 
     notes: list[str] = []
     multi = len(paths) > 1
     seen: set[str] = set()
-    for raw in paths:
-        path = Path(raw)
+    for path in distinct_run_paths(paths):
         if not RunFolder.is_folder(path):
             raise InputError(f"{path}: no such run folder")
         if (path / SUMMARY_FILE).is_file() and (path / ENERGY_FILE).is_file():

@@ -15,11 +15,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from harness.report.experiment_format import level_text
+from harness.report.frontier_plot import FrontierMark, draw_frontier
 from harness.report.plots import arm_colors
 
 # (key in an arm's figures, panel title, unit scale): seconds are drawn as milliseconds.
 _LATENCY_PANELS = [("ttft_p50_s", "TTFT p50 (ms)", 1e3), ("e2e_p50_s", "E2E p50 (ms)", 1e3)]
 _LOG_SPAN = 10.0  # rates spanning more than this factor get a log x axis
+FRONTIER_FILE = "frontier.png"
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,44 @@ def experiment_images(doc: dict[str, Any]) -> list[PlotImage]:
         stem = "arms_own_rates" if block["rate"] is None else f"arms_{block['rate']:g}".replace(".", "_")
         title = f"{doc['metric_label']} per arm at {block['label']}"
         images.append(PlotImage(f"{stem}.png", title, png_bytes(arms_at_rate(doc, block))))
+    if doc.get("frontier") and any(block["front"] for block in doc["rates"]):  # no arm with both: nothing
+        title = f"Energy-latency frontier: {doc['metric_label']} against {doc['frontier']['latency_label']}"
+        images.append(PlotImage(FRONTIER_FILE, title, png_bytes(frontier(doc))))
     return images
+
+
+def frontier(doc: dict[str, Any]) -> Figure:
+    """One panel per rate: each arm at its means (the latency users pay, the verdict's energy) with both
+    CIs over repeats as error bars, labelled with its policy; the front by means as a staircase."""
+    blocks = doc["rates"]
+    latency = doc["frontier"]["latency"]
+    cols = min(len(blocks), 2)
+    rows = -(-len(blocks) // cols)
+    fig = Figure(figsize=(6.8 * cols, 4.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig.subplots_adjust(hspace=0.38)  # before drawing: the labels are placed in the panels' final frames
+    colors = arm_colors(doc["arms"])
+    for ax, block in zip(axes, blocks, strict=False):
+        marks = []
+        for arm in block["arms"]:
+            energy, lat = arm["figures"].get(doc["metric"]), arm["figures"].get(latency)
+            if energy and lat and energy["mean"] is not None and lat["mean"] is not None:
+                marks.append(FrontierMark(arm["arm"], arm["label"], lat["mean"], energy["mean"],
+                                          _ci(lat), _ci(energy)))  # fmt: skip
+        ax.set_title(block["label"], fontsize=9)
+        ax.set_xlabel(doc["frontier"]["latency_label"])
+        ax.set_ylabel(doc["metric_label"])
+        draw_frontier(ax, marks, block["front"], colors)
+    for ax in axes[len(blocks) :]:
+        ax.set_visible(False)
+    level = level_text(doc["level"])
+    fig.suptitle(f"Means over repeats; bars: {level} CI over repeats; the front is by means", fontsize=9)
+    _legend_below(fig, [axes[0]])
+    return fig
+
+
+def _ci(fig: dict[str, Any]) -> tuple[float, float] | None:
+    return None if fig["ci"] is None else (fig["ci"][0], fig["ci"][1])
 
 
 def sweep(doc: dict[str, Any]) -> Figure:
@@ -78,7 +118,7 @@ def sweep(doc: dict[str, Any]) -> Figure:
         ax.set_ylim(bottom=0)
         if rates.min() > 0 and rates.max() / rates.min() > _LOG_SPAN:
             ax.set_xscale("log")
-    level = f"{doc['level']:.0%}"
+    level = level_text(doc["level"])
     fig.suptitle(f"Mean over repeats; band: {level} CI over repeats", fontsize=9)
     _legend_below(fig, list(axes))
     return fig
@@ -105,7 +145,7 @@ def arms_at_rate(doc: dict[str, Any], block: dict[str, Any]) -> Figure:
     # Legend entries in neutral grey: the colours name the arms, the markers what was drawn.
     ax.plot([], [], "o", ms=3.5, color="grey", alpha=0.55, ls="none", label="one repeat")
     ax.errorbar([], [], yerr=[], fmt="D", color="grey", capsize=5, ms=6,
-                label=f"mean, {doc['level']:.0%} CI over repeats")  # fmt: skip
+                label=f"mean, {level_text(doc['level'])} CI over repeats")  # fmt: skip
     long_names = len(arms) > 3 and max(len(a) for a in arms) > 12
     ax.set_xticks(
         range(len(arms)), arms, rotation=20 if long_names else 0, ha="right" if long_names else "center"

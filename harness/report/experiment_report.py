@@ -9,9 +9,7 @@ the whole run is done again.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import json
 import math
 from collections import Counter
@@ -25,8 +23,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.energy import repeats
-from harness.report.experiment_plots import PlotImage, experiment_images
+from harness.report.experiment_format import esc as _e
+from harness.report.experiment_format import images_html, level_text, mean_ci, pct
+from harness.report.experiment_frontier import (
+    GOODPUT,
+    GOODPUT_LABEL,
+    LATENCY,
+    LATENCY_LABEL,
+    USER_FIGURES,
+    frontier_records,
+    is_shaped,
+    policies_html,
+    terminal_notes,
+)
+from harness.report.experiment_plots import FRONTIER_FILE, PlotImage, experiment_images
 from harness.report.format import fmt_ci, fmt_num, fmt_pct
+from harness.report.frontier import front_mark
 
 EXPERIMENT_SCHEMA_VERSION = 1
 ATTRIBUTED = "j_per_request_attributed"
@@ -43,6 +55,7 @@ FIGURE_METRICS = {
 # Listed even when every value is missing (the steady-state figure only when a window was asked for).
 _FIXED = set(FIGURE_METRICS) - {"steady_j_per_request_attributed"}
 _ENERGY = {m for m in FIGURE_METRICS if m.startswith(("j_", "steady_j_"))}
+_LABELS = {**FIGURE_METRICS, **USER_FIGURES, GOODPUT: GOODPUT_LABEL}
 _RESOLUTION = "resolution_j_per_request"  # the counter's step, as J per request, of each cell
 _STATUSES = ("done", "pending", "running")
 
@@ -73,16 +86,22 @@ def experiment_document(cells: pd.DataFrame, view: ExperimentView) -> dict[str, 
     ]
     done = by_arm[by_arm["status"] == "done"]  # a pending or cut-short cell has no figure to count
     left_out = repeats.excluded(done)
+    arms = _arms(by_arm)  # one order at every rate
+    shaped = is_shaped(arms)
     metrics = [m for m in FIGURE_METRICS if m in cells and (m in _FIXED or done[m].notna().any())]
     metrics += [] if view.metric in metrics else [view.metric]
+    # What users pay for a policy only where some arm has one; goodput wherever an SLO gave it.
+    metrics += [m for m in USER_FIGURES if shaped and m in cells]
+    metrics += [GOODPUT] if GOODPUT in cells and done[GOODPUT].notna().any() else []
     figures = {
         m: repeats.arm_figures(done, m, level, resolution=_RESOLUTION if m in _ENERGY else None)
         for m in metrics
     }
-    pair_metrics = list(dict.fromkeys([view.metric, ATTRIBUTED]))
+    # With policies, the latency of the frontier is paired as the energy is: a domination is resolved
+    # by the repeats only when both differences' intervals exclude zero (experiment_frontier.py).
+    pair_metrics = list(dict.fromkeys([view.metric, ATTRIBUTED, *([LATENCY] if shaped else [])]))
     pairs = {m: repeats.pair_differences(done, m, level, multiplicity) for m in pair_metrics}
     positions = repeats.position_effects(done, view.metric, level, relative=True)
-    arms = _arms(by_arm)  # one order at every rate
     records = cells.to_dict("records")
     doc: dict[str, Any] = {
         "schema_version": EXPERIMENT_SCHEMA_VERSION,
@@ -91,7 +110,7 @@ def experiment_document(cells: pd.DataFrame, view: ExperimentView) -> dict[str, 
         "design": _plain(view.design),
         "simulated": bool(view.design.get("simulated", False)),
         "metric": view.metric,
-        "metric_label": FIGURE_METRICS.get(view.metric, view.metric),
+        "metric_label": _LABELS.get(view.metric, view.metric),
         "level": level,
         "multiplicity": multiplicity,
         "counts": _counts(cells),
@@ -107,19 +126,36 @@ def experiment_document(cells: pd.DataFrame, view: ExperimentView) -> dict[str, 
         "positions": [_plain(dataclasses.asdict(p)) for p in positions],
         "cells": [_cell_record({str(k): v for k, v in row.items()}, view.metric) for row in records],
     }
+    if shaped:  # some arm is `<schedule>+<policy>`; an unshaped experiment's document stays as it was
+        doc["shaped"] = True
+        doc["frontier"] = {
+            "energy": view.metric,
+            "energy_label": doc["metric_label"],
+            "latency": LATENCY,
+            "latency_label": LATENCY_LABEL,
+            "basis": "means over repeats",
+            "slo_ttft_s": _plain(view.design.get("slo_ttft_s")),
+            "slo_e2e_s": _plain(view.design.get("slo_e2e_s")),
+        }
     for rate in _rates(cells):
         at = cells[_rate_mask(cells, rate)]
         rate_pairs = {m: [_pair_record(p) for p in pairs[m] if _key(p.rate) == rate] for m in pair_metrics}
         verdict_pairs = [p for p in pairs[view.metric] if _key(p.rate) == rate]
         present = set(at["arm"].astype(str))
-        doc["rates"].append({
+        arm_records = [_arm_record(at, arm, rate, figures, view.metric) for arm in arms if arm in present]
+        block: dict[str, Any] = {
             "rate": rate,
             "label": rate_label(rate),
-            "arms": [_arm_record(at, arm, rate, figures, view.metric) for arm in arms if arm in present],
+            "arms": arm_records,
             "pairs": rate_pairs,
             "widest_half_width": _plain(repeats.widest_half_width(verdict_pairs)),
             "verdict": [_verdict_line(p) for p in rate_pairs[view.metric]],
-        })  # fmt: skip
+        }
+        if shaped:
+            block["front"], standing = frontier_records(arm_records, rate_pairs, view.metric)
+            for arm_record in arm_records:
+                arm_record.update(standing[arm_record["arm"]])
+        doc["rates"].append(block)
     return doc
 
 
@@ -208,10 +244,6 @@ def _share_of_loser(p: dict[str, Any], loser: str) -> str:
     return f", {abs(p['mean']) / loser_mean:.0%} less than {loser}" if loser_mean > 0 else ""
 
 
-def level_text(level: float) -> str:
-    return f"{100 * level:.3g}%"
-
-
 def _cell_record(row: dict[str, Any], metric: str) -> dict[str, Any]:
     keep = ["cell", "block", "repeat", "rate", "position", "arm", "previous_arm", "status", "run_id",
             "run_dir", "started_utc", "duration_s", "requests", "ok", "j_per_request_all_in", ATTRIBUTED,
@@ -255,6 +287,7 @@ td:first-child,th:first-child,td.l,th.l{text-align:left}
 .yes{color:#0a6b2d;font-weight:600} .no{color:#666}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .note{color:#666;font-size:.85em}
+tr.front td{background:#eef7f0}
 """
 _DESIGN_LABELS = {
     "target": "target", "arms": "arms and schedules", "rates": "offered rates (req/s)",
@@ -290,16 +323,14 @@ def render_experiment_html(
             f"cells pending, {counts['running']} cut short; the figures are over the {counts['done']} done "
             "cells only.</p>"
         )
+    frontier = [img for img in images if img.file_name == FRONTIER_FILE]  # shown with the policies
     sections = [
         "<h2>Verdict</h2>" + "".join(_verdict_html(doc, block) for block in doc["rates"]),
         "<h2>Arms</h2>" + "".join(_arm_table(doc, block) for block in doc["rates"]),
+        policies_html(doc, frontier) if doc.get("shaped") else "",
         "<h2>Pairwise differences</h2>" + "".join(_pair_table(doc, block) for block in doc["rates"]),
         "<h2>Order effects</h2>" + _position_table(doc),
-        "".join(
-            f"<h2>{_e(img.title)}</h2>"
-            f'<img alt="{_e(img.title)}" src="data:image/png;base64,{base64.b64encode(img.png).decode()}">'
-            for img in images
-        ),
+        images_html([img for img in images if img not in frontier]),
         "<h2>Every cell</h2>" + _cells_table(doc),
     ]
     summary_json = json.dumps(doc).replace("</", "<\\/")  # cannot close the script element early
@@ -316,10 +347,6 @@ def render_experiment_html(
 <script type="application/json" id="joulebench-experiment">{summary_json}</script>
 </body></html>
 """
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
 
 
 def _excluded_text(doc: dict[str, Any]) -> str:
@@ -401,13 +428,6 @@ def _verdict_html(doc: dict[str, Any], block: dict[str, Any]) -> str:
     )
 
 
-def _mean_ci(fig: dict[str, Any] | None, scale: float = 1.0) -> str:
-    if not fig or fig["mean"] is None:
-        return "-"
-    ci = None if fig["ci"] is None else [fig["ci"][0] * scale, fig["ci"][1] * scale]
-    return f"{fmt_num(fig['mean'] * scale)} {fmt_ci(ci)}" if ci else fmt_num(fig["mean"] * scale)
-
-
 def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
     level = level_text(doc["level"])
     head = ["arm", "repeats", f"all-in J/request [{level} CI]", f"attributed J/request [{level} CI]",
@@ -418,21 +438,27 @@ def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
     with_steady = any(steady in arm["figures"] for arm in block["arms"])
     if with_steady:  # reported apart, beside the whole-arm figures it leaves ramp-up and drain out of
         head.insert(4, f"steady-state attributed J/request [{level} CI]")
+    # Goodput under an SLO here when no arm is shaped (with policies, the policies' table has it).
+    with_goodput = not doc.get("shaped") and any(GOODPUT in arm["figures"] for arm in block["arms"])
+    if with_goodput:
+        head.insert(-3, f"{GOODPUT_LABEL} [{level} CI]")
     rows = []
     for arm in block["arms"]:
         f = arm["figures"]
         main = f.get(doc["metric"]) or {}
         c = arm["cells"]
         cols = [
-            arm["arm"], main.get("repeats", 0), _mean_ci(f.get("j_per_request_all_in")),
-            _mean_ci(f.get(ATTRIBUTED)), _mean_ci(f.get("j_idle_per_request")),
-            _mean_ci(f.get("j_above_idle_per_request")), _pct(arm["cv"]),
-            fmt_num(main.get("resolution"), digits=3), _mean_ci(f.get("ttft_p50_s"), 1e3),
-            _mean_ci(f.get("e2e_p50_s"), 1e3), f"{c['done']} / {c['pending']} / {c['running']}",
+            arm["arm"], main.get("repeats", 0), mean_ci(f.get("j_per_request_all_in")),
+            mean_ci(f.get(ATTRIBUTED)), mean_ci(f.get("j_idle_per_request")),
+            mean_ci(f.get("j_above_idle_per_request")), pct(arm["cv"]),
+            fmt_num(main.get("resolution"), digits=3), mean_ci(f.get("ttft_p50_s"), 1e3),
+            mean_ci(f.get("e2e_p50_s"), 1e3), f"{c['done']} / {c['pending']} / {c['running']}",
             c.get("excluded", 0), ", ".join(f"{k} ({v})" for k, v in arm["flags"].items()) or "-",
         ]  # fmt: skip
         if with_steady:
-            cols.insert(4, _mean_ci(f.get(steady)))
+            cols.insert(4, mean_ci(f.get(steady)))
+        if with_goodput:
+            cols.insert(-3, mean_ci(f.get(GOODPUT), 100))
         rows.append("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in cols) + "</tr>")
     return (
         f"<h3>At {_e(block['label'])}</h3><table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>"
@@ -442,10 +468,6 @@ def _arm_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
         f"metric, {_e(doc['metric_label'])}. Idle and above-idle energy per request are shown apart: "
         "their sum is the all-in figure.</p>"
     )
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def _pair_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
@@ -464,7 +486,7 @@ def _pair_table(doc: dict[str, Any], block: dict[str, Any]) -> str:
 
 
 def _pair_columns(metric: str, p: dict[str, Any]) -> list[Any]:
-    return [FIGURE_METRICS.get(metric, metric), p["a"], p["b"], p["repeats"], fmt_num(p["mean"]),
+    return [_LABELS.get(metric, metric), p["a"], p["b"], p["repeats"], fmt_num(p["mean"]),
             fmt_ci(p["ci"]), level_text(p["level"]), fmt_pct(p["relative"]), p["verdict"]]  # fmt: skip
 
 
@@ -508,8 +530,10 @@ def _cells_table(doc: dict[str, Any]) -> str:
 
 
 def experiment_table(doc: dict[str, Any]) -> Table:
-    """Per rate, each arm's verdict metric (mean ± CI half-width over repeats), CV and latencies; under
-    the table, the notices (simulated, incomplete) and which pairs are distinguishable at each rate."""
+    """Per rate, each arm's verdict metric (mean ± CI half-width over repeats), CV and latencies (with
+    policies: the hold and the users' latencies from arrival, and whether the arm is on the front);
+    under the table, the notices (simulated, incomplete), which pairs are distinguishable at each rate
+    and, with policies, the front and the dominations."""
     level = level_text(doc["level"])
     table = Table(
         title=f"{escape(doc['title'])} · {doc['metric_label']}, mean ± {level} CI over repeats",
@@ -519,7 +543,11 @@ def experiment_table(doc: dict[str, Any]) -> Table:
     )
     # Numbers never wrap; a name too long for the rest folds rather than ending in an ellipsis.
     table.add_column("arm", overflow="fold")
-    for col in ("n", "J/req ±CI", "CV", "attrib. J", "TTFT ms", "E2E ms"):
+    shaped = bool(doc.get("shaped"))
+    goodput = any(GOODPUT in a["figures"] for b in doc["rates"] for a in b["arms"])
+    latencies = _USER_COLUMNS if shaped else _SERVER_COLUMNS
+    extra = (["goodput %"] if goodput else []) + (["front"] if shaped else [])
+    for col in ("n", "J/req ±CI", "CV", "attrib. J", *(head for head, _, _ in latencies), *extra):
         table.add_column(col, justify="right", no_wrap=True)
     for i, block in enumerate(doc["rates"]):
         if i:
@@ -528,12 +556,22 @@ def experiment_table(doc: dict[str, Any]) -> Table:
         for arm in block["arms"]:
             f = arm["figures"]
             main = f.get(doc["metric"]) or {}
-            table.add_row(
-                escape(arm["arm"]), str(main.get("repeats", 0)), _pm(main), _pct(arm["cv"]),
-                fmt_num((f.get(ATTRIBUTED) or {}).get("mean")), _ms(f.get("ttft_p50_s")),
-                _ms(f.get("e2e_p50_s")),
-            )  # fmt: skip
+            cols = [escape(arm["arm"]), str(main.get("repeats", 0)), _pm(main), pct(arm["cv"]),
+                    fmt_num((f.get(ATTRIBUTED) or {}).get("mean"))]  # fmt: skip
+            cols += [_pm(f.get(m) or {}) if m == LATENCY else _scaled(f.get(m), k) for _, m, k in latencies]
+            if goodput:
+                cols.append(_scaled(f.get(GOODPUT), 100))
+            if shaped:
+                cols.append(front_mark(arm["on_front"], short=True))
+            table.add_row(*cols)
     return table
+
+
+# The terminal's latency columns, (heading, figure, scale to the heading's unit): the server's p50s; with
+# policies what users pay instead, from their arrival (the frontier's latency with its CI).
+_SERVER_COLUMNS = [("TTFT ms", "ttft_p50_s", 1e3), ("E2E ms", "e2e_p50_s", 1e3)]
+_USER_COLUMNS = [("hold p99 ms", "hold_p99_ms", 1.0), ("user TTFT p99 s ±CI", LATENCY, 1.0),
+                 ("user E2E p99 s", "user_e2e_p99_s", 1.0)]  # fmt: skip
 
 
 def _terminal_notes(doc: dict[str, Any]) -> list[str]:
@@ -563,7 +601,7 @@ def _terminal_notes(doc: dict[str, Any]) -> list[str]:
         for p, line in zip(block["pairs"][doc["metric"]], block["verdict"], strict=True):
             style = "green" if p["distinguishable"] else "dim"
             notes.append(f"  [{style}]{escape(line)}[/{style}]")
-    return notes
+    return notes + (terminal_notes(doc) if doc.get("shaped") else [])
 
 
 def _pm(fig: dict[str, Any]) -> str:
@@ -573,5 +611,5 @@ def _pm(fig: dict[str, Any]) -> str:
     return fmt_num(fig["mean"]) + ("" if hw is None else f" ±{fmt_num(hw, digits=2)}")
 
 
-def _ms(fig: dict[str, Any] | None) -> str:
-    return "-" if not fig or fig["mean"] is None else fmt_num(fig["mean"] * 1e3)
+def _scaled(fig: dict[str, Any] | None, scale: float) -> str:
+    return "-" if not fig or fig["mean"] is None else fmt_num(fig["mean"] * scale)

@@ -1,6 +1,8 @@
 """`report.html`: one self-contained page (inline CSS, plots as base64 PNG, the summary embedded as JSON).
 
-Every number on the page is read from the summary document, so the page and summary.json agree.
+Every number on the page is read from the summary document, so the page and summary.json agree. What was
+measured (target, engine, GPUs, host, plan, command line) comes first, from the run's manifest
+(run_facts.py), under a banner when the GPU was the mock's simulated one.
 """
 
 from __future__ import annotations
@@ -11,9 +13,18 @@ import json
 import pandas as pd
 
 from harness.energy import Analysis
-from harness.report import plots
+from harness.report import frontier_plot, plots
 from harness.report.format import fmt_ci, fmt_num
-from harness.report.terminal import NO_VERDICT, all_in_cell, cheapest_arm, error_codes, goodput_cell
+from harness.report.frontier import front_mark
+from harness.report.run_facts import RunFacts
+from harness.report.terminal import (
+    NO_VERDICT,
+    all_in_cell,
+    arm_front,
+    cheapest_arm,
+    error_codes,
+    goodput_cell,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -25,6 +36,10 @@ th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right} th{background:#f
 td:first-child,th:first-child{text-align:left}
 .flag-error{color:#b00020;font-weight:600} .flag-warning{color:#a65e00} .flag-info{color:#555}
 .verdict{font-weight:600}
+.banner{padding:.6em 1em;margin:.8em 0;border-radius:4px;font-weight:600}
+.sim{background:#fff4d6;border:1px solid #e0b23c}
+table.facts th{text-align:left;background:none;font-weight:600} table.facts td{text-align:left}
+code{font-size:.95em;word-break:break-all}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .note{color:#666;font-size:.85em}
 """
@@ -68,28 +83,57 @@ _SHAPED_ROWS = [
     ("user E2E p50 / p99 (ms, from arrival)", ("latency_s", "user_e2e"), "lat"),
 ]
 _GOODPUT_ROW = ("goodput within the SLO: share of planned (rate)", ("goodput",), "goodput")
+_FRONT_ROW = ("on the energy-latency front (all-in J/request vs user TTFT p99; one run)", ("name",), "front")
+_FRONT_NOTE = (
+    "One run: the points have no interval, and a front from one run is no claim; for one, run an "
+    "experiment with repeats (<code>joulebench run --repeats N</code>, docs/experiments.md), whose report "
+    "says which dominations its repeats resolve. Filled points are on the front: no other arm is as low on "
+    "both all-in energy per request and user TTFT p99 (from arrival, the hold included) and lower on one."
+)
 
 _BASIS = {"planned_gaps": "from the planned gaps", "max_lateness_ms": "--max-lateness-ms"}
 
 
-def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None) -> str:
+# Why the verdict ranks by the all-in figure: the same text under the verdict wherever the page has one.
+VERDICT_BASIS = (
+    "The verdict ranks the arms by all-in J per successful request (the arm's whole window's energy, "
+    "idle stretches and failed requests included, divided by its successful requests), not by the "
+    "attributed figure (each request's share of the GPUs' energy while it was in flight), which is "
+    "shown in parentheses."
+)
+SIMULATED_BANNER = (
+    "Simulated GPU: every power and energy figure here is the simulator's (the mock server's model of a "
+    "GPU, read by a simulated sidecar), not a measurement."
+)
+
+
+def render_html(doc: dict, analysis: Analysis, facts: RunFacts, load: pd.DataFrame | None = None) -> str:
     blocks = [*doc["arms"], doc["run"]]
     errors = error_codes(doc)
     head = "".join(_head(b["name"], errors.get(b["name"]), b is doc["run"]) for b in blocks)
-    shaped = _SHAPED_ROWS if any(a.get("policy") for a in doc["arms"]) else []
+    is_shaped = any(a.get("policy") for a in doc["arms"])
+    shaped = [*_SHAPED_ROWS, _FRONT_ROW] if is_shaped else []
     slo = [_GOODPUT_ROW] if any(a.get("goodput") for a in doc["arms"]) else []
+    front = arm_front(doc) if is_shaped else {}
     body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
-        + "".join(f"<td>{html.escape(_cell(b, path, kind))}</td>" for b in blocks)
+        + "".join(
+            f"<td>{html.escape(_front_cell(front, b, doc) if kind == 'front' else _cell(b, path, kind))}</td>"
+            for b in blocks
+        )
         + "</tr>"
         for label, path, kind in [*_ROWS[:-1], *shaped, *slo, _ROWS[-1]]  # flags stay last
     )
     figures = [
-        ("Power over time, with one bar per request", plots.power_timeline(analysis, doc, load)),
-        ("Energy per request, per arm", plots.energy_distribution(analysis, doc)),
-        ("Energy per request against realized rate", plots.energy_vs_rate(doc)),
-        ("Latency percentiles", plots.latency_percentiles(doc)),
+        ("Power over time, and the requests under it", plots.power_timeline(analysis, doc, load), ""),
+        ("Energy per request, per arm", plots.energy_distribution(analysis, doc), ""),
+        ("Energy per request against realized rate", plots.energy_vs_rate(doc), ""),
+        ("Latency percentiles", plots.latency_percentiles(doc), ""),
     ]
+    if is_shaped:
+        on_front = [name for name, on in front.items() if on]
+        frontier = frontier_plot.run_frontier(doc, on_front)
+        figures.append(("Energy-latency frontier (one run)", frontier, _FRONT_NOTE))
     images = "".join(
         f"<h2>{html.escape(title)}</h2>"
         + (
@@ -97,7 +141,8 @@ def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None)
             if fig is not None
             else '<p class="note">No data to plot.</p>'
         )
-        for title, fig in figures
+        + (f'<p class="note">{note}</p>' if note else "")
+        for title, fig, note in figures
     )
     cons = doc["conservation"]
     idle = doc["idle"]
@@ -111,9 +156,13 @@ def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None)
 <html lang="en"><head><meta charset="utf-8"><title>joulebench {html.escape(doc["run_id"])}</title>
 <style>{_CSS}</style></head><body>
 <h1>joulebench run {html.escape(doc["run_id"])}</h1>
+{f'<p class="banner sim" id="simulated">{SIMULATED_BANNER}</p>' if facts.simulated else ""}
 <p class="meta">method <b>{html.escape(doc["method"])}</b>
  · power source {html.escape(str(doc["power"]["source"]))}
  · generated {html.escape(doc["generated_utc"])} by joulebench {html.escape(doc["joulebench"])}</p>
+{facts_section(facts)}
+<h2>Verdict</h2>
+{_verdict(doc)}
 <h2>Energy account</h2>
 <p>measured {fmt_num(cons["total_j"], " J")} = attributed {fmt_num(cons["attributed_j"], " J")}
  + unattributed {fmt_num(cons["unattributed_j"], " J")}
@@ -123,7 +172,6 @@ def render_html(doc: dict, analysis: Analysis, load: pd.DataFrame | None = None)
 <h2>Flags</h2>
 {f"<ul>{flags}</ul>" if flags else '<p class="note">None.</p>'}
 <h2>Results per arm</h2>
-{_verdict(doc)}
 <table><tr><th></th>{head}</tr>{body}</table>
 <p class="note">Per-request figures are over successful requests and their attributed energy (shares of
 the GPUs' energy while they were in flight). All-in figures divide the whole window's energy, idle
@@ -134,6 +182,12 @@ stretches and failed requests included, by the successful requests. See docs/ene
 """
 
 
+def _front_cell(front: dict[str, bool | None], block: dict, doc: dict) -> str:
+    if block is doc["run"]:
+        return ""
+    return front_mark(front.get(block["name"]))
+
+
 def _head(name: str, errors: list[str] | None, run: bool) -> str:
     """An arm's column heading, marked with its error flags (incomplete power, late sends, ...)."""
     if run or not errors:
@@ -141,12 +195,48 @@ def _head(name: str, errors: list[str] | None, run: bool) -> str:
     return f'<th class="flag-error">{html.escape(name)}<br>error: {html.escape(", ".join(errors))}</th>'
 
 
+def facts_section(facts: RunFacts) -> str:
+    """What was measured: one row per fact (its id names it, for tests and scripts), then the arms."""
+    rows = [
+        ("label", "label", facts.label),
+        ("target", "target", facts.target), ("api", "API", facts.api), ("model", "model", facts.model),
+        ("engine", "engine and version", facts.engine), ("gpus", "GPUs", facts.gpus),
+        ("host-cpu", "host CPU", facts.host_cpu), ("plan-hash", "plan hash", facts.plan_hash),
+        ("plan", "plan", facts.plan), ("command-line", "command line", facts.command_line),
+        ("joulebench", "joulebench (that ran it)", facts.joulebench),
+    ]  # fmt: skip
+    table = "".join(
+        f'<tr id="run-{key}"><th>{label}</th><td>{_code(v) if key in _CODE else html.escape(v)}</td></tr>'
+        for key, label, v in rows
+    )
+    arms = "".join(
+        f'<tr class="arm"><td>{html.escape(a.name)}</td><td>{_code(a.schedule)}</td>'
+        f"<td>{html.escape(a.policy or '-')}</td><td>{html.escape(a.rate)}</td></tr>"
+        for a in facts.arms
+    )
+    return (
+        f'<h2>What was measured</h2><table class="facts">{table}</table>'
+        f'<table class="facts" id="run-arms"><tr><th>arm</th><th>schedule</th><th>policy</th>'
+        f"<th>target rate</th></tr>{arms}</table>"
+    )
+
+
+_CODE = ("plan-hash", "command-line")  # shown as typed: a hash, a command
+
+
+def _code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
 def _verdict(doc: dict) -> str:
+    """The terminal's verdict line (terminal.cheapest_arm, the same text) and the figure it ranks by."""
     line = cheapest_arm(doc)
     if line is None:
-        return ""
+        return '<p class="note">No verdict: fewer than two arms with an all-in figure to compare.</p>'
     css = "flag-error" if line.startswith(NO_VERDICT) else "verdict"
-    return f'<p class="{css}">{html.escape(line)}</p>'
+    return (
+        f'<div id="verdict"><p class="{css}">{html.escape(line)}</p></div><p class="note">{VERDICT_BASIS}</p>'
+    )
 
 
 def _get(block: dict, path: tuple[str, ...]):

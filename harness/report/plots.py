@@ -9,12 +9,17 @@ import io
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from harness.energy import Analysis
 
-MAX_BARS = 3000  # request bars drawn under the power plot (an even sample beyond this)
+# Past this many requests a bar each is under a pixel high: the panel shows how many were in flight.
+REQUEST_BARS_MAX = 300
+# The power line's points across the plot: the join's finer bins (analysis.timeline) would draw a solid
+# band on a long run; they are averaged to this many, their range shaded behind the line.
+POWER_POINTS = 300
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
@@ -29,7 +34,8 @@ def png(fig: Figure) -> str:
 
 
 def power_timeline(analysis: Analysis, summary: dict, load: pd.DataFrame | None = None) -> Figure | None:
-    """Total GPU power over time, with the arm and idle windows, and one bar per request below it.
+    """Total GPU power over time, with the arm and idle windows, and the requests below it: one bar each,
+    or past REQUEST_BARS_MAX, each arm's mean count in flight. The legend is below the plot, off the data.
 
     `load` (`t_ns`, `running`, `waiting`: the server's own metrics, when the run scraped them) adds the
     requests running (the batch) and waiting on the server, on a second axis."""
@@ -42,7 +48,7 @@ def power_timeline(analysis: Analysis, summary: dict, load: pd.DataFrame | None 
     fig = Figure(figsize=(11, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.05})
     mid = ((tl["t_ns"].to_numpy() + tl["t_end_ns"].to_numpy()) / 2 - origin) / 1e9
-    top.plot(mid, tl["power_w"].to_numpy(), color="black", lw=0.8, label="GPU power (sum)")
+    _power_line(top, mid, tl["power_w"].to_numpy(dtype=np.float64))
     idle_w = summary["idle"].get("power_w")
     if idle_w:
         top.axhline(idle_w, color="grey", ls="--", lw=0.8, label=f"idle {idle_w:.0f} W")
@@ -83,14 +89,41 @@ def power_timeline(analysis: Analysis, summary: dict, load: pd.DataFrame | None 
         batch.set_ylim(bottom=0)
         more_handles, more_labels = batch.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
-    top.legend(handles, labels, loc="upper right", fontsize=8)
 
     req = analysis.requests
     sent = req["sent_ns"] if "sent_ns" in req else pd.Series(dtype="Int64")
     rows = req[sent.notna() & req["done_ns"].notna()] if "done_ns" in req else req.iloc[0:0]
-    shown = len(rows)
-    if len(rows) > MAX_BARS:
-        rows = rows.iloc[np.linspace(0, len(rows) - 1, MAX_BARS).astype(int)]
+    span = (mid.min(), mid.max())
+    if len(rows) > REQUEST_BARS_MAX:
+        _in_flight(bottom, rows, origin, span, colors)
+    else:
+        _request_bars(bottom, rows, origin, colors)
+    bottom.set_xlim(*span)
+    bottom.set_xlabel("time (s)")
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5),
+               fontsize=8, frameon=False)  # fmt: skip
+    return fig
+
+
+def _power_line(ax: Axes, t: np.ndarray, watts: np.ndarray) -> None:
+    """The power line at POWER_POINTS points at most (bin averages: the plotted line keeps the energy),
+    the finer bins' range in each shaded behind it."""
+    if len(watts) <= POWER_POINTS:
+        ax.plot(t, watts, color="black", lw=0.8, label="GPU power (sum)")
+        return
+    groups = np.array_split(np.arange(len(watts)), POWER_POINTS)
+    x = np.array([t[g].mean() for g in groups])
+    parts = [watts[g][np.isfinite(watts[g])] for g in groups]
+    mean, low, high = (
+        np.array([f(v) if len(v) else np.nan for v in parts]) for f in (np.mean, np.min, np.max)
+    )
+    step = (t[-1] - t[0]) / POWER_POINTS
+    ax.fill_between(x, low, high, color="black", alpha=0.15, lw=0, label=f"range within each {step:.2g} s")
+    ax.plot(x, mean, color="black", lw=0.9, label=f"GPU power (sum), mean per {step:.2g} s")
+
+
+def _request_bars(ax: Axes, rows: pd.DataFrame, origin: int, colors: dict[str, str]) -> None:
+    """One bar per request, sent to done: thin while it waits for the first token, thick while streaming."""
     if len(rows):
         rows = rows.sort_values("sent_ns")
         y = np.arange(len(rows))
@@ -104,18 +137,40 @@ def power_timeline(analysis: Analysis, summary: dict, load: pd.DataFrame | None 
         f = np.where(np.isnan(f), d, (f - origin) / 1e9)
         arm_col = rows["arm"].astype(str).to_numpy()
         c = [colors.get(a, "grey") for a in arm_col]
-        # Thin bar: waiting for the first token; thick bar: streaming.
-        bottom.add_collection(
+        ax.add_collection(
             LineCollection(np.stack([np.c_[s, y], np.c_[f, y]], axis=1), colors=c, lw=0.6, alpha=0.5)
         )
-        bottom.add_collection(LineCollection(np.stack([np.c_[f, y], np.c_[d, y]], axis=1), colors=c, lw=1.6))
-        bottom.set_ylim(-1, len(rows))
-    bottom.set_xlim(mid.min() if len(mid) else 0, mid.max() if len(mid) else 1)
-    note = f" (an even sample of {len(rows):,} of {shown:,})" if shown > len(rows) else ""
-    bottom.set_ylabel(f"requests{note}", fontsize=8)
-    bottom.set_xlabel("time (s)")
-    bottom.set_yticks([])
-    return fig
+        ax.add_collection(LineCollection(np.stack([np.c_[f, y], np.c_[d, y]], axis=1), colors=c, lw=1.6))
+        ax.set_ylim(-1, len(rows))
+    ax.set_ylabel("requests", fontsize=8)
+    ax.set_yticks([])
+
+
+def _in_flight(
+    ax: Axes, rows: pd.DataFrame, origin: int, span: tuple[float, float], colors: dict[str, str]
+) -> None:
+    """Each arm's requests in flight (sent, not done), averaged over POWER_POINTS bins, shaded."""
+    edges = np.linspace(span[0], span[1], POWER_POINTS + 1)
+    for name, arm in rows.groupby(rows["arm"].astype(str), sort=False):
+        sent = (arm["sent_ns"].to_numpy(dtype=np.float64) - origin) / 1e9
+        done = (arm["done_ns"].to_numpy(dtype=np.float64) - origin) / 1e9
+        level = np.append(mean_in_flight(sent, done, edges), 0.0)
+        color = colors.get(str(name), "grey")
+        ax.fill_between(edges, level, step="post", color=color, alpha=0.35, lw=0)
+        ax.step(edges, level, where="post", color=color, lw=0.8)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(f"requests in flight\n(mean per {(span[1] - span[0]) / POWER_POINTS:.2g} s)", fontsize=8)
+
+
+def mean_in_flight(sent: np.ndarray, done: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The mean number of requests in flight in each bin between `edges`: the time integral of the count
+    (a step function of the sends and completions) over each bin, divided by its width."""
+    t = np.concatenate([sent, done])
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    level = np.cumsum(np.concatenate([np.ones(len(sent)), -np.ones(len(done))])[order])
+    area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(t))])  # the integral up to each event
+    return np.diff(np.interp(edges, t, area)) / np.diff(edges)  # linear between events: exact
 
 
 def energy_distribution(analysis: Analysis, summary: dict) -> Figure | None:
@@ -187,7 +242,7 @@ def energy_vs_rate(summary: dict) -> Figure | None:
     ax.set_xlabel("realized request rate (requests/s)")
     ax.set_ylabel("J per successful request")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # off the points
     ax.set_title("Energy per request against rate (bars: bootstrap 95% CI of the mean)", fontsize=9)
     return fig
 
@@ -199,7 +254,7 @@ def latency_percentiles(summary: dict) -> Figure | None:
     if not any((b.get("latency_s") or {}).get(m, {}).get("n") for b in blocks for m, _ in metrics):
         return None
     fig = Figure(figsize=(11, 3.6))
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 3, gridspec_kw={"wspace": 0.3})  # room for each panel's "ms"
     width = 0.8 / len(blocks)
     colors = arm_colors([b["name"] for b in blocks])
     for ax, (key, title) in zip(axes, metrics, strict=True):
@@ -217,5 +272,14 @@ def latency_percentiles(summary: dict) -> Figure | None:
         ax.set_xticks(range(3), ["p50", "p90", "p99"])
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("ms")
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(labels),
+        fontsize=8,
+        frameon=False,
+    )  # below the bars, never over them
     return fig

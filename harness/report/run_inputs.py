@@ -4,7 +4,8 @@
 the runner), `idle` ({"pre": {start_ns, end_ns} | null, "post": ...}) and `energy` ({"method": ...,
 "counter_period_s": ..., "max_lateness_ms": ..., "slo_ttft_s": ..., "slo_e2e_s": ...}).
 Arm target rates, which arms are closed loop and which are shaped (their policies) come from the plan
-header.
+header; what the report states about the run (target, engine, GPUs, host, plan, command line) from
+`target`, `server`, `embedded`, `power`, `host`, `plan`, `command_line` and `versions` (run_facts.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from harness.energy import (
     idle_windows_from_manifest,
 )
 from harness.power.series import PowerData
+from harness.report.run_facts import RunFacts, run_facts
 from harness.runfolder import RunFolder
 from harness.runfolder.power_file import POWER_FILE, load_power
 
@@ -44,6 +46,7 @@ class RunInputs:
     method: str
     closed_loop: frozenset[str]  # the plan's closed-loop (concurrency) arms
     policies: dict[str, ArmPolicy]  # the plan's shaped arms: their policies
+    facts: RunFacts  # what was measured, for the report
 
 
 def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInputs:
@@ -84,6 +87,7 @@ def load_run(path: str | os.PathLike, *, idle_mode: str | None = None) -> RunInp
             for arm in plan.header.arms
             if arm.policy is not None
         },
+        facts=run_facts(manifest, plan.header, power),
     )
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from harness import __version__
 from harness.energy import Analysis, AnalysisOptions
+from harness.report.run_facts import RunFacts
 from harness.report.run_inputs import analyze_run
 from harness.report.terminal import render_terminal_summary
 from harness.runfolder.report_files import write_energy, write_report_html, write_summary
@@ -36,9 +37,14 @@ def summary_document(analysis: Analysis, run_id: str) -> dict[str, Any]:
 
 
 def write_run_reports(
-    run_dir: str | os.PathLike[str], analysis: Analysis, run_id: str | None = None, html: bool = True
+    run_dir: str | os.PathLike[str],
+    analysis: Analysis,
+    facts: RunFacts,
+    run_id: str | None = None,
+    html: bool = True,
 ) -> ReportPaths:
-    """Write summary.json, energy.parquet and (with `html`) report.html into `run_dir` (atomically, each)."""
+    """Write summary.json, energy.parquet and (with `html`) report.html into `run_dir` (atomically, each);
+    `facts`: what was measured (target, engine, GPUs, ...), which the page states at its top."""
     run_dir = Path(run_dir)
     doc = summary_document(analysis, run_id or run_dir.name)
     summary = write_summary(run_dir, doc)
@@ -48,7 +54,7 @@ def write_run_reports(
     from harness.report.html import render_html  # matplotlib is imported only when a report is drawn
 
     load = server_load(run_dir)  # requests running/waiting from the server's metrics, if scraped
-    page = write_report_html(run_dir, render_html(doc, analysis, load))
+    page = write_report_html(run_dir, render_html(doc, analysis, facts, load))
     return ReportPaths(summary=summary, energy=energy, html=page)
 
 
@@ -64,7 +70,7 @@ def report_run(
     """Join the run folder, write summary.json, energy.parquet and report.html into it, and print the
     terminal summary on `console` (nothing is printed when it is None)."""
     inputs, analysis = analyze_run(run_dir, method=method, idle_mode=idle_mode, options=options)
-    paths = write_run_reports(Path(run_dir), analysis, run_id=inputs.run_id, html=html)
+    paths = write_run_reports(Path(run_dir), analysis, inputs.facts, run_id=inputs.run_id, html=html)
     if console is not None:
         render_terminal_summary(summary_document(analysis, inputs.run_id), console)
     return analysis, paths

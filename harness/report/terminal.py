@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.report.format import fmt_ci, fmt_num
+from harness.report.frontier import FrontierPoint, front_mark, pareto_front
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
@@ -82,9 +83,15 @@ def users_table(summary: dict) -> Table | None:
     slo = any(a.get("goodput") for a in arms)
     if not (shaped or slo):
         return None
-    table = Table(title="as users see it (ms, from arrival)", title_justify="left")
+    table = Table(
+        title="as users see it (ms, from arrival)",
+        title_justify="left",
+        caption=_FRONT_CAPTION if shaped else None,
+        caption_justify="left",
+    )
+    front = arm_front(summary) if shaped else {}
     columns = ["arm", "hold p50/p99", "TTFT p50/p99", "E2E p50/p99"]
-    for col in columns + (["goodput"] if slo else []):
+    for col in columns + (["goodput"] if slo else []) + (["front"] if shaped else []):
         table.add_column(col, justify="left" if col == "arm" else "right")
     for block in [*arms, summary["run"]]:
         hold = block.get("hold_ms") or {}
@@ -97,8 +104,36 @@ def users_table(summary: dict) -> Table | None:
         ]
         if slo:
             cells.append(goodput_cell(block.get("goodput")))
+        if shaped:
+            run = block is summary["run"]
+            cells.append("" if run else front_mark(front[block["name"]], short=True))
         table.add_row(*cells, style="bold" if block is summary["run"] else None)
     return table
+
+
+_FRONT_CAPTION = (
+    "front ●: on the energy-latency front (all-in J/request vs user TTFT p99); one run, no interval"
+)
+
+
+def arm_front(summary: dict) -> dict[str, bool | None]:
+    """Per arm of one run: on the energy-latency front (all-in J/request against user TTFT p99, from
+    arrival), or None without both figures (no power over the whole window, no successful request)."""
+    points = [FrontierPoint(a["name"], _all_in(a), _user_ttft_p99(a)) for a in summary["arms"]]
+    front = set(pareto_front(points))
+    return {p.name: (p.name in front) if p.finite else None for p in points}
+
+
+def _all_in(block: dict) -> float:
+    if (block.get("power_coverage") or {}).get("complete") is False:
+        return float("nan")  # a figure over part of the window is no point on the front
+    value = (block.get("all_in") or {}).get("j_per_request")
+    return float("nan") if value is None else float(value)
+
+
+def _user_ttft_p99(block: dict) -> float:
+    value = ((block.get("latency_s") or {}).get("user_ttft") or {}).get("p99")
+    return float("nan") if value is None else float(value)
 
 
 def _p50_p99(stats: dict | None) -> str:

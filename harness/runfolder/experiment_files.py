@@ -73,8 +73,27 @@ CELL_COLUMNS: dict[str, tuple[pa.DataType, bool]] = {
     "lateness_p99_ms": (pa.float64(), True),
     "realized_rate": (pa.float64(), True),
     "flags": (pa.string(), False),  # comma-separated flag codes of the arm and the run ("" for none)
+    # What users pay for a shaping policy (an unshaped arm: hold 0, user latency = the server's).
+    "hold_p50_ms": (pa.float64(), True),  # sent - arrived
+    "hold_p99_ms": (pa.float64(), True),
+    "user_ttft_p50_s": (pa.float64(), True),  # first token - arrived
+    "user_ttft_p99_s": (pa.float64(), True),
+    "user_e2e_p50_s": (pa.float64(), True),  # done - arrived
+    "user_e2e_p99_s": (pa.float64(), True),
+    "goodput_share": (pa.float64(), True),  # planned requests within slo_ttft_s/slo_e2e_s; null without
 }
+# Columns a cells table written before arrival shaping lacks: read as nulls.
+ADDED_CELL_COLUMNS = (
+    "hold_p50_ms", "hold_p99_ms", "user_ttft_p50_s", "user_ttft_p99_s", "user_e2e_p50_s", "user_e2e_p99_s",
+    "goodput_share",
+)  # fmt: skip
 CELLS_FORMAT = TaggedFormat("cells table", "joulebench.cells", CELLS_SCHEMA_VERSION, schema_of(CELL_COLUMNS))
+_READABLE_CELLS = TaggedFormat(
+    CELLS_FORMAT.what,
+    CELLS_FORMAT.key,
+    CELLS_SCHEMA_VERSION,
+    schema_of({k: v for k, v in CELL_COLUMNS.items() if k not in ADDED_CELL_COLUMNS}),
+)
 
 
 class ExperimentFolder:
@@ -97,7 +116,7 @@ class ExperimentFolder:
         if self._id is None:
             self._id = self.path.name
             if self.has_cells():
-                _, header = read_tagged(self.path / self.CELLS, CELLS_FORMAT)
+                _, header = read_tagged(self.path / self.CELLS, _READABLE_CELLS)
                 self._id = str(header.get("experiment_id", self._id))
         return self._id
 
@@ -173,8 +192,11 @@ class ExperimentFolder:
         return (self.path / self.CELLS).is_file()
 
     def read_cells(self) -> pd.DataFrame:
-        table, _ = read_tagged(self.path / self.CELLS, CELLS_FORMAT)
+        table, _ = read_tagged(self.path / self.CELLS, _READABLE_CELLS)
         cells = nullable_pandas(table)
+        for name in ADDED_CELL_COLUMNS:
+            if name not in cells:
+                cells[name] = float("nan")
         unknown = sorted(set(cells["status"]) - set(CELL_STATUSES))
         if unknown:
             raise InputError(f"{self.path / self.CELLS}: unknown cell status {unknown[0]!r} (damaged?)")

@@ -26,6 +26,7 @@ from harness.clock import ClockAnchor
 from harness.records import TIME_COLUMNS, Shard
 from harness.runfolder import RunFolder, utc_iso
 from harness.runfolder.requests_file import write_requests
+from harness.runfolder.run_paths import distinct_run_paths
 
 
 @dataclass
@@ -40,7 +41,7 @@ class _Shard:
 def merge_runs(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> RunFolder:
     if not paths:
         raise InputError("merge: give the run folders of the shards")
-    folders = [RunFolder.open(p) for p in paths]
+    folders = [RunFolder.open(p) for p in distinct_run_paths(paths)]
     plan = folders[0].plan()
     manifests = [f.manifest() for f in folders]
     shard_of = [_shard(m) for m in manifests]

@@ -42,6 +42,7 @@ from harness.runner.progress import ProgressDisplay, Stats
 from harness.runner.result import ArmRun
 from harness.runner.shaped_loop import ShapedArm, Waker, arrivals_of, in_flight_bound, most_within, play
 from harness.runner.timing import sleep_until
+from harness.runner.warmup import report_warmup
 from traffic.plan import ArmSpec, Plan
 from traffic.shaping import parse_policy
 
@@ -229,6 +230,7 @@ class Dispatcher:
         for rec in self.warmups:
             rec.planned_ns = _now()
             await asyncio.shield(self._launch(rec))
+        report_warmup(self.warmups)  # before the arms: a long run should not hide it until the end
 
     async def _open_loop(self, recs: list[RequestRecord], start: int) -> None:
         offsets = self._offset_ns

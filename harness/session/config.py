@@ -50,12 +50,31 @@ class TargetConfig:
         "--api-key-env",
         "Environment variable holding the API key (sent as a bearer token; never written anywhere).",
     )
+    label: str | None = flag(
+        None,
+        "--label TEXT",
+        "A label for the run (one line, up to 200 characters), kept in manifest.json and shown by "
+        "`joulebench ls`.",
+    )
 
     def __post_init__(self) -> None:
         # Checked when made: the probe of the server, which checks it too, comes after the plan is built.
         if self.url is not None:
             _check_url("--target", self.url, example="http://127.0.0.1:8000")
         check_choice("--backend", self.backend, Backend)
+        if self.label is not None:
+            _check_label(self.label)
+
+
+MAX_LABEL_CHARS = 200
+
+
+def _check_label(label: str) -> None:
+    # One printable line: `joulebench ls` shows it on a run's line, and a newline would split that.
+    if not label.strip() or len(label) > MAX_LABEL_CHARS or not label.isprintable():
+        raise InputError(
+            f"--label {label!r}: expected one line of printable text, 1 to {MAX_LABEL_CHARS} characters"
+        )
 
 
 def parse_gpu_list(text: str | None) -> tuple[str, ...] | None:

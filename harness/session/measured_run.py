@@ -28,9 +28,11 @@ from foundation.errors import InputError
 from foundation.redact import redact_userinfo
 from harness.backends import Target, resolve_target
 from harness.clock import ClockAnchor
+from harness.report.latency_page import write_latency_report
 from harness.report.request_summary import arm_summary, arm_table
 from harness.report.terminal import wide_console
 from harness.runfolder import RunFolder
+from harness.runfolder.latest import point_latest
 from harness.runfolder.request_log import RecordLog, log_header
 from harness.runner import RunOptions, RunResult, check_run
 from harness.session.config import IDLE_REAL_S, IDLE_SIMULATED_S, MeasureConfig, TargetConfig
@@ -39,7 +41,7 @@ from harness.session.idle_capture import IdleStage
 from harness.session.metrics_scraper import ServerMetricsStage
 from harness.session.pipeline import RunContext, Stage, run_pipeline
 from harness.session.power_stage import PowerStage
-from harness.session.provenance import host_info, versions
+from harness.session.provenance import command_line, host_info, versions
 from harness.session.report_stage import ReportStage
 from harness.session.server_stage import ServerStage
 from harness.session.stage_state import MeasureState
@@ -145,8 +147,15 @@ def _run(
     folder = RunFolder.create(out.folder, plan, name=out.name)
     if stack is not None:
         stack.folder = folder.path
+        # Now, not only when it stops: the report (written before that) says the engine was the mock.
+        folder.update_manifest(embedded=stack.describe())
     err.print(f"run folder: {folder.path}")
-    manifest = _manifest(plan, origin, resolved, target.api_key_env, api_key is not None)
+    # A run of its own, not an experiment's cell or a shard (a part, merged later): `<out>/latest` is it now.
+    if out.name is None and options.shard.count == 1:
+        why_not = point_latest(folder.path)
+        if why_not:
+            err.print(f"[yellow]note:[/] {why_not}", highlight=False)
+    manifest = _manifest(plan, origin, resolved, target, api_key is not None)
     for note in manifest["target"]["notes"]:
         err.print(f"[yellow]note:[/] {note}")
     folder.update_manifest(**manifest)
@@ -202,6 +211,8 @@ def _run(
                     f"error: [{arm['arm']}] {_NO_POWER_ERRORS[code]}", style="bold red", markup=False,
                     highlight=False,
                 )  # fmt: skip
+        if measure.report_html:  # latency only, saying why
+            out_console.print(f"report: {write_latency_report(folder.path, arms)}", highlight=False)
     out_console.print(f"{result.stop_reason}: {folder.path}", highlight=False, markup=False, soft_wrap=True)
     return _exit_code(result, state, report, measure, errors)
 
@@ -272,10 +283,13 @@ def _notes(plan: Plan, target: Target) -> list[str]:
     return []
 
 
-def _manifest(plan: Plan, origin: str, target: Target, api_key_env: str, api_key_set: bool) -> dict[str, Any]:
+def _manifest(
+    plan: Plan, origin: str, target: Target, config: TargetConfig, api_key_set: bool
+) -> dict[str, Any]:
     header = plan.header
     return {
-        "command_line": [redact_userinfo(arg) for arg in sys.argv],
+        "label": config.label,
+        "command_line": command_line(sys.argv),
         "versions": versions(),
         "host": host_info(),
         "target": {
@@ -284,7 +298,7 @@ def _manifest(plan: Plan, origin: str, target: Target, api_key_env: str, api_key
             "model": target.api.model,
             "detected": target.detected,
             "server": target.server,
-            "api_key": {"env": api_key_env, "set": api_key_set},
+            "api_key": {"env": config.api_key_env, "set": api_key_set},
             "notes": _notes(plan, target),
         },
         "plan": {

@@ -1,5 +1,5 @@
 """What produced a run, for its manifest: the versions of joulebench and its HTTP and data libraries,
-and the host (CPU model and count, platform, Python)."""
+the host (CPU model and count, platform, Python) and the command line (its secrets redacted)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import os
 import platform
 import socket
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from foundation.redact import SECRET_REDACTED, is_secret_header, redact_userinfo
 from harness import __version__
 
 
@@ -40,4 +42,23 @@ def versions() -> dict[str, str]:
     for dist in ("httpx", "httpcore", "h11", "pandas", "pyarrow", "numpy", "typer"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
+    return out
+
+
+def command_line(argv: Sequence[str]) -> list[str]:
+    """`argv` as the manifest records it: URL userinfo redacted, and the value of any flag named like a
+    credential (`--api-key X`, `--token=X`). Named by foundation.redact's rule, under which `--max-tokens`
+    (a count) is no credential; nor is a flag naming an environment variable (`--api-key-env NAME`)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        if hide_next:
+            out.append(SECRET_REDACTED)
+            hide_next = False
+        elif arg.startswith("--") and not name.endswith("-env") and is_secret_header(name.lstrip("-")):
+            out.append(f"{name}={SECRET_REDACTED}" if eq else arg)
+            hide_next = not eq
+        else:
+            out.append(redact_userinfo(arg))
     return out

@@ -10,7 +10,8 @@ typer app, so a new command or flag is fuzzed without a change here; what a flag
 Commands that would run for minutes on good input (a measured run, the servers) always get one value
 that can never be valid (`poison`), so every example fails fast; the others may draw good values too,
 and exit 0 then is fine. Examples are derandomized (the same ones on every run) and not shrunk (each
-step would be another subprocess); a failure prints the command line, its output and what was left.
+step would be another subprocess); the test draws a command's examples first and then runs them side by
+side, one per core; a failure prints every violating command line, its output and what was left.
 
 `KNOWN` lists the violations found and not yet fixed (the harness is another owner's): the fuzz
 tolerates an outcome that matches one, and `test_known_finding` reproduces each as a strict xfail, so
@@ -38,7 +39,7 @@ import pytest
 import typer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from joulebench_testkit import joulebench_argv, one_line_error
+from joulebench_testkit import joulebench_argv, one_line_error, run_dirs, side_by_side
 
 from harness.cli import _load_commands
 from harness.cli.app import app
@@ -488,7 +489,7 @@ def make_artifacts(folder: Path) -> Artifacts:
          "4", "--idle", "1", "--no-progress", "--out", "runs"], folder, timeout_s=300,
     )  # fmt: skip
     assert status == 0, stdout[-2000:] + stderr[-3000:]
-    (run,) = (folder / "runs").iterdir()
+    (run,) = run_dirs(folder / "runs")
     return Artifacts(run=run)
 
 
@@ -634,15 +635,23 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
     return make_artifacts(tmp_path_factory.mktemp("artifacts"))
 
 
+def examples(command: str, count: int) -> list[Case]:
+    """The command's examples, the ones `explore` visits, in its order (drawing them runs nothing)."""
+    drawn: list[Case] = []
+    explore(command, count, drawn.append)
+    return drawn
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_bad_input_is_one_line_and_leaves_nothing(command: str, artifacts: Artifacts) -> None:
-    def check(case: Case) -> None:
+    def outcome(case: Case) -> Outcome:
         with tempfile.TemporaryDirectory(prefix="joulebench-fuzz-") as folder:
-            outcome = run_case(case, Path(folder), artifacts)
-        if outcome.problems() and known(outcome) is None:
-            raise AssertionError(outcome.report())
+            return run_case(case, Path(folder), artifacts)
 
-    explore(command, EXAMPLES.get(command, DEFAULT_EXAMPLES), check)
+    # Each example is a subprocess in a folder of its own; they share only the artifacts, read-only.
+    outcomes = side_by_side(outcome, examples(command, EXAMPLES.get(command, DEFAULT_EXAMPLES)))
+    violations = [o.report() for o in outcomes if o.problems() and known(o) is None]
+    assert not violations, f"{len(violations)} of {len(outcomes)} examples:\n\n" + "\n\n".join(violations)
 
 
 @pytest.mark.parametrize(

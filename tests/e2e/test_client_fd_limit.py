@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from joulebench_testkit import joulebench_argv, one_line_error
+from joulebench_testkit import joulebench_argv, one_line_error, run_dirs
 
 from harness.runfolder import RunFolder
 from harness.runner.fd_limit import FD_MARGIN
@@ -38,7 +38,7 @@ def test_an_open_loop_pool_over_the_limit_is_capped_and_waits_in_the_client(mock
     done = run_limited(server.url, out, "fixed:interval=0.001")
     assert done.returncode == 0, done.stderr
     assert f"open-files limit {LIMIT}: at most {LIMIT - FD_MARGIN} connections at once" in done.stderr
-    (path,) = out.iterdir()
+    (path,) = run_dirs(out)
     connections = RunFolder.open(path).manifest()["connections"]
     assert connections["pool"] == LIMIT - FD_MARGIN and connections["capped_by_fd_limit"] is True
     requests = pd.read_parquet(RunFolder.open(path).requests_path)

@@ -40,6 +40,7 @@ rates: [8, 12, 16]
 repeats: 4
 cooldown_s: 0.2
 cell_reports: false
+slo_ttft_s: 1
 """
 CELLS = 36
 KILL_AFTER = 12  # done cells before the SIGKILL
@@ -209,6 +210,9 @@ def _check_outputs(folder: ExperimentFolder, cells: pd.DataFrame) -> None:
     assert list(csv.columns) == list(CELL_COLUMNS)
     parquet = folder.read_cells()
     assert _normalized(csv) == _normalized(parquet[list(CELL_COLUMNS)])
+    # The SLO reached every cell's run: goodput is a share; unshaped arms hold nothing.
+    assert parquet["goodput_share"].between(0, 1).all(), parquet["goodput_share"]
+    assert (parquet["hold_p99_ms"] < 5).all() and parquet["user_ttft_p50_s"].notna().all()
     for name in ("report.html", "experiment_summary.json", "sweep.png"):
         assert (folder.path / name).is_file(), name
     assert (folder.path / "sweep.png").read_bytes().startswith(b"\x89PNG")

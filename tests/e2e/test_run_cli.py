@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from joulebench_testkit import run_dirs, side_by_side
 
 from harness.runfolder import RunFolder
 
@@ -25,7 +26,7 @@ def joulebench(*args: str, cwd: Path, timeout: float = 180) -> subprocess.Comple
 
 
 def only_run(out: Path) -> RunFolder:
-    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    (folder,) = run_dirs(out)
     return RunFolder.open(folder)
 
 
@@ -95,25 +96,39 @@ def test_acceptance_tgi_backend_with_a_multi_arm_plan_file(mock, tmp_path: Path)
     assert all(end_a <= start_b for (_, end_a), (start_b, _) in itertools.pairwise(windows))
 
 
+BAD_INPUT = [
+    (("--target", "http://127.0.0.1:1", "--prompts", "synthetic", "--n", "3"), "cannot connect"),
+    (
+        ("--target", "MOCK", "--backend", "tgi", "--plan", "missing.parquet"),
+        "missing.parquet: plan file not found",
+    ),
+    (("--target", "MOCK", "--plan", "corrupt.parquet"), "corrupt.parquet: not a readable Parquet file"),
+    (("--target", "MOCK", "--backend", "vllm", "--prompts", "synthetic", "--n", "3"), "--backend 'vllm'"),
+    (("--target", "MOCK", "--prompts", "synthetic", "--n", "3", "--shard", "2/2"), "--shard 2/2"),
+    (("--target", "MOCK", "--plan", "x.parquet", "--n", "3"), "not both"),
+    (("--target", "localhost:8000", "--prompts", "synthetic", "--n", "3"), "not an http(s) URL"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(mock, tmp_path_factory) -> dict[tuple[str, ...], tuple[Path, subprocess.CompletedProcess]]:
+    """Each BAD_INPUT case's folder and result, by its arguments: all run once, side by side."""
+    folders = {args: tmp_path_factory.mktemp("bad-input") for args, _ in BAD_INPUT}
+    for folder in folders.values():
+        (folder / "corrupt.parquet").write_bytes(b"PAR1 not really")
+
+    def run(args: tuple[str, ...]) -> tuple[Path, subprocess.CompletedProcess]:
+        argv = [mock.url if a == "MOCK" else a for a in args]
+        return folders[args], joulebench("run", *argv, "--out", "runs", cwd=folders[args], timeout=60)
+
+    return dict(zip(folders, side_by_side(run, folders), strict=True))
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--target", "http://127.0.0.1:1", "--prompts", "synthetic", "--n", "3"], "cannot connect"),
-        (
-            ["--target", "MOCK", "--backend", "tgi", "--plan", "missing.parquet"],
-            "missing.parquet: plan file not found",
-        ),
-        (["--target", "MOCK", "--plan", "corrupt.parquet"], "corrupt.parquet: not a readable Parquet file"),
-        (["--target", "MOCK", "--backend", "vllm", "--prompts", "synthetic", "--n", "3"], "--backend 'vllm'"),
-        (["--target", "MOCK", "--prompts", "synthetic", "--n", "3", "--shard", "2/2"], "--shard 2/2"),
-        (["--target", "MOCK", "--plan", "x.parquet", "--n", "3"], "not both"),
-        (["--target", "localhost:8000", "--prompts", "synthetic", "--n", "3"], "not an http(s) URL"),
-    ],
+    ("args", "message"), BAD_INPUT, ids=[f"args{i}-{m}" for i, (_, m) in enumerate(BAD_INPUT)]
 )
-def test_bad_input_is_one_line(mock, tmp_path: Path, args: list[str], message: str) -> None:
-    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 not really")
-    args = [mock.url if a == "MOCK" else a for a in args]
-    result = joulebench("run", *args, "--out", "runs", cwd=tmp_path, timeout=60)
+def test_bad_input_is_one_line(bad_input_runs, args: tuple[str, ...], message: str) -> None:
+    tmp_path, result = bad_input_runs[args]
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("joulebench: error: ") and message in lines[0], (

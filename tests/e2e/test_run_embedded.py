@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from e2e_stack import flag_codes, manifest, output, report_summary, run_folder, summary
-from joulebench_testkit import joulebench_argv, run_joulebench
+from joulebench_testkit import joulebench_argv, run_dirs, run_joulebench
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,7 @@ def test_ctrl_c_stops_the_run_and_the_embedded_servers(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130, stdout[-3000:] + stderr[-3000:]
     assert "stopping" in stderr
-    (folder,) = (tmp_path / "runs").iterdir()
+    (folder,) = run_dirs(tmp_path / "runs")
     _children_stopped(folder)
     doc = summary(folder)  # the report is written from what was measured
     requests = doc["run"]["requests"]
@@ -134,5 +134,5 @@ def test_sigterm_during_idle_capture_stops_everything(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130, stdout[-3000:] + stderr[-3000:]
     assert "joulebench: interrupted" in stderr
-    (folder,) = (tmp_path / "runs").iterdir()
+    (folder,) = run_dirs(tmp_path / "runs")
     _children_stopped(folder)

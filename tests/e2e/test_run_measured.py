@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import subprocess
 import sys
 import threading
 import time
@@ -22,7 +23,13 @@ import httpx
 import pandas as pd
 import pytest
 from e2e_stack import flag_codes, manifest, output, report_summary, run_folder, summary
-from joulebench_testkit import PrometheusServer, run_joulebench, run_mock_server, simulated_sidecar
+from joulebench_testkit import (
+    PrometheusServer,
+    run_joulebench,
+    run_mock_server,
+    side_by_side,
+    simulated_sidecar,
+)
 
 from harness.report.format import fmt_num
 
@@ -289,27 +296,41 @@ def test_sidecar_on_another_clock_is_mapped_by_its_measured_offset(stack, tmp_pa
     assert doc["run"]["coverage"]["mean"] > 0.9
 
 
+BAD_POWER_FLAGS = [
+    (("--sidecar", "http://127.0.0.1:1"), "cannot read the sidecar"),
+    (("--prometheus", "http://127.0.0.1:1"), "cannot query Prometheus"),
+    (("--prometheus", "PROM", "--power-selector", 'instance="elsewhere:9400"'), "is it scraping the sidecar"),
+    (("--sidecar", "SIDECAR", "--gpus", "3"), "--gpus: no GPU 3"),
+    (("--sidecar", "SIDECAR", "--primary", "dcgm"), "--primary dcgm: give --dcgm URL too"),
+    (("--idle", "5"), "--idle: idle power needs a power source"),
+    (("--restart-server",), "--restart-server: needs --server-container"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_power_flag_runs(
+    stack, tmp_path_factory
+) -> dict[tuple[str, ...], tuple[Path, subprocess.CompletedProcess]]:
+    """Each BAD_POWER_FLAGS case's folder and result, by its flags: all run once, side by side."""
+    folders = {args: tmp_path_factory.mktemp("bad-power-flags") for args, _ in BAD_POWER_FLAGS}
+
+    def run(args: tuple[str, ...]) -> tuple[Path, subprocess.CompletedProcess]:
+        flags = [
+            stack["prometheus"] if a == "PROM" else stack["sidecar"] if a == "SIDECAR" else a for a in args
+        ]
+        return folders[args], run_joulebench(
+            "run", "--target", stack["mock"], "--schedule", "fixed:interval=0.1", "--n", "3", *flags,
+            "--out", "runs", cwd=folders[args], timeout=60,
+        )  # fmt: skip
+
+    return dict(zip(folders, side_by_side(run, folders), strict=True))
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--sidecar", "http://127.0.0.1:1"], "cannot read the sidecar"),
-        (["--prometheus", "http://127.0.0.1:1"], "cannot query Prometheus"),
-        (
-            ["--prometheus", "PROM", "--power-selector", 'instance="elsewhere:9400"'],
-            "is it scraping the sidecar",
-        ),
-        (["--sidecar", "SIDECAR", "--gpus", "3"], "--gpus: no GPU 3"),
-        (["--sidecar", "SIDECAR", "--primary", "dcgm"], "--primary dcgm: give --dcgm URL too"),
-        (["--idle", "5"], "--idle: idle power needs a power source"),
-        (["--restart-server"], "--restart-server: needs --server-container"),
-    ],
+    ("args", "message"), BAD_POWER_FLAGS, ids=[f"args{i}-{m}" for i, (_, m) in enumerate(BAD_POWER_FLAGS)]
 )
-def test_bad_power_flags_are_one_line_and_write_nothing(stack, tmp_path, args, message) -> None:
-    args = [stack["prometheus"] if a == "PROM" else stack["sidecar"] if a == "SIDECAR" else a for a in args]
-    result = run_joulebench(
-        "run", "--target", stack["mock"], "--schedule", "fixed:interval=0.1", "--n", "3", *args,
-        "--out", "runs", cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+def test_bad_power_flags_are_one_line_and_write_nothing(bad_power_flag_runs, args, message) -> None:
+    tmp_path, result = bad_power_flag_runs[args]
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("joulebench: error: ") and message in lines[0], (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from joulebench_testkit import run_joulebench, stop_process
+from joulebench_testkit import run_dirs, run_joulebench, stop_process
 
 from harness.runfolder import RunFolder
 
@@ -51,7 +51,7 @@ def test_an_echoed_api_key_never_reaches_the_run_folder(echo_url: str, tmp_path:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert SECRET not in result.stdout + result.stderr
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "runs")
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert {"requests.jsonl", "requests.parquet", "manifest.json"} <= {p.name for p in files}
     assert [p.name for p in files if SECRET.encode() in p.read_bytes()] == []

@@ -3,9 +3,9 @@ simulated sidecar (real processes, real HTTP). The mock batches and draws power 
 must reproduce what shaping is for: holding requests and releasing them together costs fewer joules per
 request than sending them as they come, and the users pay for it in waiting.
 
-The plan is Poisson arrivals at 2 requests/s, 60 per arm, against passthrough, window:period=2,
+The plan is Poisson arrivals at 2 requests/s, 40 per arm, against passthrough, window:period=2,
 batch:k=8,max_wait=2 and concurrency-cap:c=1, played on a virtual clock 4x faster (`--speed 4`, and
-the wall-clock plan 4x denser with 4x shorter holds), so the four arms take about 30 s, not 2 minutes.
+the wall-clock plan 4x denser with 4x shorter holds), so the four arms take about 20 s, not 80 s.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ARMS = {
     "batch": f"batch:k=8,max_wait={PERIOD_S:g}",
     "cap": "concurrency-cap:c=1",
 }
-N = 60
+N = 40
 HOLD_SLACK_MS = 30  # the runner's wake-up and a release's send, on two shared cores
 
 

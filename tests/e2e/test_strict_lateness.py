@@ -18,6 +18,7 @@ from joulebench_testkit import (
     one_line_error,
     run_joulebench,
     run_mock_server,
+    side_by_side,
     simulated_sidecar,
 )
 
@@ -97,12 +98,27 @@ def test_without_a_power_source_the_table_marks_it_and_strict_fails(tmp_path) ->
     assert "error: [fixed] p99 lateness exceeds its bound" in result.stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "late"])
-def test_a_bad_bound_on_the_run_is_one_line_and_writes_nothing(tmp_path, value) -> None:
-    result = run_joulebench(
-        "run", "--schedule", "fixed:interval=0.5", "--n", "2", "--max-lateness-ms", value, "--out", "runs",
-        cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+BAD_BOUNDS = ["0", "-1", "nan", "inf", "late"]
+
+
+@pytest.fixture(scope="module")
+def bad_bound_runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """Each bad bound's folder and result: all run once, side by side."""
+
+    def run(value: str) -> tuple[Path, subprocess.CompletedProcess]:
+        folder = folders[value]
+        return folder, run_joulebench(
+            "run", "--schedule", "fixed:interval=0.5", "--n", "2", "--max-lateness-ms", value,
+            "--out", "runs", cwd=folder, timeout=60,
+        )  # fmt: skip
+
+    folders = {value: tmp_path_factory.mktemp("bad-bound") for value in BAD_BOUNDS}
+    return dict(zip(BAD_BOUNDS, side_by_side(run, BAD_BOUNDS), strict=True))
+
+
+@pytest.mark.parametrize("value", BAD_BOUNDS)
+def test_a_bad_bound_on_the_run_is_one_line_and_writes_nothing(bad_bound_runs, value) -> None:
+    tmp_path, result = bad_bound_runs[value]
     message = one_line_error(result.stderr, result.returncode)
     assert message == f"--max-lateness-ms: expected milliseconds above 0, got {value!r}"
     assert not (tmp_path / "runs").exists()

@@ -160,6 +160,10 @@ def test_a_bad_value_is_one_line_naming_the_flag(args, message, capsys, tmp_path
          "--arm-gap: not an experiment setting (a single run's only)"),
         (["--repeats", "2", "--max-lateness-ms", "50"],
          "--max-lateness-ms: not an experiment setting (a single run's only)"),
+        (["--schedule", "poisson:rate=3,name=p", "--rate", "2,4"],
+         "arms: p has its own rate=, which would win over rates (every cell of it at that rate): leave "
+         "rate= out of the arms of a rate sweep (for fixed, give interval= instead)"),
+        (["--repeats", "2", "--label", "x"], "--label: a single run's only (an experiment's name labels it)"),
         (["--repeats", "2", "--plan", "p.parquet"],
          "--plan: an experiment builds one plan per rate; give plan flags instead"),
     ],
@@ -187,14 +191,15 @@ def test_run_with_repeats_is_the_experiment_its_flags_describe(tmp_path, monkeyp
     seen: dict = {}
     monkeypatch.setattr(start, "run_experiment_data", lambda data, out, console: seen.update(data) or 0)
     status = run_main(["run", "--target", "http://127.0.0.1:9", "--sidecar", "http://127.0.0.1:9400",
-                       "--schedule", "fixed:interval=0.5", "--schedule", "poisson:rate=2", "-n", "5",
-                       "--max-tokens", "16", "--rate", "2,4", "--repeats", "3", "--order", "latin",
+                       "--schedule", "fixed:interval=0.5", "--schedule", "uniform:low=0.1,high=0.5", "-n",
+                       "5", "--max-tokens", "16", "--rate", "2,4", "--repeats", "3", "--order", "latin",
                        "--cooldown", "4", "--warmup", "0", "--method", "tokens", "--gpus", "0,1",
-                       "--out", str(tmp_path)])  # fmt: skip
+                       "--slo-ttft", "2", "--out", str(tmp_path)])  # fmt: skip
     assert status == 0
     spec = parse_experiment(seen, "test")
-    assert spec.arms == ["fixed:interval=0.5", "poisson:rate=2"] and spec.rates == [2.0, 4.0]
+    assert spec.arms == ["fixed:interval=0.5", "uniform:low=0.1,high=0.5"] and spec.rates == [2.0, 4.0]
     assert (spec.repeats, spec.order, spec.gap_s, spec.method) == (3, "latin", 4.0, "tokens")
+    assert (spec.slo_ttft_s, spec.slo_e2e_s) == (2.0, None)
     assert spec.plan == {"n": 5, "max_tokens": 16} and spec.run["warmup"] == 0
     assert spec.target.url == "http://127.0.0.1:9" and spec.power.sidecar == "http://127.0.0.1:9400"
     assert spec.power.gpus == "0,1"

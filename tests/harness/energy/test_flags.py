@@ -216,3 +216,15 @@ def test_bad_method_and_missing_columns_are_input_errors():
         analyze(frame(reqs), _power(reqs), arms=ARMS, method="watts")
     with pytest.raises(InputError, match="done_ns"):
         analyze(frame(reqs).drop(columns=["done_ns"]), _power(reqs), arms=ARMS)
+
+
+def test_a_failed_warmup_is_flagged_and_a_stopped_one_is_not():
+    reqs = _reqs()
+    warm = [streamed(-1 - i, 10 * S + i * MS, 10 * S + 500 * MS, 100 * MS, 5, warmup=True) for i in range(3)]
+    for r, status in zip(warm, ("ok", "http_error", "cancelled"), strict=True):
+        r.status = status
+    a = analyze(frame([*warm, *reqs]), _power(reqs), arms=ARMS, idle=IDLE)
+    (flag,) = [f for f in a.flags if f.code == "warmup_failed"]
+    assert flag.severity == "warning" and flag.message.startswith("1 of 3 warm-up requests did not succeed")
+    warm[1].status = "ok"  # an error-free warm-up: only the Ctrl-C's cancelled one is left, not a failure
+    assert "warmup_failed" not in _codes(analyze(frame([*warm, *reqs]), _power(reqs), arms=ARMS, idle=IDLE))

@@ -93,6 +93,11 @@ CASES = {
         {"arms": ["concurrency:n=2,name=seq", "fixed:interval=0.25"]},
         "arms: seq is closed-loop: it takes no offered rate",
     ),
+    "own rate in a sweep": (
+        {"arms": ["fixed:interval=0.25", "poisson:rate=2,name=p"]},
+        "arms: p has its own rate=, which would win over rates",
+    ),
+    "SLO of zero": ({"slo_ttft_s": 0}, "slo_ttft_s: Input should be greater than 0"),
     "mistyped run setting": ({"run": {"warmup": "x"}}, "run.warmup: Input should be a valid integer"),
 }
 

@@ -125,6 +125,17 @@ def test_huggingface_inference_client_text_generation(server):
     assert [e.index for e in events] == list(range(1, len(events) + 1))
 
 
+def test_huggingface_chat_completion_without_model_on_tgi_flavour(tgi_server):
+    # InferenceClient sends a placeholder model id when given none; real TGI ignores the field.
+    client = InferenceClient(tgi_server.url)
+    out = client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+    assert out.choices[0].message.content and out.usage.completion_tokens <= 5
+    chunks = list(
+        client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True)
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
 def test_tgi_generate_headers_and_stream_format(server):
     doc = {"inputs": "hello world", "parameters": {"max_new_tokens": 8, "details": True}}
     r = httpx.post(server.url + "/generate", json=doc, timeout=30)

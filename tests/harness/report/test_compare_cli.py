@@ -102,3 +102,14 @@ def test_compare_json_that_cannot_be_written(two_runs, tmp_path, capsys):
     assert run_main(["compare", str(a), "--json", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"joulebench: error: --json {out}: cannot write (No such file or directory)"]
+
+
+def test_a_glob_over_the_out_folder_sees_the_newest_run_once(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    (a.parent / "latest").unlink(missing_ok=True)
+    (a.parent / "latest").symlink_to(b.name)  # what `joulebench run` leaves beside its runs
+    out = tmp_path / "cmp.json"
+    assert run_main(["compare", *map(str, sorted(a.parent.iterdir())), "--json", str(out)]) == 0
+    labels = [e["label"] for e in json.loads(out.read_text())["entries"]]
+    assert labels == [f"{a.name}:fixed", f"{a.name}:bursty", f"{b.name}:fixed", f"{b.name}:bursty"]
+    assert run_main(["compare", str(a.parent / "latest"), "--json", str(out)]) == 0  # alone, it is the run

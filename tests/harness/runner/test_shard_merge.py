@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from joulebench_testkit import joulebench_argv, run_joulebench
+from joulebench_testkit import joulebench_argv, run_dirs, run_joulebench
 from runner_helpers import plan_of
 
 from foundation.errors import InputError
@@ -48,7 +48,7 @@ def run_shards(url: str, tmp_path: Path, plan, count: int) -> tuple[list[Path], 
     for process in processes:
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
-    folders = [next((tmp_path / f"shard{i}").iterdir()) for i in range(count)]
+    folders = [run_dirs(tmp_path / f"shard{i}")[0] for i in range(count)]
     return folders, start_at
 
 
