@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.table import Table
 
 from harness.energy.figures import LatenessBound, arm_lateness_bound
 from harness.energy.stats import percentiles
 from harness.records import STATUSES
+from harness.report.terminal import Column, FittedTable
 
 
 def arm_summary(
@@ -65,25 +65,20 @@ def _bound(part: pd.DataFrame, closed_loop: bool, max_lateness_ms: float | None)
     return arm_lateness_bound(part["planned_ns"].dropna().to_numpy(dtype=np.int64), max_lateness_ms)
 
 
-def arm_table(summary: list[dict[str, Any]]) -> Table:
-    table = Table(title="requests per arm (warm-up excluded)")
-    for name in (
-        "arm",
-        "planned",
-        "sent",
-        "ok",
-        "not ok",
-        "rate/s",
-        "lateness p50/p99 ms",
-        "p99 bound ms",
-        "TTFT p50 ms",
-        "E2E p50 ms",
-    ):
-        table.add_column(name, justify="left" if name == "arm" else "right")
+# `drop`: the first left out where the table does not fit the terminal.
+_COLUMNS = [
+    Column("arm", text=True), Column("planned", drop=1), Column("sent"), Column("ok"),
+    Column("not ok", text=True), Column("rate/s", drop=2), Column("lateness p50/p99 ms"),
+    Column("p99 bound ms"), Column("TTFT p50 ms", drop=4), Column("E2E p50 ms", drop=3),
+]  # fmt: skip
+
+
+def arm_table(summary: list[dict[str, Any]]) -> FittedTable:
+    rows = []
     for arm in summary:
         bad = {k: v for k, v in arm["status"].items() if k != "ok"}
         lateness = arm["lateness_ms"]
-        table.add_row(
+        cells = [
             arm["arm"],
             str(arm["planned"]),
             str(arm["sent"]),
@@ -96,6 +91,6 @@ def arm_table(summary: list[dict[str, Any]]) -> Table:
             else f"{arm['lateness_bound_ms']:.1f}" + (" EXCEEDED" if arm["late"] else ""),
             f"{arm['ttft_ms']['p50']:.1f}" if arm["ttft_ms"]["n"] else "-",
             f"{arm['e2e_ms']['p50']:.1f}" if arm["e2e_ms"]["n"] else "-",
-            style="red" if arm["late"] else None,
-        )
-    return table
+        ]
+        rows.append((cells, "red" if arm["late"] else None))
+    return FittedTable("requests per arm (warm-up excluded)", _COLUMNS, rows)

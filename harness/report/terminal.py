@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from harness.report.format import fmt_ci, fmt_num
 from harness.report.frontier import FrontierPoint, front_mark, pareto_front
@@ -12,25 +17,94 @@ from harness.report.frontier import FrontierPoint, front_mark, pareto_front
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
+_TEXT_MIN = 10  # where the table does not fit, a text column narrower than this folds
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    drop: int = 0  # 0: always shown; else left out where the table does not fit, highest first
+    text: bool = False  # names and words, which may wrap; every other cell is a figure, shown whole
+
+
+class FittedTable:
+    """A table that fits the console by leaving out its least needed columns, never by cutting figures.
+
+    Left to itself, rich shrinks every column of a table wider than the console and prints "…" in place
+    of digits. Here a figure's column keeps the width of its longest figure (its heading wraps between
+    words), a text column folds, and one dim line below names the columns left out.
+    """
+
+    def __init__(
+        self, title: str, columns: Sequence[Column], rows: Sequence[tuple[Sequence[str], str | None]]
+    ) -> None:
+        self.title, self.columns, self.rows = title, columns, rows
+        cells = [[cell_len(row[i]) for row, _ in rows] for i in range(len(columns))]
+        self._natural = [max(cell_len(c.header), *col) for c, col in zip(columns, cells, strict=True)]
+        self._least = [
+            min(natural, _TEXT_MIN) if c.text else max(_longest_word(c.header), *col)
+            for c, col, natural in zip(columns, cells, self._natural, strict=True)
+        ]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        kept = list(range(len(self.columns)))
+        widths: dict[int, int | None] = dict.fromkeys(kept)
+        if _span(self._natural, kept) > width:
+            droppable = sorted((c.drop, i) for i, c in enumerate(self.columns) if c.drop)
+            while _span(self._least, kept) > width and droppable:
+                kept.remove(droppable.pop()[1])
+            if _span(self._least, kept) <= width:  # else too narrow for any: rich folds what it must
+                widths = {i: self._least[i] for i in kept}
+                spare = width - _span(self._least, kept)
+                for i in kept:  # text columns take what is spare, in order, up to their natural width
+                    if self.columns[i].text:
+                        grown = min(self._natural[i], self._least[i] + spare)
+                        spare -= grown - self._least[i]
+                        widths[i] = grown
+        table = Table(title=self.title, title_justify="left")
+        for i in kept:
+            column = self.columns[i]
+            justify: JustifyMethod = "left" if column.text else "right"
+            table.add_column(column.header, justify=justify, overflow="fold", width=widths[i])
+        for cells, style in self.rows:
+            table.add_row(*(Text(cells[i]) for i in kept), style=style)
+        yield table
+        left_out = [c.header for i, c in enumerate(self.columns) if i not in kept]
+        if left_out:
+            yield Text(f"not shown at {width} columns: {', '.join(left_out)}", "dim")
+
+
+def _span(widths: Sequence[int], kept: Sequence[int]) -> int:
+    """The width of a table of these columns: each padded by a space either side, between borders."""
+    return sum(widths[i] + 2 for i in kept) + len(kept) + 1
+
+
+def _longest_word(text: str) -> int:
+    return max(cell_len(word) for word in text.split())
+
+
+# The main table's columns; `drop`: the first left out where it does not fit (every figure is in
+# summary.json and report.html).
+_ARM_COLUMNS = [
+    Column("arm", text=True), Column("ok/planned"), Column("J/req mean"), Column("95% CI", drop=1),
+    Column("p50", drop=8), Column("p99", drop=7), Column("all-in J/req"), Column("J/out tok", drop=5),
+    Column("mean W", drop=6), Column("TTFT p50 ms", drop=4), Column("E2E p50 ms", drop=3),
+    Column("rate real/plan", drop=2),
+]  # fmt: skip
+
+
 def render_terminal_summary(summary: dict, console: Console | None = None) -> None:
     """Print the per-arm table, the energy account, the flags and which arm cost least per request."""
     console = console or wide_console()
-    table = Table(
-        title=f"joulebench · {summary.get('run_id', '')} · method {summary['method']}", title_justify="left"
-    )
-    for col in (
-        "arm", "ok/planned", "J/req mean", "95% CI", "p50", "p99", "all-in J/req", "J/out tok", "mean W",
-        "TTFT p50 ms", "E2E p50 ms", "rate real/plan",
-    ):  # fmt: skip
-        table.add_column(col, justify="left" if col == "arm" else "right")
-    blocks = [*summary["arms"], summary["run"]]
+    rows = []
     errors = error_codes(summary)
-    for block in blocks:
+    for block in [*summary["arms"], summary["run"]]:
         jpr = block.get("j_per_request") or {}
         lat = block.get("latency_s") or {}
         rate = block.get("rate") or {}
         run = block is summary["run"]
-        table.add_row(
+        cells = [
             block["name"] if run or block["name"] not in errors else f"{block['name']} (!)",
             f"{block['requests']['ok']:,}/{block['requests']['total']:,}",
             fmt_num(jpr.get("mean")),
@@ -43,9 +117,10 @@ def render_terminal_summary(summary: dict, console: Console | None = None) -> No
             _ms((lat.get("ttft") or {}).get("p50")),
             _ms((lat.get("e2e") or {}).get("p50")),
             f"{fmt_num(rate.get('realized'), digits=3)}/{fmt_num(rate.get('planned'), digits=3)}",
-            style="bold" if run else "red" if block["name"] in errors else None,
-        )
-    console.print(table)
+        ]
+        rows.append((cells, "bold" if run else "red" if block["name"] in errors else None))
+    title = f"joulebench · {summary.get('run_id', '')} · method {summary['method']}"
+    console.print(FittedTable(title, _ARM_COLUMNS, rows))
     users = users_table(summary)
     if users is not None:
         console.print(users)

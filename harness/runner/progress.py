@@ -6,13 +6,14 @@ task on the same loop with auto-refresh off, so no second thread competes with s
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.text import Text
 
 _WINDOW = 4096  # lateness percentiles over the latest sends
 
@@ -60,17 +61,22 @@ class Stats:
 
 
 class ProgressDisplay:
-    """One live line of counters on stderr; does nothing when disabled or stderr is not a terminal."""
+    """The run's counters on stderr: one live line on a terminal; elsewhere (a CI log, a pipe) a plain
+    line every LINE_S seconds, on a grid of absolute deadlines from the start, and one at the end.
+    Nothing when disabled."""
+
+    LINE_S = 5
 
     def __init__(self, stats: Stats, enabled: bool) -> None:
         self.stats = stats
         console = Console(stderr=True)
+        terminal = console.is_terminal
         self._live = (
-            Live(console=console, auto_refresh=False, transient=False)
-            if enabled and console.is_terminal
-            else None
+            Live(console=console, auto_refresh=False, transient=False) if enabled and terminal else None
         )
+        self._lines = enabled and not terminal
         self._t0 = time.monotonic_ns()
+        self._next_line_ns = self._t0 + self.LINE_S * 1_000_000_000
 
     def __enter__(self) -> ProgressDisplay:
         if self._live is not None:
@@ -81,32 +87,53 @@ class ProgressDisplay:
         if self._live is not None:
             self.refresh()
             self._live.stop()
+        if self._lines:
+            self._write_line(time.monotonic_ns())
 
     def refresh(self) -> None:
+        """Called from the run's periodic task (never from the sending path)."""
         if self._live is not None:
             self._live.update(self._render(), refresh=True)
+        elif self._lines:
+            now = time.monotonic_ns()
+            if now >= self._next_line_ns:
+                self._write_line(now)
+                step = self.LINE_S * 1_000_000_000  # the next deadline of the grid after now: none owed
+                self._next_line_ns += step * ((now - self._next_line_ns) // step + 1)
 
-    def _render(self) -> Table:
+    def _write_line(self, now: int) -> None:
+        fields = self._fields(now)
+        arm, elapsed = fields.pop("arm"), fields.pop("elapsed")
+        sys.stderr.write(f"[{elapsed}] {arm} · {' · '.join(fields.values())}\n")
+        sys.stderr.flush()
+
+    def _render(self) -> Text:
+        # One text, not a grid: on a narrow terminal it wraps between counters, not inside them.
+        fields = self._fields(time.monotonic_ns())
+        styles = {"arm": "bold", "errors": "red" if self.stats.errors else ""}
+        line = Text()
+        for key, value in fields.items():
+            line.append(value, styles.get(key, ""))
+            line.append("  ")
+        line.rstrip()
+        return line
+
+    def _fields(self, now: int) -> dict[str, str]:
         s = self.stats
-        now = time.monotonic_ns()
         p99 = s.lateness_p99_ms()
         rate = s.arm_rate(now)
-        table = Table.grid(padding=(0, 2))
-        table.add_row(
-            f"[bold]{s.arm or 'starting'}[/]",
-            f"{(now - self._t0) / 1e9:7.1f} s",
-            f"sent {s.sent}/{s.planned}",
-            f"done {s.done}",
-            _errors(s),
-            f"in flight {s.in_flight}",
-            f"lateness p99 {p99:.2f} ms" if p99 is not None else "lateness p99 -",
-            f"rate {rate:.1f}/s" if rate is not None else "rate -",
-        )
-        return table
+        return {
+            "arm": s.arm or "starting",
+            "elapsed": f"{(now - self._t0) / 1e9:.1f} s",
+            "sent": f"sent {s.sent}/{s.planned}",
+            "done": f"done {s.done}",
+            "errors": _errors(s),
+            "in_flight": f"in flight {s.in_flight}",
+            "lateness": f"lateness p99 {p99:.2f} ms" if p99 is not None else "lateness p99 -",
+            "rate": f"rate {rate:.1f}/s" if rate is not None else "rate -",
+        }
 
 
 def _errors(s: Stats) -> str:
-    if not s.errors:
-        return "errors 0"
     own = f" (client {s.client_errors}: out of descriptors or ports?)" if s.client_errors else ""
-    return f"[red]errors {s.errors}{own}[/]"
+    return f"errors {s.errors}{own}"

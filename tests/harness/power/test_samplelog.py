@@ -59,7 +59,13 @@ def test_samples_endpoint_pages_with_a_cursor(fake_sidecar):
     # Rows carry the sidecar's monotonic clock, like the request log.
     t = np.array([r[1] for r in rest["rows"]])
     assert abs(int(t.max()) - time.monotonic_ns()) < 2e9
+    # The next page starts where this one ended, once the sampler has polled again (a busy machine may
+    # take a while: wait for it up to a deadline).
+    deadline = time.monotonic() + 5
     later = httpx.get(url + "/samples", params={"since": rest["next"]}).json()
+    while not later["rows"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+        later = httpx.get(url + "/samples", params={"since": rest["next"]}).json()
     assert later["rows"] and later["rows"][0][0] == rest["next"]
 
 
