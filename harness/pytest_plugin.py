@@ -50,6 +50,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _joulebench() -> list[str]:
+    """The installed `joulebench` script beside this Python: `python -m harness` would put the test run's
+    working folder first on the path, where a project's own `harness` package would shadow ours."""
+    script = Path(sys.executable).parent / "joulebench"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "harness"]
+
+
 @pytest.fixture
 def joulebench_mock(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -67,7 +74,7 @@ def joulebench_mock(
     log = tmp_path_factory.mktemp("joulebench-mock") / "mock-server.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "harness", "mock-server", *args],
+            [*_joulebench(), "mock-server", *args],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

@@ -28,9 +28,14 @@ def check(
 
     Arms are matched by name (and offered rate in experiments). A regression is claimed only when the
     95% interval of the difference lies wholly above the allowed increase: from the runs' bootstrap
-    intervals for single runs, a Welch interval over the repeats for experiments (docs/ci.md). An arm
-    flagged with an error (incomplete power, late sends, ...) in either run fails the check. Exit 0: no
-    figure regressed; 1: one did, or a figure could not be trusted; 2: bad input.
+    intervals for single runs, a Welch interval over the repeats for experiments (docs/ci.md). A single
+    run's intervals are bootstraps over its own requests and leave out run-to-run variation (host load,
+    drift), so single runs from two machines or times can show noise as a regression: for a gate,
+    check experiments (`joulebench run --repeats N`). An arm flagged with an error (incomplete power,
+    late sends, ...) in either run, a figure missing or not finite, or an unfinished experiment's arm
+    with under 2 done repeats fails the check. Exit 0: no figure shown to regress (an inconclusive one
+    passes; the PASS line names it); 1: one regressed, or a figure could not be trusted; 2: bad input
+    (and a run without power: there is no energy to check).
     """
     try:
         threshold = parse_threshold(max_regression)

@@ -17,8 +17,8 @@ from harness.energy.stats import describe
 from harness.report.regression import ArmFigures, Estimate
 from harness.runfolder import RunFolder
 from harness.runfolder.experiment_files import ExperimentFolder
-from harness.runfolder.folder_kind import Kind, folder_kind
-from harness.runfolder.report_files import read_summary
+from harness.runfolder.folder_kind import Kind, folder_kind, has_power
+from harness.runfolder.report_files import SUMMARY_FILE, read_summary
 from harness.runfolder.requests_file import read_requests
 
 # cells.parquet's column of each figure.
@@ -39,8 +39,23 @@ def kind_of(path: Path, flag: str) -> Kind:
 def run_figures(path: Path) -> list[ArmFigures]:
     """Per arm: all-in J/request with its CI from summary.json, TTFT and E2E p50 with bootstrap CIs over
     the run's successful requests (seeded as the summary's own bootstrap)."""
+    folder = RunFolder.open(path)
+    if not (path / SUMMARY_FILE).is_file() and not has_power(folder, folder.manifest()):
+        # `joulebench report` would not help: without power there is no summary and no energy.
+        raise InputError(
+            f"{path}: no power source, so no energy to check (latency-only runs are not supported by check)"
+        )
     summary = read_summary(path)
     frame, _ = read_requests(path / RunFolder.REQUESTS)
+    try:
+        return _arm_figures(summary, frame)
+    except (KeyError, TypeError, AttributeError) as exc:
+        # A summary of an older joulebench, or edited by hand: one line, not a traceback.
+        what = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputError(f"{path / SUMMARY_FILE}: not a summary check can read ({what})") from None
+
+
+def _arm_figures(summary: dict[str, Any], frame: pd.DataFrame) -> list[ArmFigures]:
     boot = summary.get("bootstrap") or {}
     spec = BootstrapSpec(resamples=int(boot.get("resamples", 1000)), seed=int(boot.get("seed", 0)))
     errors = _error_codes(summary)
@@ -64,24 +79,26 @@ def run_figures(path: Path) -> list[ArmFigures]:
 
 
 def experiment_figures(path: Path) -> list[ArmFigures]:
-    """Per (arm, offered rate): the mean over done repeats of each figure, and the repeats' values. A
+    """Per (arm, offered rate): the mean over done repeats of each figure, the repeats' values and how
+    many of the planned repeats are done (pending and running cells are not figures yet). A
     done cell flagged with one of `EXCLUDING_FLAGS` makes its arm an error (the experiment's report
     leaves such cells out; a check does not pass over them)."""
     cells = ExperimentFolder.open(path).read_cells()
-    done = cells[cells["status"] == "done"]
+    is_done = (cells["status"] == "done").to_numpy()
+    if not is_done.any():
+        raise InputError(f"{path / ExperimentFolder.CELLS}: no done cell to compare")
     out = []
-    arms = done["arm"].astype(str)
-    rates = done["rate"].astype("Float64").fillna(-1.0).astype(float)  # -1: the arms' own rates
+    arms = cells["arm"].astype(str)
+    rates = cells["rate"].astype("Float64").fillna(-1.0).astype(float)  # -1: the arms' own rates
     for arm, rate in dict.fromkeys(zip(arms, rates, strict=True)):
-        group = done[(arms == arm).to_numpy() & (rates == rate).to_numpy()]
+        planned = (arms == arm).to_numpy() & (rates == rate).to_numpy()
+        group = cells[planned & is_done]
         label = arm if rate < 0 else f"{arm} @ {rate:g} req/s"
         codes = {c.strip() for f in group["flags"] if isinstance(f, str) for c in f.split(",")}
         errors = sorted(codes & set(EXCLUDING_FLAGS))
         repeats = {m: _finite(group[col]) for m, col in CELL_COLUMNS.items()}
         figures = {m: Estimate(float(np.mean(v)) if v else None) for m, v in repeats.items()}
-        out.append(ArmFigures(label, figures, errors, repeats))
-    if not out:
-        raise InputError(f"{path / ExperimentFolder.CELLS}: no done cell to compare")
+        out.append(ArmFigures(label, figures, errors, repeats, (len(group), int(planned.sum()))))
     return out
 
 

@@ -40,9 +40,10 @@ class FittedTable:
     ) -> None:
         self.title, self.columns, self.rows = title, columns, rows
         cells = [[cell_len(row[i]) for row, _ in rows] for i in range(len(columns))]
-        self._natural = [max(cell_len(c.header), *col) for c, col in zip(columns, cells, strict=True)]
+        # A list to max(): with no rows, `max(header, *[])` is max of one int, a TypeError.
+        self._natural = [max([cell_len(c.header), *col]) for c, col in zip(columns, cells, strict=True)]
         self._least = [
-            min(natural, _TEXT_MIN) if c.text else max(_longest_word(c.header), *col)
+            min(natural, _TEXT_MIN) if c.text else max([_longest_word(c.header), *col])
             for c, col, natural in zip(columns, cells, self._natural, strict=True)
         ]
 
@@ -81,7 +82,7 @@ def _span(widths: Sequence[int], kept: Sequence[int]) -> int:
 
 
 def _longest_word(text: str) -> int:
-    return max(cell_len(word) for word in text.split())
+    return max((cell_len(word) for word in text.split()), default=0)  # 0: an empty heading
 
 
 # The main table's columns; `drop`: the first left out where it does not fit (every figure is in

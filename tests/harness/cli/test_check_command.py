@@ -4,7 +4,9 @@ folders (tests/harness/report/run_synth.py's, reported by `joulebench report`) a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -128,9 +130,11 @@ def _experiment(
     all_in: list[float],
     flags: str = "",
     at_rates: dict[float, list[float]] | None = None,
+    not_done: tuple[str, ...] = (),
 ) -> Path:
     """An experiment folder whose cells table holds arm `fixed`'s done repeats with these all-in figures
-    (at the arm's own rate, or at each offered rate of `at_rates`)."""
+    (at the arm's own rate, or at each offered rate of `at_rates`), then one cell per `not_done` status
+    (at the arm's own rate, no figures yet)."""
     folder = ExperimentFolder.create(out, name, {"name": name})
     rows = []
     cells = [(math.nan, v) for v in all_in] + [(r, v) for r, vs in (at_rates or {}).items() for v in vs]
@@ -141,6 +145,11 @@ def _experiment(
             position=0, status="done", j_per_request_all_in=value, ttft_p50_s=0.05, e2e_p50_s=0.8,
             flags=flags if i == 0 else "",
         )  # fmt: skip
+        rows.append(row)
+    for i, status in enumerate(not_done, start=len(rows)):
+        row = {c: None for c in CELL_COLUMNS}
+        row.update(experiment_id=folder.path.name, cell=i, block=i, repeat=i + 1, rate=math.nan, arm="fixed",
+                   position=0, status=status, flags="")  # fmt: skip
         rows.append(row)
     folder.write_cells(pd.DataFrame(rows))
     return folder.path
@@ -168,3 +177,43 @@ def test_experiments_match_arms_by_offered_rate(tmp_path, capsys):
     assert "FAIL: regressed by more than 5%: fixed @ 8 req/s J/request (all-in)" in out
     [at_2] = [line for line in out.splitlines() if line.startswith("fixed @ 2 req/s  J/request")]
     assert at_2.rstrip().endswith(" ok")
+
+
+def test_unfinished_experiments_are_noted_and_fail_under_two_done_repeats(tmp_path, capsys):
+    base = _experiment(tmp_path, "base", [10.0, 10.4, 9.8, 10.1])
+    partial = _experiment(tmp_path, "partial", [10.0, 10.2, 9.9], not_done=("running", "pending"))
+    assert _check(partial, base, "--max-regression", "5%") == 0
+    out = capsys.readouterr().out
+    assert "note: arm fixed: the candidate has 3 of 5 planned repeats done" in out
+    barely = _experiment(tmp_path, "barely", [10.0], not_done=("pending", "pending"))
+    assert _check(base, barely, "--max-regression", "5%") == 1
+    out = capsys.readouterr().out
+    assert "FAIL: arm fixed: the baseline has 1 of 3 planned repeats done, under 2: no interval" in out
+    assert "PASS" not in out
+
+
+def test_a_run_without_power_is_one_line_saying_so(tmp_path, runs, capsys):
+    latency_only = build_run(tmp_path, with_power=False)
+    status = _check(latency_only, runs["base"])
+    assert one_line_error(capsys.readouterr().err, status) == (
+        f"{latency_only}: no power source, so no energy to check "
+        "(latency-only runs are not supported by check)"
+    )
+    # With power but not reported yet, reporting it is the right advice.
+    unreported = build_run(tmp_path)
+    status = _check(unreported, runs["base"])
+    assert "joulebench report" in one_line_error(capsys.readouterr().err, status)
+
+
+@pytest.mark.parametrize("field", ["arms", "run"])
+def test_a_summary_without_a_field_is_one_line(tmp_path, runs, capsys, field):
+    odd = tmp_path / "odd"
+    shutil.copytree(runs["base"], odd)
+    summary = json.loads((odd / "summary.json").read_text())
+    summary["arms"] = []  # so that "run" is read too
+    del summary[field]
+    (odd / "summary.json").write_text(json.dumps(summary))
+    status = _check(odd, runs["base"])
+    assert one_line_error(capsys.readouterr().err, status) == (
+        f"{odd / 'summary.json'}: not a summary check can read (no field '{field}')"
+    )

@@ -4,8 +4,10 @@ an experiment's cells fail on them there too."""
 from __future__ import annotations
 
 import pandas as pd
+from rich.console import Console
 
-from harness.report.request_summary import arm_summary
+from harness.report.request_summary import arm_summary, arm_table
+from harness.report.terminal import Column, FittedTable
 
 MS = 1_000_000
 
@@ -38,3 +40,29 @@ def test_the_rate_of_a_shaped_arm_is_of_its_arrivals_not_its_releases() -> None:
         row["sent_ns"] = (i // 10 + 1) * 1_000 * MS
     (arm,) = arm_summary(pd.DataFrame(rows))
     assert arm["rate_per_s"] == 10.0
+
+
+def test_at_80_columns_ttft_and_e2e_are_never_left_out() -> None:
+    # Wide enough that columns must go: TTFT and E2E are all a run without power measured.
+    summary = arm_summary(
+        pd.DataFrame(_rows("fixed-interval-arm", ["ok"] * 1200 + ["client_error"] * 3, 12.5))
+    )
+    console = Console(width=80, record=True)
+    console.print(arm_table(summary))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    row = next(line for line in text.splitlines() if line.startswith("│ fixed-inter"))  # the name folds
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[-2:] == [f"{summary[0]['ttft_ms']['p50']:.1f}", f"{summary[0]['e2e_ms']['p50']:.1f}"]
+    (left_out,) = [line for line in text.splitlines() if line.startswith("not shown at 80 columns: ")]
+    assert "planned" in left_out and "TTFT" not in left_out and "E2E" not in left_out
+
+
+def test_a_table_of_no_arms_renders_its_headings() -> None:
+    # Every request a warm-up: no row, and the table still prints (its headings) rather than raising.
+    summary = arm_summary(pd.DataFrame(_rows("fixed", ["ok"] * 3, 0.0)).assign(warmup=True))
+    assert summary == []
+    console = Console(width=80, record=True)
+    console.print(arm_table(summary))
+    assert "TTFT" in console.export_text()
+    console.print(FittedTable("no heading", [Column("")], []))  # an empty heading has no longest word
