@@ -29,4 +29,7 @@ export CI=${CI:-1}
 ruff check .
 lint-imports              # the layer contracts ([tool.importlinter] in pyproject.toml)
 python scripts/typecheck.py   # mypy against mypy-baseline.txt, which may only shrink
-python -m pytest "$@"
+# Two workers, one test file each at a time (module fixtures stay in one process): most tests wait on
+# schedules and servers rather than compute, so two halve the wall time on a 2-core machine; the
+# timing bounds are set for a machine that is busy with another process. The slowest tests are listed.
+python -m pytest -n 2 --dist loadfile --durations=15 "$@"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import selectors
 import shutil
 import socket
 import subprocess
@@ -36,6 +35,8 @@ import httpx
 import yaml
 
 from harness.session.embedded_stack import stop_process as stop_started_process
+from joulebench.mock_process import first_line as mock_first_line
+from joulebench.mock_process import mock_server_process
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
@@ -187,19 +188,12 @@ def run_mock_server(
     """
     log = _log_file(log_dir, "mock-server")
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    with log.open("w") as err:
-        process = subprocess.Popen(
-            joulebench_argv("mock-server", "--port", "0", *args),
-            stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, preexec_fn=pin,
-        )  # fmt: skip
-    server = ServerProcess("", process, log)
-    try:
-        server.url = first_line(process, timeout_s)
-        if not server.url.startswith("http://"):
-            raise RuntimeError(f"mock server did not start: {server.url!r}\n{server.log_tail()}")
+    # The same start and stop as the `joulebench_mock` fixture users get.
+    with mock_server_process(args, log, timeout_s, cwd=REPO, preexec_fn=pin) as (process, url):
+        server = ServerProcess(url, process, log)
+        if not url.startswith("http://"):
+            raise RuntimeError(f"mock server did not start: {url!r}\n{server.log_tail()}")
         yield server
-    finally:
-        server.stop()
 
 
 def simulated_sidecar(
@@ -219,12 +213,8 @@ def _log_file(log_dir: Path | None, name: str) -> Path:
 
 def first_line(process: subprocess.Popen, timeout_s: float) -> str:
     """The first stdout line of a server that prints its URL once it listens (or why there is none)."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout_s):
-            return f"(no URL within {timeout_s} s)"
-    return process.stdout.readline().strip()
+    line = mock_first_line(process, time.monotonic() + timeout_s)
+    return f"(no URL within {timeout_s} s)" if line is None else line
 
 
 def _describe(proc: subprocess.Popen) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("foundation", "traffic", "harness")
+PACKAGES = ("foundation", "traffic", "harness", "joulebench")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -57,6 +57,11 @@ def test_the_tree_keeps_every_contract() -> None:
         ("harness/shaping_proxy/proxy_relay.py", "import harness.runfolder.request_log", "harness layers"),
         ("harness/experiment/design.py", "import pandas", "an experiment's design is pure"),
         ("harness/session/pipeline.py", "import harness.experiment.conduct", "harness layers"),
+        (
+            "harness/session/pipeline.py",
+            "import joulebench.api_run",
+            "joulebench (the Python API) uses harness",
+        ),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

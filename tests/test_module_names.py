@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("foundation", "traffic", "harness")
+PACKAGES = ("foundation", "traffic", "harness", "joulebench")
 # Python's own names: every package has them, they hold no project concept.
 SPECIAL = {"__init__", "__main__"}
 

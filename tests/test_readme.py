@@ -42,3 +42,9 @@ def test_deploy_commands_are_the_tested_ones_of_docs_deploy():
     assert len(commands) >= 5
     for command in commands:
         assert command in deploy, f"README's Deploy command is not in docs/deploy.md: {command}"
+
+
+def test_the_first_screen_shows_real_prompts_by_name_and_the_ci_kit():
+    first_screen = "\n".join(README.splitlines()[:40])
+    assert "joulebench run --prompts ultrachat" in first_screen
+    assert "joulebench check RUN --baseline RUN" in first_screen and "docs/ci.md" in first_screen

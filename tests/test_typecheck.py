@@ -25,7 +25,7 @@ def typecheck(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_a_new_error_fails_and_the_baseline_only_shrinks(tmp_path: Path) -> None:
-    for name in ("foundation", "traffic", "harness", "scripts"):
+    for name in ("foundation", "traffic", "harness", "joulebench", "scripts"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     # The copy's own errors as its baseline, so the test checks the mechanism whatever the tree holds.

@@ -18,7 +18,6 @@ replay that same sequence.
 from __future__ import annotations
 
 import math
-import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -152,13 +151,7 @@ def _match_trace(
     if sequence.tokens is not None:
         return sequence, sequence.tokens, max_tokens
     # Nothing counted the prompts' tokens: the column holds what the trace asked for, which is only
-    # about what the prompts hold (~4 characters per token). Said here, and by `plan describe`.
-    print(
-        f"joulebench: warning: prompt_tokens are trace arm {lead.spec.name!r}'s input lengths, not "
-        "counts of the prompts' tokens (no tokenizer given; --tokenizer FILE counts them)",
-        file=sys.stderr,
-        flush=True,
-    )
+    # about what the prompts hold (~4 characters per token): traffic.describe.build_warnings says so.
     return sequence, wanted, max_tokens
 
 

@@ -70,6 +70,17 @@ def prompt_tokens_from(plan: Plan) -> str | None:
     return "tokenizer" if options.get("tokenizer") else "trace"
 
 
+def build_warnings(plan: Plan) -> list[str]:
+    """What the command that built `plan` should warn about (building itself prints nothing)."""
+    if prompt_tokens_from(plan) != "trace":
+        return []
+    lead = next(arm.name for arm in plan.header.arms if arm.kind == "trace" and arm.params.get("lengths"))
+    return [
+        f"prompt_tokens are trace arm {lead!r}'s input lengths, not counts of the prompts' tokens "
+        "(no tokenizer given; --tokenizer FILE counts them)"
+    ]
+
+
 def notes(summary: dict[str, Any]) -> list[str]:
     """One line each for what the figures do not say by themselves."""
     lines = []

@@ -8,6 +8,7 @@ plan is built, still before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,10 @@ class PlanSpec(BaseModel):
 
     # What is sent
     prompts: str = Field(
-        "synthetic", description="synthetic[:k=v,...], hf:NAME[,split=S,config=C], or a file"
+        "synthetic", description="synthetic[:k=v,...], hf:NAME[,split=S,config=C], ultrachat, or a file"
+    )
+    offline: bool = Field(
+        False, description="hf sources: read the local Hugging Face datasets cache only, never download"
     )
     fields: dict[str, str] = Field(default_factory=dict, description="role -> column: prompt, messages, id")
     conversation: ConversationMode = "first"
@@ -154,7 +158,7 @@ class PlanSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_combination(self) -> PlanSpec:
-        self._source = parse_source(self.prompts)
+        self._source = dataclasses.replace(parse_source(self.prompts), offline=self.offline)
         self._schedules = [parse_schedule(text) for text in self.schedules]
         self._policies = [parse_policy(text) for text in self.policies]
         try:
@@ -181,6 +185,10 @@ class PlanSpec(BaseModel):
             raise _Problem(
                 "max_prompt_tokens" if self.min_prompt_tokens is None else "min_prompt_tokens",
                 "token length filters need a tokenizer",
+            )
+        if self.offline and self._source.kind != "hf":
+            raise _Problem(
+                "offline", f"applies to Hugging Face sources (hf:NAME, ultrachat), not {self.prompts!r}"
             )
         if self._source.kind == "synthetic":
             if self.fields:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU-machine side of the arrival-shaping experiment (issue 8): vLLM on the GPU, the NVML sidecar,
-# a real Prometheus scraping both, and `joulebench run` with six arms over the same UltraChat
-# prompts, repeated. CPU-machine side: benchmarks/gpu/prepare.sh; analysis: benchmarks/gpu/analyze.py.
+# GPU-machine side of the arrival-shaping experiment (issue 8): vLLM (or transformers, ENGINE=transformers)
+# on the GPU, the NVML sidecar, a real Prometheus scraping both (when its .deb was stashed), and
+# `joulebench run` with six arms over the same UltraChat prompts, repeated. CPU-machine side:
+# benchmarks/gpu/prepare.sh; analysis: benchmarks/gpu/analyze.py.
 #
 # Each step is one subcommand, so that steps fit the GPU machine's per-command time limit and the
 # long-lived processes (vLLM, sidecar, Prometheus) outlive a command (they run in their own
@@ -9,8 +10,9 @@
 #
 #   experiment.sh stash DIR...   copy the contents of carried folders (chunks, wheels, .deb, data) into
 #                                $WORK/stash (must be the last step of its command)
-#   experiment.sh setup          unpack vLLM + wheels, unpack Prometheus, build the random-weight model
-#   experiment.sh start          start the sidecar (NVML), vLLM (`joulebench serve vllm`), Prometheus
+#   experiment.sh setup          unpack vLLM (ENGINE=vllm) + wheels, unpack Prometheus, build the model
+#   experiment.sh start          start the sidecar (NVML), the engine (`joulebench serve vllm|transformers`),
+#                                Prometheus
 #   experiment.sh fixtures       record vLLM's SSE streams for the backend test suite
 #   experiment.sh calibrate      measure the mock server's calibration curves (decode waves, prefill, idle)
 #   experiment.sh plan           build the six-arm plan
@@ -24,7 +26,8 @@
 # Several subcommands may be given at once: `experiment.sh setup start fixtures calibrate collect`.
 # Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
 # PROM_PORT [9090], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
-# EXPERIMENT [benchmarks/gpu/arrival-shaping-h200.yaml; benchmarks/gpu/shaping-h200.yaml: issue 15's policies].
+# EXPERIMENT [benchmarks/gpu/arrival-shaping-h200.yaml; benchmarks/gpu/shaping-h200.yaml: issue 15's policies],
+# ENGINE [vllm; transformers: `transformers serve` from the GPU image, with the wheels of .gpu/jbtf stashed].
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,10 +47,14 @@ IDLE=${IDLE:-20}
 MAX_TOKENS=${MAX_TOKENS:-128}
 SEED=${SEED:-1}
 EXPERIMENT=${EXPERIMENT:-$HERE/arrival-shaping-h200.yaml}
+ENGINE=${ENGINE:-vllm}
 SERVED_NAME=llama-3.2-1b-random
 # Prefix caching off: the arms replay the same prompts, and cached prefixes would make later arms
 # cheaper (3.23 vs 3.57 J/request measured in the recipe).
 VLLM_FLAGS=(--served-model-name "$SERVED_NAME" --dtype bfloat16 --max-model-len 4096 --no-enable-prefix-caching)
+# transformers serves only the model it preloaded, under its path as the name. Its /v1/models scans the
+# Hugging Face cache folder and answers 500 where none exists (as on the GPU machine): an empty one.
+TRANSFORMERS_FLAGS=(--dtype bfloat16 --env "HF_HUB_CACHE=$WORK/hf-cache")
 
 mkdir -p "$STASH" "$RESULTS" "$PIDS"
 export PYTHONUNBUFFERED=1
@@ -77,6 +84,11 @@ do_stash() {
 }
 
 do_setup() {
+  if [ ! -f "$SITE/.complete" ] && [ "$ENGINE" != vllm ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$STASH"/*.whl \
+      || { log "wheel install failed"; exit 2; }
+    touch "$SITE/.complete"
+  fi
   if [ ! -f "$SITE/.complete" ]; then
     local want; want=$(cat "$STASH"/SHA256)
     local got; got=$(cat "$STASH"/site.tar.xz.part-* | sha256sum | cut -d' ' -f1)
@@ -88,7 +100,7 @@ do_setup() {
     touch "$SITE/.complete"
     log "vLLM site ready ($(du -sh "$SITE" | cut -f1))"
   fi
-  if [ ! -x "$PROM/usr/bin/prometheus" ]; then
+  if [ ! -x "$PROM/usr/bin/prometheus" ] && compgen -G "$STASH/prometheus_*.deb" >/dev/null; then
     mkdir -p "$PROM" && dpkg -x "$STASH"/prometheus_*.deb "$PROM" && log "prometheus unpacked"
   fi
   if [ ! -f "$MODEL/config.json" ]; then
@@ -100,7 +112,7 @@ do_setup() {
   {
     nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv
     lscpu | grep -E 'Model name|^CPU\(s\)'
-    python3 -c 'import vllm, torch, pandas, httpx, aiohttp, typer, pynvml; print("vllm", vllm.__version__, "torch", torch.__version__, "pandas", pandas.__version__, "httpx", httpx.__version__, "aiohttp", aiohttp.__version__, "typer", typer.__version__)'
+    python3 -c "import $ENGINE, torch, pandas, httpx, aiohttp, typer, pynvml; print('$ENGINE', $ENGINE.__version__, 'torch', torch.__version__, 'pandas', pandas.__version__, 'httpx', httpx.__version__, 'aiohttp', aiohttp.__version__, 'typer', typer.__version__)"
     jb --version
   } 2>&1 | tee "$RESULTS/machine.txt"
 }
@@ -111,26 +123,44 @@ do_start() {
   setsid nohup python3 -m harness sidecar --backend nvml --port "$SIDECAR_PORT" --interval 0.1 \
     --log "$RESULTS/sidecar_samples.jsonl" >"$RESULTS/sidecar.log" 2>&1 < /dev/null &
   echo $! >"$PIDS/sidecar"
-  setsid nohup python3 -m harness serve vllm --model "$MODEL" --port "$PORT" --python python3 \
-    --env VLLM_USE_FLASHINFER_SAMPLER=0 --out "$RESULTS/vllm" "${VLLM_FLAGS[@]}" \
-    >"$RESULTS/serve.log" 2>&1 < /dev/null &
+  if [ "$ENGINE" = transformers ]; then
+    mkdir -p "$WORK/hf-cache"
+    setsid nohup python3 -m harness serve transformers --model "$MODEL" --port "$PORT" --health-timeout 300 \
+      --out "$RESULTS/transformers" "${TRANSFORMERS_FLAGS[@]}" >"$RESULTS/serve.log" 2>&1 < /dev/null &
+  else
+    setsid nohup python3 -m harness serve vllm --model "$MODEL" --port "$PORT" --python python3 \
+      --env VLLM_USE_FLASHINFER_SAMPLER=0 --out "$RESULTS/vllm" "${VLLM_FLAGS[@]}" \
+      >"$RESULTS/serve.log" 2>&1 < /dev/null &
+  fi
   echo $! >"$PIDS/serve"
-  sed -e "s/sidecar:9400/127.0.0.1:$SIDECAR_PORT/" -e "s/server:8000/127.0.0.1:$PORT/" \
-    "$REPO/deploy/prometheus/prometheus.yml" >"$WORK/prometheus.yml"
-  setsid nohup "$PROM/usr/bin/prometheus" --config.file="$WORK/prometheus.yml" \
-    --storage.tsdb.path="$WORK/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
-    >"$RESULTS/prometheus.log" 2>&1 < /dev/null &
-  echo $! >"$PIDS/prometheus"
+  if [ -x "$PROM/usr/bin/prometheus" ]; then
+    sed -e "s/sidecar:9400/127.0.0.1:$SIDECAR_PORT/" -e "s/server:8000/127.0.0.1:$PORT/" \
+      "$REPO/deploy/prometheus/prometheus.yml" >"$WORK/prometheus.yml"
+    setsid nohup "$PROM/usr/bin/prometheus" --config.file="$WORK/prometheus.yml" \
+      --storage.tsdb.path="$WORK/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+      >"$RESULTS/prometheus.log" 2>&1 < /dev/null &
+    echo $! >"$PIDS/prometheus"
+  fi
   wait_http "http://127.0.0.1:$SIDECAR_PORT/metrics" 30 || { log "sidecar did not start"; cat "$RESULTS/sidecar.log"; exit 4; }
-  wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 60 || { log "prometheus did not start"; tail "$RESULTS/prometheus.log"; exit 4; }
+  if [ -f "$PIDS/prometheus" ]; then
+    wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 60 || { log "prometheus did not start"; tail "$RESULTS/prometheus.log"; exit 4; }
+  fi
   local t0=$SECONDS
-  wait_http "http://127.0.0.1:$PORT/health" 500 || { log "vLLM did not become healthy"; tail -40 "$RESULTS/serve.log"; tail -40 "$RESULTS/vllm/server.log"; exit 4; }
-  log "sidecar, prometheus and vLLM up (vLLM healthy after $((SECONDS - t0)) s more)"
+  wait_http "http://127.0.0.1:$PORT/health" 500 || { log "$ENGINE did not become healthy"; tail -40 "$RESULTS/serve.log"; tail -40 "$RESULTS/$ENGINE/server.log"; exit 4; }
+  # `joulebench serve` records the version just after its own health check: wait for that record.
+  for _ in $(seq 60); do
+    grep -q healthy_after_s "$RESULTS/$ENGINE/server.json" 2>/dev/null && break
+    sleep 0.5
+  done
+  log "sidecar, prometheus ($([ -f "$PIDS/prometheus" ] && echo on || echo off)) and $ENGINE up ($ENGINE healthy after $((SECONDS - t0)) s more)"
 }
 
 do_fixtures() {
-  python3 "$REPO/benchmarks/gpu/record_fixtures.py" --base-url "http://127.0.0.1:$PORT" \
-    --out "$RESULTS/fixtures/vllm-0.26.0" 2>&1 | tail -5
+  local version model=()
+  version=$(python3 -c "import json; print(json.load(open('$RESULTS/$ENGINE/server.json'))['version'])")
+  [ "$ENGINE" = transformers ] && model=(--model "$MODEL")
+  python3 "$REPO/benchmarks/gpu/record_fixtures.py" --base-url "http://127.0.0.1:$PORT" --server "$ENGINE" \
+    "${model[@]}" --out "$RESULTS/fixtures/$ENGINE-$version" 2>&1 | tail -6
 }
 
 do_calibrate() {
@@ -141,6 +171,9 @@ do_calibrate() {
 
 do_plan() {
   # Six arms over the same prompts; uniform and bursty at the mean rate of fixed 50 ms (20 req/s).
+  # transformers refuses ignore_eos (HTTP 422): its outputs end at max_tokens or a sampled end token.
+  local eos=(--ignore-eos)
+  [ "$ENGINE" = transformers ] && eos=()
   jb plan build --prompts "$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" \
     --schedule concurrency:n=1,name=sequential \
     --schedule fixed:interval=0.5,name=fixed-500ms \
@@ -148,22 +181,29 @@ do_plan() {
     --schedule uniform:low=0.1,high=0.5,rate=20,name=uniform-20rps \
     --schedule bursty:size=8,intra=0.01,gap=0.33,rate=20,name=bursty-20rps \
     --schedule "bursty:size=$N,intra=0,gap=1,name=one-burst" \
-    --n "$N" --seed "$SEED" --max-tokens "$MAX_TOKENS" --ignore-eos \
+    --n "$N" --seed "$SEED" --max-tokens "$MAX_TOKENS" "${eos[@]}" \
     --tokenizer "$MODEL/tokenizer.json" --out "$RESULTS/arms.parquet" || exit 5
   jb plan describe "$RESULTS/arms.parquet"
 }
 
 do_repeat() {  # N
-  jb run --target "http://127.0.0.1:$PORT" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
-    --prometheus "http://127.0.0.1:$PROM_PORT" --plan "$RESULTS/arms.parquet" --idle "$IDLE" \
-    --server-info "$RESULTS/vllm/server.json" --no-progress --out "$RESULTS/runs" 2>&1 | tail -60
+  local prom=() model=()
+  [ -f "$PIDS/prometheus" ] && prom=(--prometheus "http://127.0.0.1:$PROM_PORT")
+  [ "$ENGINE" = transformers ] && model=(--model "$MODEL")
+  jb run --target "http://127.0.0.1:$PORT" "${model[@]}" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
+    "${prom[@]}" --plan "$RESULTS/arms.parquet" --idle "$IDLE" \
+    --server-info "$RESULTS/$ENGINE/server.json" --no-progress --out "$RESULTS/runs" 2>&1 | tail -60
   log "repeat $1 done"
 }
 
 do_experiment() {
+  local target=(--target "http://127.0.0.1:$PORT") prom=()
+  # transformers answers only to the name of the model it preloaded: its path.
+  [ "$ENGINE" = transformers ] && target=(--set "target={url: 'http://127.0.0.1:$PORT', model: '$MODEL'}")
+  [ -f "$PIDS/prometheus" ] && prom=(--set "power.prometheus=http://127.0.0.1:$PROM_PORT")
   setsid nohup python3 -m harness experiment run "$EXPERIMENT" \
-    --target "http://127.0.0.1:$PORT" --set "power.sidecar=http://127.0.0.1:$SIDECAR_PORT" \
-    --set "power.prometheus=http://127.0.0.1:$PROM_PORT" --set "server_info=$RESULTS/vllm/server.json" \
+    "${target[@]}" --set "power.sidecar=http://127.0.0.1:$SIDECAR_PORT" \
+    "${prom[@]}" --set "server_info=$RESULTS/$ENGINE/server.json" \
     --set "plan.prompts=$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" \
     --set "plan.tokenizer=$MODEL/tokenizer.json" --out "$RESULTS/experiments" \
     >"$RESULTS/experiment.log" 2>&1 < /dev/null &
@@ -185,7 +225,7 @@ do_collect() {
   [ -f "$RESULTS/calibration.json" ] && cp "$RESULTS/calibration.json" "$OUT"/
   # Everything small goes into one archive (the machine returns at most 8 files).
   tar -C "$RESULTS" -czf "$OUT/results.tgz" --exclude='prometheus-data' --exclude='*.safetensors' \
-    $(cd "$RESULTS" && ls -d runs experiments experiment.log fixtures vllm arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
+    $(cd "$RESULTS" && ls -d runs experiments experiment.log fixtures vllm transformers arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
   ls -la "$OUT"
 }
 

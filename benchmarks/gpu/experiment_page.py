@@ -24,6 +24,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ def load(results: Path, h100: Path | None) -> Inputs:
     if len(summary["rates"]) != 1 or summary["rates"][0]["rate"] is not None:
         raise SystemExit("experiment_page: written for one block at the arms' own rates")
     plan = load_plan(folder.plan_path(None))
+    machine, server = machine_and_server(results)
     return Inputs(
         results=results,
         folder=folder,
@@ -74,10 +76,16 @@ def load(results: Path, h100: Path | None) -> Inputs:
         arms=list(plan.header.arms),
         plan_rows=plan.rows,
         plan_hash=plan.header.plan_hash,
-        machine=machine_info((results / "machine.txt").read_text()),
-        server=json.loads((results / "vllm_server.json").read_text()),
+        machine=machine,
+        server=server,
         h100=h100,
     )
+
+
+def machine_and_server(results: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """The results folder's machine.txt (`machine_info`) and vllm_server.json, as read by both pages."""
+    machine = machine_info((results / "machine.txt").read_text())
+    return machine, json.loads((results / "vllm_server.json").read_text())
 
 
 def machine_info(text: str) -> dict[str, str]:
@@ -852,7 +860,7 @@ def resolution_notes(inputs: Inputs, arms: dict[str, Arm]) -> list[str]:
 def page(inputs: Inputs) -> str:
     order_lines, order_verdict = order_effects(inputs)
     h100_lines, h100_notes = h100_section(inputs)
-    lines = [
+    sections = [
         *title_and_intro(inputs),
         *reading(inputs, order_verdict, h100_notes),
         *setup(inputs),
@@ -862,24 +870,44 @@ def page(inputs: Inputs) -> str:
         *differences(inputs),
         *order_lines,
         *h100_lines,
-        "Machine (`machine.txt`, from `experiment.sh setup`):",
-        "",
-        "```",
-        (inputs.results / "machine.txt").read_text().strip(),
-        "```",
     ]
+    return page_text(inputs.results, sections)
+
+
+def page_text(results: Path, sections: list[str]) -> str:
+    """A results page: its sections, then the machine as `experiment.sh setup` described it."""
+    machine = (results / "machine.txt").read_text().strip()
+    lines = [*sections, "Machine (`machine.txt`, from `experiment.sh setup`):", "", "```", machine, "```"]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", type=Path, help="the results folder holding experiment/, machine.txt, ...")
-    ap.add_argument("--h100", type=Path, help="the single-order results folder to compare with (arms.csv)")
+def page_cli(
+    doc: str,
+    holding: str,
+    build: Callable[[argparse.Namespace], str],
+    options: Sequence[tuple[str, str]] = (),
+) -> None:
+    """A page script's command line, `RESULTS [options] [--out README.md]`: writes build(args) to --out,
+    by default RESULTS/README.md. `holding` says what RESULTS holds; `options` are (flag, help) of the
+    script's own folder options."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("results", type=Path, help=f"the results folder holding {holding}")
+    for flag, text in options:
+        ap.add_argument(flag, type=Path, help=text)
     ap.add_argument("--out", type=Path, help="where to write the page (default: RESULTS/README.md)")
     args = ap.parse_args()
     out = args.out or args.results / "README.md"
-    out.write_text(page(load(args.results, args.h100)), encoding="utf-8")
+    out.write_text(build(args), encoding="utf-8")
     print(out)
+
+
+def main() -> None:
+    page_cli(
+        __doc__ or "",
+        "experiment/, machine.txt, ...",
+        lambda args: page(load(args.results, args.h100)),
+        [("--h100", "the single-order results folder to compare with (arms.csv)")],
+    )
 
 
 if __name__ == "__main__":

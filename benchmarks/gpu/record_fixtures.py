@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from harness.deploy.native import package_version
 
 LINE_BREAKERS = ("\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -49,6 +53,16 @@ def cases(server: str, model: str) -> dict[str, tuple[str, str, dict[str, Any]]]
                 {"inputs": PROMPT, "parameters": {"max_new_tokens": 10**7}},
             ),
             "chat_stream": ("openai-chat", "/v1/chat/completions", {**chat, "stream": True, **usage}),
+        }
+    if server == "transformers":
+        # It refuses fields it does not know (ignore_eos: HTTP 422), and generates up to any max_tokens
+        # (no 400 to record).
+        plain = {"stream": True, **usage}
+        return {
+            "chat_stream": ("openai-chat", "/v1/chat/completions", {**chat, **plain}),
+            "completion_stream": ("openai-completions", "/v1/completions", {**completion, **plain}),
+            "chat": ("openai-chat", "/v1/chat/completions", {**chat, "stream": False}),
+            "error_422": ("openai-chat", "/v1/chat/completions", {**chat, **streaming}),
         }
     return {
         "chat_stream": ("openai-chat", "/v1/chat/completions", {**chat, **streaming}),
@@ -102,7 +116,7 @@ def expectations(api: str, stream: bool, status: int, body: bytes, headers: http
         _usage(api, data if not isinstance(data, list) else data[0], expect)
         expect.update(status="ok", chunks=0)
         return expect
-    chunks, ended = 0, False
+    chunks, ended, finished = 0, False, False
     for event in body.split(b"\n\n"):
         lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
         if not lines:
@@ -120,8 +134,11 @@ def expectations(api: str, stream: bool, status: int, body: bytes, headers: http
             for choice in obj.get("choices") or ():
                 delta = choice.get("delta") or {}
                 chunks += bool(choice.get("text") or delta.get("content") or delta.get("reasoning_content"))
+                finished = finished or bool(choice.get("finish_reason"))
         _usage(api, obj, expect)
-    expect.update(status="ok" if ended else "stream_error", chunks=chunks)
+    # A clean end once a choice finished and usage arrived is complete too (transformers sends no [DONE]).
+    complete = ended or (finished and "output_tokens" in expect and body.endswith(b"\n\n"))
+    expect.update(status="ok" if complete else "stream_error", chunks=chunks)
     return expect
 
 
@@ -150,7 +167,9 @@ def _error_message(body: bytes) -> str:
     except ValueError:
         return body.decode("utf-8", "replace").strip()
     error = data.get("error", data)
-    return str(error.get("message") if isinstance(error, dict) else error)
+    if isinstance(error, dict):  # OpenAI's and vLLM's {"error": {"message"}}, FastAPI's {"detail"}
+        return str(error.get("message") or error.get("detail"))
+    return str(error)
 
 
 def main() -> None:
@@ -159,7 +178,7 @@ def main() -> None:
     )
     parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     parser.add_argument("--out", type=Path, required=True, help="folder for <name>.json + <name>.body")
-    parser.add_argument("--server", choices=["vllm", "tgi"], default="vllm")
+    parser.add_argument("--server", choices=["vllm", "tgi", "transformers"], default="vllm")
     parser.add_argument("--model", help="model name (default: the first of GET /v1/models)")
     parser.add_argument("--tries", type=int, default=20, help="streams tried for chat_stream_linebreak")
     args = parser.parse_args()
@@ -168,7 +187,7 @@ def main() -> None:
         version = _server_version(client, args.server)
         if args.model:
             model = args.model
-        elif args.server == "vllm":
+        elif args.server != "tgi":
             model = client.get("/v1/models").json()["data"][0]["id"]
         else:
             model = client.get("/info").json()["model_id"]
@@ -199,6 +218,10 @@ def main() -> None:
 
 
 def _server_version(client: httpx.Client, server: str) -> str:
+    if server == "transformers":  # no version route: what `joulebench serve` records, read the same way
+        program = shutil.which("transformers")
+        said = package_version(program, "transformers", os.environ) if program else {}
+        return str(said.get("version") or "unknown")
     try:
         response = client.get("/version" if server == "vllm" else "/info")
         return str(response.json().get("version", "unknown"))

@@ -18,8 +18,6 @@ Usage: python benchmarks/gpu/shaping_page.py docs/results/shaping-h200 [--out RE
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
 from collections import Counter
@@ -29,18 +27,31 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from experiment_page import ci_text, g, header, level_text, machine_info, model_shape, names, num, pct, row
+from experiment_page import (
+    ABOVE_IDLE,
+    ALL_IN,
+    ATTRIBUTED,
+    REPO,
+    ci_text,
+    g,
+    header,
+    level_text,
+    machine_and_server,
+    model_shape,
+    names,
+    num,
+    page_cli,
+    page_text,
+    pct,
+    row,
+)
 
 from foundation.errors import InputError
 from harness.mock.profile import DEFAULT_PROFILE
+from harness.report.experiment_frontier import paired_difference
 from harness.runfolder.experiment_files import ExperimentFolder
 from traffic.plan import load_plan
 
-REPO = Path(__file__).resolve().parents[2]
-
-ALL_IN = "j_per_request_all_in"
-ATTRIBUTED = "j_per_request_attributed"
-ABOVE_IDLE = "j_above_idle_per_request"
 BASELINE = "passthrough"
 
 
@@ -70,15 +81,14 @@ class Side:
         return math.nan if fig.get("mean") is None else float(fig["mean"])
 
     def pair(self, rate: float, metric: str, a: str, b: str) -> dict[str, Any]:
-        """Labels a and b's paired difference a − b: `mean`, `ci`, `level`, `distinguishable`."""
+        """Labels a and b's paired difference a − b (`paired_difference`: `mean`, `ci`, `level`), and
+        `distinguishable` as the summary says it of the pair (the same either way round)."""
         full = {x["label"]: x["arm"] for x in self.block(rate)["arms"]}
-        for p in self.block(rate)["pairs"][metric]:
-            if {p["a"], p["b"]} == {full[a], full[b]}:
-                sign = 1.0 if p["a"] == full[a] else -1.0
-                ci = None if p["ci"] is None else sorted(sign * c for c in p["ci"])
-                mean = None if p["mean"] is None else sign * p["mean"]
-                return {"mean": mean, "ci": ci, "level": p["level"], "distinguishable": p["distinguishable"]}
-        raise KeyError((rate, metric, a, b))
+        pairs = self.block(rate)["pairs"][metric]
+        said = [p["distinguishable"] for p in pairs if {p["a"], p["b"]} == {full[a], full[b]}]
+        if not said:
+            raise KeyError((rate, metric, a, b))
+        return {**paired_difference(pairs, full[a], full[b]), "distinguishable": said[0]}
 
 
 @dataclass
@@ -104,13 +114,14 @@ def load(results: Path) -> Inputs:
         raise SystemExit("shaping_page: the mock's experiment is not the GPU's (rates or policies differ)")
     if BASELINE not in labels or not gpu.summary.get("shaped"):
         raise SystemExit(f"shaping_page: written for a shaped experiment with a {BASELINE} arm")
+    machine, server = machine_and_server(results)
     return Inputs(
         results=results,
         gpu=gpu,
         mock=mock,
         spec=gpu.folder.spec_data(),
-        machine=machine_info((results / "machine.txt").read_text()),
-        server=json.loads((results / "vllm_server.json").read_text()),
+        machine=machine,
+        server=server,
         rates=rates,
         labels=labels,
     )
@@ -538,7 +549,7 @@ def commands(inputs: Inputs) -> list[str]:
 
 
 def page(inputs: Inputs) -> str:
-    lines = [
+    sections = [
         *title_and_intro(inputs),
         *reading(inputs),
         *policy_tables(inputs),
@@ -546,25 +557,12 @@ def page(inputs: Inputs) -> str:
         *mock_table(inputs),
         *setup(inputs),
         *commands(inputs),
-        "Machine (`machine.txt`, from `experiment.sh setup`):",
-        "",
-        "```",
-        (inputs.results / "machine.txt").read_text().strip(),
-        "```",
     ]
-    return "\n".join(lines) + "\n"
+    return page_text(inputs.results, sections)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "results", type=Path, help="the results folder holding experiment/, mock/, machine.txt, ..."
-    )
-    ap.add_argument("--out", type=Path, help="where to write the page (default: RESULTS/README.md)")
-    args = ap.parse_args()
-    out = args.out or args.results / "README.md"
-    out.write_text(page(load(args.results)), encoding="utf-8")
-    print(out)
+    page_cli(__doc__ or "", "experiment/, mock/, machine.txt, ...", lambda args: page(load(args.results)))
 
 
 if __name__ == "__main__":

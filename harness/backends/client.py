@@ -196,6 +196,10 @@ async def _read_stream(response: httpx.Response, api: Api, rec: RequestRecord) -
             rec.first_token_ns, rec.last_token_ns = chunk_ns[0], chunk_ns[-1]
     if fault is not None:
         raise StreamFault(fault)
+    # transformers serve (5.x) ends the response after the chunk that carries finish_reason and usage,
+    # without [DONE]: a clean end once both arrived is a complete response. A stream cut before them
+    # (the text may be whole, but the server's token counts are lost) still fails below.
+    ended = ended or (rec.finish_reason is not None and rec.output_tokens is not None and not parser.pending)
     if not ended:
         tail = " (an unterminated event was discarded)" if parser.pending else ""
         raise StreamFault(f"stream ended before its end marker{tail}")

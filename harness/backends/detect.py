@@ -3,7 +3,9 @@
 Both probes always run, so the manifest records what the server said about itself:
 `GET /v1/models` (OpenAI-compatible servers: vLLM, TGI's Messages API, the mock) and `GET /info`
 (TGI: model id, version, limits). `auto` picks OpenAI chat when `/v1/models` answers, else TGI's
-native API when `/info` does. An explicit backend the server does not speak is an input error.
+native API when `/info` does. An explicit backend the server does not speak is an input error; an
+explicit OpenAI backend with a model named needs no model list (`transformers serve` may fail to give
+one), unless the server answers like TGI.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ async def resolve_target(
                 "check the URL or pass --backend"
             )
         name = "openai-chat" if openai_ok else "tgi-generate"
+    elif name.startswith("openai") and not openai_ok and model is not None and not tgi_ok:
+        # Named protocol and model: the list is not needed (transformers serve's lists its Hugging Face
+        # cache, and fails where there is none). What it answered goes into the manifest.
+        server["models_error"] = models.outcome
     elif name.startswith("openai") and not openai_ok:
         hint = "; it answers like TGI: try --backend tgi" if tgi_ok else ""
         raise InputError(

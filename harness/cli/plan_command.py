@@ -9,10 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from foundation.errors import InputError
+from foundation.user_warning import warn
 from harness.cli.app import app
 from harness.cli.plan_flags import EPILOG, PlanOptions, plan_options
 from traffic.builder import build_plan
-from traffic.describe import describe_plan
+from traffic.describe import build_warnings, describe_plan
 from traffic.plan import load_plan, save_plan
 
 plan_app = typer.Typer(
@@ -47,6 +48,8 @@ def build(
     err = Console(stderr=True)
     with err.status("building plan") as status:
         built = build_plan(spec, progress=lambda message: status.update(message))
+        for warning in build_warnings(built):
+            warn(warning)
         status.update("writing")
         try:
             save_plan(built, out)

@@ -25,6 +25,8 @@ from rich.markup import escape
 
 from foundation.errors import InputError
 from harness.cli._typer_flags import TEXT, OptionSpec, add_flags, choices_metavar
+from traffic.prompts.hf import INSTALL_HINT, PREFERRED_SPLITS
+from traffic.prompts.source import SHORTCUTS
 from traffic.prompts.synthetic import DEFAULTS as SYNTHETIC_DEFAULTS
 from traffic.schedules import help_text as schedule_help
 from traffic.shaping import param_docs
@@ -71,8 +73,14 @@ _FLAGS = [
     ),
     _flag(
         "--prompts SOURCE",
-        "Prompt source: synthetic[:options], a .jsonl/.json/.csv/.parquet file, or hf:NAME (see Prompt "
-        "sources below).",
+        "Prompt source: synthetic[:options], a .jsonl/.json/.csv/.parquet file, hf:NAME, or ultrachat (see "
+        "Prompt sources below).",
+    ),
+    _flag(
+        "--offline/--online",
+        "Hugging Face sources: read the local datasets cache only, never download (fails at once, saying "
+        "how to cache it, when the dataset is not there).",
+        _SWITCH,
     ),
     _flag(
         "--field ROLE=COLUMN",
@@ -141,13 +149,20 @@ _FLAGS = [
 
 _SOURCES_HELP = f"""Prompt sources (--prompts):
   synthetic[:dist=lognormal|uniform|fixed,mean=M,cv=C,min=A,max=B]
-      built-in pseudo-words (no third-party text); lengths in words, or in tokens with --tokenizer.
+      built-in pseudo-words (no third-party text); lengths in words, or in
+      tokens with --tokenizer.
       Defaults: {", ".join(f"{k}={v}" for k, v in SYNTHETIC_DEFAULTS.items())}.
   FILE.jsonl | .json | .csv | .parquet
-      UltraChat (prompt, or messages), AI Energy Score (its _provenance header line is kept, not sent),
-      or any table with --field. The file's sha256 goes into the plan header.
+      UltraChat (prompt, or messages), AI Energy Score (its _provenance header
+      line is kept, not sent), or any table with --field. The file's sha256
+      goes into the plan header.
   hf:NAME[,split=S,config=C]
-      a Hugging Face dataset from the local cache only (offline; never downloads)."""
+      a Hugging Face dataset ({INSTALL_HINT}), downloaded
+      into the datasets cache (HF_HOME), or read from it only with --offline.
+      No split: train, else the only split, else {", ".join(PREFERRED_SPLITS)}, else name one.
+  ultrachat
+      = {SHORTCUTS["ultrachat"]}: its prompt column
+      (the first user turn); --conversation full sends its messages."""
 
 
 def _policy_help() -> str:

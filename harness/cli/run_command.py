@@ -18,7 +18,7 @@ from harness.experiment.definition import RUN_SETTINGS, ExperimentSpec
 from harness.experiment.design import ORDERS, Order
 from harness.runner import RunOptions
 from harness.session.config import SOURCE_KINDS, MeasureConfig, ServerConfig, TargetConfig
-from harness.session.embedded_stack import default_plan_spec
+from harness.session.embedded_stack import default_plan_spec, over_default_plan
 from harness.session.measured_run import PlanSource, run_measured
 
 _RUN = TargetConfig.FLAG_PANEL
@@ -42,7 +42,7 @@ def run(
             metavar="URL",
             help="Base URL of the server, e.g. http://127.0.0.1:8000. Without it: the embedded default "
             "(a mock server and a simulated power sidecar, started and stopped by joulebench; a built-in "
-            "three-arm plan unless --plan or plan flags are given).",
+            "three-arm plan, which plan flags given change; --plan or --config replace it).",
             rich_help_panel=_RUN,
         ),
     ] = None,
@@ -115,7 +115,7 @@ def run(
     else:
         code = run_measured(
             flags.build(TargetConfig, url=target),
-            _plan_source(plan_file, plan, embedded=target is None),
+            plan_source(plan_file, plan, embedded=target is None),
             flags.build(RunOptions),
             flags.build(MeasureConfig),
             out,
@@ -142,6 +142,8 @@ def experiment_data(
 ) -> dict[str, Any]:
     """The experiment that `joulebench run` with --repeats, --order, --cooldown or several rates stands
     for, as the YAML of `joulebench experiment run` would say it (validated there, one place)."""
+    if target is None:
+        plan = embedded_plan(plan)
     spec = replace(plan, rates=None).to_spec() if plan.given() else default_plan_spec()
     owned = {"schedules", "rate", "seed"}
     plan_settings = spec.model_dump(mode="json", exclude=owned, exclude_defaults=True)
@@ -191,15 +193,22 @@ def experiment_data(
     return data
 
 
-def _plan_source(plan_file: Path | None, flags: PlanOptions, embedded: bool) -> PlanSource:
+def plan_source(plan_file: Path | None, flags: PlanOptions, embedded: bool) -> PlanSource:
     if plan_file is not None:
         if flags.given():
             raise InputError("--plan: give a plan file or plan flags (--prompts, --schedule, ...), not both")
         return PlanSource(file=plan_file)
+    if embedded and flags.config is None:
+        return PlanSource(spec=embedded_plan(flags).to_spec) if flags.given() else PlanSource()
     if flags.given():
         return PlanSource(spec=flags.to_spec)
-    if not embedded:  # the built-in plan is for the embedded mock, not for someone's server
-        raise InputError(
-            "--plan: give a plan file, or build one with plan flags (e.g. --schedule ... --n 100)"
-        )
-    return PlanSource()
+    # The built-in plan is for the embedded mock, not for someone's server.
+    raise InputError("--plan: give a plan file, or build one with plan flags (e.g. --schedule ... --n 100)")
+
+
+def embedded_plan(flags: PlanOptions) -> PlanOptions:
+    """The embedded default's plan: the plan flags given, laid over the built-in plan (a --config YAML
+    is a whole plan of its own)."""
+    if flags.config is not None:
+        return flags
+    return replace(flags, values=over_default_plan(flags.values))

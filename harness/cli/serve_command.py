@@ -1,4 +1,4 @@
-"""`joulebench serve vllm|tgi|container`: start or control the inference server under test."""
+"""`joulebench serve vllm|tgi|transformers|container`: start or control the inference server under test."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from foundation.errors import InputError
 from harness.cli.app import app
 from harness.deploy.container import ServerContainer
 from harness.deploy.health import ServerError
-from harness.deploy.native import LaunchSpec, NativeServer, tgi_spec, vllm_spec
+from harness.deploy.native import LaunchSpec, NativeServer, tgi_spec, transformers_spec, vllm_spec
 
 serve_app = typer.Typer(
-    help="Start vLLM or TGI as a subprocess (hosts without Docker), or control the server's container.",
+    help="Start vLLM, TGI or transformers as a subprocess (hosts without Docker), or control the server's "
+    "container.",
     no_args_is_help=True,
 )
 app.add_typer(serve_app, name="serve")
@@ -104,6 +105,41 @@ def serve_tgi(
     --max-batch-prefill-tokens 8192`. The log, flags and version go to the run folder.
     """
     spec = tgi_spec(model, host=host, port=port, extra_args=ctx.args, launcher=launcher, env=_parse_env(env))
+    _serve(spec, out, health_timeout, grace)
+
+
+@serve_app.command("transformers", context_settings=_PASS_THROUGH)
+def serve_transformers(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="Model: a local folder or a Hugging Face model id.")],
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible API.")] = 8000,
+    continuous_batching: Annotated[
+        bool,
+        typer.Option(
+            "--continuous-batching/--no-continuous-batching",
+            help="Batch requests together (transformers' continuous batching); without it each request "
+            "runs its own generate().",
+        ),
+    ] = True,
+    executable: Annotated[
+        str, typer.Option(help="transformers' command-line program (name on PATH, or a path).")
+    ] = "transformers",
+    env: Env = None,
+    out: Out = None,
+    health_timeout: HealthTimeout = 600.0,
+    grace: Grace = 30.0,
+) -> None:
+    """Run `transformers serve` (Hugging Face transformers' OpenAI-compatible server) until Ctrl-C.
+
+    The model is loaded at start and is the only one served. Every option not listed here is passed
+    to `transformers serve` unchanged, e.g. `--dtype bfloat16 --attn-implementation sdpa`. The log,
+    flags and the transformers version its interpreter imports go to the run folder.
+    """
+    spec = transformers_spec(
+        model, host=host, port=port, continuous_batching=continuous_batching, extra_args=ctx.args,
+        executable=executable, env=_parse_env(env),
+    )  # fmt: skip
     _serve(spec, out, health_timeout, grace)
 
 

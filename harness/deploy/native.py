@@ -1,4 +1,5 @@
-"""vLLM or TGI started as a subprocess, for hosts where Docker is not allowed (HPC, the lent GPU machine).
+"""vLLM, TGI or `transformers serve` started as a subprocess, for hosts where Docker is not allowed
+(HPC, the lent GPU machine).
 
 `NativeServer` starts the server in its own process group (vLLM forks an engine-core process, TGI's
 launcher forks shards and a router), waits for `/health`, keeps the log and the exact command line
@@ -33,6 +34,7 @@ from harness.deploy.health import ServerError, server_version, wait_http_healthy
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 TGI_LAUNCHER = "text-generation-launcher"
+TRANSFORMERS_CLI = "transformers"
 _PROBE_TIMEOUT_S = 60  # asking an interpreter whether it has vLLM (a cold start on a slow disk)
 
 
@@ -40,12 +42,15 @@ _PROBE_TIMEOUT_S = 60  # asking an interpreter whether it has vLLM (a cold start
 class LaunchSpec:
     """How to start one server: its command line, where it listens, extra environment."""
 
-    kind: str  # "vllm" | "tgi"
+    kind: str  # "vllm" | "tgi" | "transformers"
     argv: tuple[str, ...]
     host: str
     port: int
     env: Mapping[str, str] = field(default_factory=dict)  # set on top of this process's environment
     health_path: str = "/health"
+    flags_from: int = 1  # argv[flags_from:] are the engine's flags (server.json parses them)
+    # The Python package whose version is the engine's, for servers that do not say it over HTTP.
+    package: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -71,7 +76,7 @@ def vllm_spec(
     if shutil.which(python) is None:
         raise InputError(f"--python: {python!r} is not an executable (a path, or a name on PATH)")
     argv = (python, "-m", VLLM_MODULE, "--model", model, "--host", host, "--port", str(port), *extra_args)
-    return LaunchSpec(kind="vllm", argv=argv, host=host, port=port, env=dict(env or {}))
+    return LaunchSpec(kind="vllm", argv=argv, host=host, port=port, env=dict(env or {}), flags_from=3)
 
 
 def tgi_spec(
@@ -92,6 +97,41 @@ def tgi_spec(
         )
     argv = (exe, "--model-id", model, "--hostname", host, "--port", str(port), *extra_args)
     return LaunchSpec(kind="tgi", argv=argv, host=host, port=port, env=dict(env or {}))
+
+
+def transformers_spec(
+    model: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    continuous_batching: bool = True,
+    extra_args: Sequence[str] = (),
+    executable: str = TRANSFORMERS_CLI,
+    env: Mapping[str, str] | None = None,
+) -> LaunchSpec:
+    """Hugging Face transformers' OpenAI-compatible server: `transformers serve MODEL [flags]`.
+
+    The model is given as the positional argument (first, so that a trailing switch of `extra_args`
+    cannot swallow it), which makes the server load it at start and serve only it (otherwise it loads
+    whatever a request names, on first use, inside the measurement).
+    `continuous_batching` adds `--continuous-batching`: without it every request runs its own
+    `generate()`, with no batching across requests.
+    """
+    _check_port(port)
+    exe = shutil.which(executable)
+    if exe is None:
+        where = "is not an executable" if os.path.isfile(executable) else "not found on PATH"
+        raise InputError(
+            f"--executable: {executable!r} {where} (pip install 'transformers[serving]', "
+            "or give the path of its `transformers` command)"
+        )
+    asked = continuous_batching and "--continuous-batching" not in extra_args
+    batching = ("--continuous-batching",) if asked else ()
+    argv = (exe, "serve", model, "--host", host, "--port", str(port), *batching, *extra_args)
+    return LaunchSpec(
+        kind="transformers", argv=argv, host=host, port=port, env=dict(env or {}), flags_from=2,
+        package="transformers",
+    )  # fmt: skip
 
 
 class NativeServer:
@@ -158,7 +198,7 @@ class NativeServer:
             "launcher": "native",
             "kind": self.spec.kind,
             "argv": redact_argv(self.spec.argv),
-            "flags": parse_flags(redact_argv(self.spec.argv[self._flags_from() :])),
+            "flags": parse_flags(redact_argv(self.spec.argv[self.spec.flags_from :])),
             "env": redact_env(env),
             "gpus": {"visible_devices": env.get("CUDA_VISIBLE_DEVICES") or env.get("NVIDIA_VISIBLE_DEVICES")},
             "base_url": self.base_url,
@@ -180,8 +220,11 @@ class NativeServer:
             on_wait=self.on_wait,
         )
         self._record["healthy_after_s"] = round(waited, 3)
-        self._record["server"] = server_version(self.base_url)
-        self._record["version"] = self._record["server"].get("version")
+        said = server_version(self.base_url)
+        if said.get("version") is None and self.spec.package is not None:
+            said = package_version(self.spec.argv[0], self.spec.package, {**os.environ, **self.spec.env})
+        self._record["server"] = said
+        self._record["version"] = said.get("version")
         self._write_record()
         return waited
 
@@ -236,10 +279,6 @@ class NativeServer:
         self.stop()
 
     # ------------------------------------------------------------------ helpers
-    def _flags_from(self) -> int:
-        # vLLM: skip `python -m module`; TGI: skip the launcher path.
-        return 3 if self.spec.kind == "vllm" else 1
-
     def _exited_reason(self) -> str | None:
         code = self.poll()
         if code is None:
@@ -330,3 +369,33 @@ def _check_vllm(python: str, env: Mapping[str, str]) -> None:
             f"--python: {python!r} has no vLLM (`import vllm` fails there): install it, or give the "
             "interpreter that has it"
         )
+
+
+def package_version(executable: str, package: str, env: Mapping[str, str]) -> dict[str, object]:
+    """The version of `package` as the interpreter of a console script (its `#!` line) imports it.
+
+    For servers with no version route: the package that interpreter imports is the one serving,
+    whatever else is installed on the host. `{"version": None}` when it cannot be told.
+    """
+    try:
+        with open(executable, "rb") as script:
+            first = script.readline(512).decode(errors="replace")
+    except OSError:
+        return {"version": None}
+    interpreter = first[2:].split() if first.startswith("#!") else []
+    # Only a Python interpreter is asked (pip writes a /bin/sh trampoline for long interpreter paths).
+    named = [Path(word).name for word in interpreter[:2]]
+    if not any(name.startswith("python") for name in named):
+        return {"version": None}
+    probe = f"import {package}; print({package}.__version__)"
+    try:
+        found = subprocess.run(
+            [*interpreter, "-c", probe], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            env=dict(env), timeout=_PROBE_TIMEOUT_S,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {"version": None}
+    version = found.stdout.strip()
+    if found.returncode != 0 or not version:
+        return {"version": None}
+    return {"version": version, "source": f"{package}.__version__"}

@@ -74,7 +74,7 @@ class TargetSpec(_Strict):
         None, description="model name for OpenAI requests (default: the server's first)"
     )
     api_key_env: str = Field("JOULEBENCH_API_KEY", description="environment variable holding the API key")
-    serve: Literal["vllm", "tgi"] | None = Field(None, description="serve: the engine")
+    serve: Literal["vllm", "tgi", "transformers"] | None = Field(None, description="serve: the engine")
     model_path: str | None = Field(None, description="serve: the model folder or hub id the engine loads")
     port: int = Field(8000, ge=1, le=65535, description="serve: the port it listens on (127.0.0.1)")
     args: list[str] = Field(default_factory=list, description="serve: the engine's own flags")

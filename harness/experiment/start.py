@@ -17,6 +17,7 @@ from rich.console import Console
 
 from foundation.errors import InputError
 from foundation.redact import REDACTED
+from foundation.user_warning import warn
 from harness.backends import resolve_target
 from harness.deploy.cmdline import REDACTED as SECRET_REDACTED
 from harness.experiment.conduct import conduct, refigure_cells, resolved_data
@@ -24,6 +25,7 @@ from harness.experiment.definition import ExperimentSpec, apply_overrides, load_
 from harness.experiment.report_writer import write_experiment_report
 from harness.runfolder.experiment_files import ExperimentFolder
 from traffic.builder import build_plan
+from traffic.describe import build_warnings
 from traffic.plan import save_plan
 
 
@@ -39,6 +41,8 @@ def run_experiment_data(data: dict[str, Any], out: Path, console: Console) -> in
 def _start(spec: ExperimentSpec, label: str, out: Path, console: Console) -> int:
     with console.status("building the plans"):
         plans = {rate: build_plan(spec.plan_spec(rate, label)) for rate in spec.rate_list}
+    for warning in {w for plan in plans.values() for w in build_warnings(plan)}:
+        warn(warning)
     if spec.target.kind == "url":
         _probe(spec, label)
     folder = ExperimentFolder.create(out, spec.name, resolved_data(spec))

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from foundation.errors import InputError
 from harness.deploy.health import ServerError, wait_http_healthy
-from harness.deploy.native import NativeServer, tgi_spec, vllm_spec
+from harness.deploy.native import NativeServer, tgi_spec, transformers_spec, vllm_spec
 from harness.experiment.definition import ExperimentSpec, TargetSpec
 from harness.session.config import PowerConfig, TargetConfig, parse_gpu_list
 
@@ -52,6 +52,11 @@ def bring_up(spec: ExperimentSpec, server_dir: Path, console: Console) -> Iterat
                 replace(config, url=stack.mock_url), replace(power, sidecar=stack.sidecar_url), None, True
             )
     elif target.kind == "serve":
+        if target.serve == "transformers":
+            # It serves only the model it preloaded, under the name it was given; its /v1/models
+            # lists the Hugging Face cache folder instead (500 where there is none): name both.
+            backend = "openai-chat" if config.backend == "auto" else config.backend
+            config = replace(config, model=config.model or target.model_path, backend=backend)
         with _native(target, server_dir, console) as url:
             yield LiveTarget(replace(config, url=url), power, server_dir / "server.json", False)
     elif target.kind == "compose":
@@ -82,6 +87,12 @@ def _native(target: TargetSpec, out: Path, console: Console) -> Iterator[str]:
     assert target.model_path is not None
     if target.serve == "tgi":
         launch = tgi_spec(target.model_path, port=target.port, extra_args=target.args, env=target.env)
+    elif target.serve == "transformers":
+        # Continuous batching on, as `joulebench serve transformers` has it, unless args turn it off.
+        launch = transformers_spec(
+            target.model_path, port=target.port, extra_args=target.args, env=target.env,
+            continuous_batching="--no-continuous-batching" not in target.args,
+        )  # fmt: skip
     else:
         python = {"python": target.python} if target.python else {}
         launch = vllm_spec(

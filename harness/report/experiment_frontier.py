@@ -82,13 +82,17 @@ def _point(arm: dict[str, Any], energy: str) -> FrontierPoint:
 
 
 def _domination(arm: str, by: str, pairs: dict[str, list[dict[str, Any]]], energy: str) -> dict[str, Any]:
-    diffs = {"energy": _difference(pairs[energy], arm, by), "latency": _difference(pairs[LATENCY], arm, by)}
+    diffs = {
+        "energy": paired_difference(pairs[energy], arm, by),
+        "latency": paired_difference(pairs[LATENCY], arm, by),
+    }
     resolved = all(d["ci"] is not None and d["ci"][0] > 0 for d in diffs.values())
     return {"arm": by, "resolved": resolved, **diffs}
 
 
-def _difference(pairs: list[dict[str, Any]], x: str, y: str) -> dict[str, Any]:
-    """x − y over the paired repeats, from the pair (x, y) or (y, x)."""
+def paired_difference(pairs: list[dict[str, Any]], x: str, y: str) -> dict[str, Any]:
+    """x − y over the paired repeats (`mean`, `ci`, `level`, `repeats`), from the summary's pair (x, y)
+    or (y, x), whichever `repeats.pair_differences` made; without either, no figures (`level` None)."""
     for p in pairs:
         if {p["a"], p["b"]} == {x, y}:
             sign = 1.0 if p["a"] == x else -1.0

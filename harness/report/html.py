@@ -203,6 +203,7 @@ def facts_section(facts: RunFacts) -> str:
         ("engine", "engine and version", facts.engine), ("gpus", "GPUs", facts.gpus),
         ("host-cpu", "host CPU", facts.host_cpu), ("plan-hash", "plan hash", facts.plan_hash),
         ("plan", "plan", facts.plan), ("command-line", "command line", facts.command_line),
+        *[("merge-command-line", "merged by", line) for line in [facts.merge_command_line] if line],
         ("joulebench", "joulebench (that ran it)", facts.joulebench),
     ]  # fmt: skip
     table = "".join(
@@ -221,7 +222,7 @@ def facts_section(facts: RunFacts) -> str:
     )
 
 
-_CODE = ("plan-hash", "command-line")  # shown as typed: a hash, a command
+_CODE = ("plan-hash", "command-line", "merge-command-line")  # shown as typed: a hash, a command
 
 
 def _code(text: str) -> str:

@@ -41,6 +41,7 @@ class RunFacts:
     plan: str  # where the plan came from, its size and seed
     arms: tuple[ArmFact, ...]
     command_line: str
+    merge_command_line: str | None  # `joulebench merge` that made the folder from shards (and its power)
     joulebench: str  # the version that ran the measurement
     simulated: bool  # the primary power source read the mock's simulated GPU: no measurement
 
@@ -49,6 +50,7 @@ def run_facts(manifest: dict[str, Any], plan: PlanHeader, power: PowerData) -> R
     target = manifest.get("target") or {}
     plan_section = manifest.get("plan") or {}
     argv = manifest.get("command_line")
+    merge_argv = (manifest.get("merge") or {}).get("command_line")
     return RunFacts(
         label=str(manifest.get("label") or "none"),
         target=redact_userinfo(str(target["url"])) if target.get("url") else NOT_RECORDED,
@@ -60,10 +62,15 @@ def run_facts(manifest: dict[str, Any], plan: PlanHeader, power: PowerData) -> R
         plan_hash=plan.plan_hash or str(plan_section.get("hash") or NOT_RECORDED),
         plan=f"{plan_section.get('origin') or NOT_RECORDED}; {plan.n:,} requests, seed {plan.seed}",
         arms=tuple(_arm(a) for a in plan.arms),
-        command_line=redact_userinfo(shlex.join(str(a) for a in argv)) if argv else NOT_RECORDED,
+        command_line=_command(argv) if argv else NOT_RECORDED,
+        merge_command_line=_command(merge_argv) if merge_argv else None,
         joulebench=str((manifest.get("versions") or {}).get("joulebench") or NOT_RECORDED),
         simulated=(_primary_source(manifest) or {}).get("backend") == "simulated",
     )
+
+
+def _command(argv: list[Any]) -> str:
+    return redact_userinfo(shlex.join(str(a) for a in argv))
 
 
 def _api(target: dict[str, Any]) -> str:

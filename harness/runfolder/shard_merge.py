@@ -27,6 +27,7 @@ from harness.records import TIME_COLUMNS, Shard
 from harness.runfolder import RunFolder, utc_iso
 from harness.runfolder.requests_file import write_requests
 from harness.runfolder.run_paths import distinct_run_paths
+from traffic.plan import Plan
 
 
 @dataclass
@@ -38,7 +39,29 @@ class _Shard:
     anchor: ClockAnchor
 
 
-def merge_runs(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> RunFolder:
+@dataclass
+class MergedShards:
+    """The shards of one plan checked and merged in memory; nothing is written until `write`."""
+
+    plan: Plan
+    frame: pd.DataFrame  # requests.parquet's rows, on the reference's clock
+    reference: ClockAnchor  # shard 0's clock anchor: the merged folder's clock
+    manifest: dict[str, Any]
+
+    @property
+    def epoch_mapped(self) -> list[str]:
+        """The shards whose times came onto shard 0's clock through epoch time (another host: NTP)."""
+        return [s["shard"] for s in self.manifest["merged_from"] if s["clock_mapping"] == "epoch"]
+
+    def write(self, out_dir: str | os.PathLike[str]) -> RunFolder:
+        merged = RunFolder.create(out_dir, self.plan)
+        write_requests(self.frame, merged.requests_path, self.reference)
+        merged.update_manifest(**self.manifest)
+        return merged
+
+
+def merge_shards(paths: Sequence[str | os.PathLike[str]]) -> MergedShards:
+    """Check that `paths` are shards 0..N-1 of one plan and merge them (InputError otherwise)."""
     if not paths:
         raise InputError("merge: give the run folders of the shards")
     folders = [RunFolder.open(p) for p in distinct_run_paths(paths)]
@@ -94,10 +117,7 @@ def merge_runs(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLi
             "merge: the shards' rows are not exactly one per planned request (a shard folder is damaged)"
         )
 
-    merged = RunFolder.create(out_dir, plan)
-    write_requests(frame, merged.requests_path, reference)
-    merged.update_manifest(**_manifest(shards, sources, frame, reference))
-    return merged
+    return MergedShards(plan, frame, reference, _manifest(shards, sources, frame, reference))
 
 
 def _shard(manifest: dict[str, Any]) -> Shard:

@@ -3,9 +3,9 @@ when the measurement starts, and its rows are excluded from every result, so not
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
+from foundation.user_warning import warn
 from harness.records import WARMUP_NOT_FAILED, RequestRecord
 
 
@@ -18,7 +18,7 @@ def warmup_failure_line(warmups: Sequence[RequestRecord]) -> str | None:
     what = first.status + (f" {first.http_status}" if first.http_status is not None else "")
     detail = f": {first.error}" if first.error else ""
     return (
-        f"joulebench: warning: {len(failed)} of {len(warmups)} warm-up request(s) failed (first: "
+        f"{len(failed)} of {len(warmups)} warm-up request(s) failed (first: "
         f"{what}{detail}); the server may not be warm when the measurement starts"
     )
 
@@ -26,4 +26,4 @@ def warmup_failure_line(warmups: Sequence[RequestRecord]) -> str | None:
 def report_warmup(warmups: Sequence[RequestRecord]) -> None:
     line = warmup_failure_line(warmups)
     if line is not None:
-        print(line, file=sys.stderr, flush=True)
+        warn(line)

@@ -10,6 +10,7 @@
     report_stage.py    stage: the join and the reports, from the run folder only
     stage_state.py     what the stages share
     embedded_stack.py  the embedded default: mock server + simulated sidecar as subprocesses
+    merged_power.py    joulebench merge's power: the power and report stages over the merged window
 
 `joulebench run` (harness/cli/run_command.py) only turns flags into these settings.
 """

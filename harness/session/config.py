@@ -92,8 +92,9 @@ class PowerConfig:
     sidecar: str | None = flag(
         None,
         "--sidecar URL",
-        "The power sidecar (joulebench sidecar): its high-rate sample log (/samples), polled "
-        "during the run, is the primary power source; raw samples go to power_samples.jsonl.",
+        "The power sidecar (joulebench sidecar): its high-rate sample log (/samples) is the primary "
+        "power source. A run polls it throughout (raw samples go to power_samples.jsonl); a merge "
+        "reads the run's window from the sidecar's ring (about 15 min at 100 Hz).",
     )
     prometheus: str | None = flag(
         None,
@@ -199,7 +200,7 @@ class ServerConfig:
     info_file: Path | None = flag(
         None,
         "--server-info FILE",
-        "server.json written by `joulebench serve vllm|tgi --out DIR` for a natively started "
+        "server.json written by `joulebench serve vllm|tgi|transformers --out DIR` for a natively started "
         "server: recorded in the manifest.",
     )
 

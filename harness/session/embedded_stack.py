@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,21 @@ DEFAULT_PLAN: dict[str, Any] = {
 
 def default_plan_spec() -> PlanSpec:
     return PlanSpec.parse(DEFAULT_PLAN, label=lambda path: f"built-in plan: {path}")
+
+
+def over_default_plan(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The plan settings `given` (PlanSpec fields; None: not given) laid over the built-in plan.
+
+    Given schedules replace the built-in ones, and take the built-in rate with them: it is the load
+    matching of those three schedules, and would silently rescale the given ones. A duration given
+    without n takes the place of the built-in n (either one sets an arm's length)."""
+    values = {key: value for key, value in given.items() if value is not None}
+    plan = dict(DEFAULT_PLAN)
+    if "schedules" in values:
+        del plan["rate"]
+    if "duration" in values:
+        del plan["n"]
+    return {**plan, **values}
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 
@@ -63,13 +64,13 @@ class IdleStage:
         return Window(start, time.monotonic_ns())
 
     def _record(self, ctx: RunContext) -> None:
-        def window(w: Window | None) -> dict | None:
-            return None if w is None else {"start_ns": int(w.start_ns), "end_ns": int(w.end_ns)}
+        ctx.folder.update_manifest(idle=idle_record(self.state.idle_pre, self.state.idle_post, self.seconds))
 
-        ctx.folder.update_manifest(
-            idle={
-                "pre": window(self.state.idle_pre),
-                "post": window(self.state.idle_post),
-                "seconds": self.seconds,
-            }
-        )
+
+def idle_record(pre: Window | None, post: Window | None, seconds: float) -> dict[str, Any]:
+    """The manifest's `idle` section, in the shape the join reads (also written by `joulebench merge`)."""
+
+    def window(w: Window | None) -> dict[str, int] | None:
+        return None if w is None else {"start_ns": int(w.start_ns), "end_ns": int(w.end_ns)}
+
+    return {"pre": window(pre), "post": window(post), "seconds": seconds}

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +26,7 @@ from rich.console import Console
 
 from foundation.errors import InputError
 from foundation.redact import redact_userinfo
+from foundation.user_warning import warn
 from harness.backends import Target, resolve_target
 from harness.clock import ClockAnchor
 from harness.report.latency_page import write_latency_report
@@ -46,8 +47,12 @@ from harness.session.report_stage import ReportStage
 from harness.session.server_stage import ServerStage
 from harness.session.stage_state import MeasureState
 from traffic.builder import build_plan
+from traffic.describe import build_warnings
 from traffic.plan import Plan, load_plan
 from traffic.spec import PlanSpec
+
+STRICT_EXIT = 1  # --strict and a figure with an error flag
+INTERRUPTED_EXIT = 130  # stopped by Ctrl-C or SIGTERM (as a shell reports SIGINT)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Output:
     folder: Path  # where the run folder is made
     name: str | None  # its name (default: time and plan hash)
     quiet: bool  # everything to the given console, tables too
+    on_folder: Callable[[Path], None] | None = None  # told the run folder's path once it exists
+    argv: Sequence[str] | None = None  # the command line for the manifest (default: sys.argv)
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,18 @@ class PlanSource:
     spec: Callable[[], PlanSpec] | None = None  # deferred: validating it may read files
     built: tuple[Plan, str] | None = None  # a plan in hand, and where it came from
 
-    def load(self, console: Console) -> tuple[Plan, str]:
+    def load(self, console: Console, say: Callable[[str], None] = warn) -> tuple[Plan, str]:
+        """The plan and where it came from; `say` tells its build warnings (default: on stderr)."""
         if self.built is not None:
             return self.built
         if self.file is not None:
             return load_plan(self.file), str(self.file)
         spec, origin = (self.spec(), "built from flags") if self.spec else (default_plan_spec(), "built-in")
         with console.status("building plan") as status:
-            return build_plan(spec, progress=lambda message: status.update(message)), origin
+            built = build_plan(spec, progress=lambda message: status.update(message))
+        for warning in build_warnings(built):
+            say(warning)
+        return built, origin
 
 
 def run_measured(
@@ -83,10 +94,15 @@ def run_measured(
     out: Path,
     name: str | None = None,
     console: Console | None = None,
+    on_folder: Callable[[Path], None] | None = None,
+    argv: Sequence[str] | None = None,
 ) -> int:
-    """Execute and measure one run; returns the exit status (0; 1 with --strict and an error flag; 130
-    when stopped). `name`: the run folder's name (default: time and plan hash); `console`: where
-    all its output goes instead of the terminal (an experiment logs its cells there)."""
+    """Execute and measure one run; returns the exit status (0; STRICT_EXIT with --strict and an error
+    flag; INTERRUPTED_EXIT when stopped). `name`: the run folder's name (default: time and plan hash);
+    `console`: where all its output goes instead of the terminal, build warnings too (an experiment logs
+    its cells there); `on_folder`: called with the run folder's path once it is made (the Python API
+    opens it afterwards); `argv`: the command line the manifest records, where it is not this process's
+    (a call from Python)."""
     options.validate()
     RunFolder.check_out(out)  # before a plan is built or a server started
     if target.url is None:
@@ -97,22 +113,23 @@ def run_measured(
     if options.shard.count > 1 and measure.power.sources:
         raise InputError(
             f"--shard {options.shard}: power is measured for the whole plan, not a shard; run the shards "
-            "without power sources"
+            "without power sources and give the source to `joulebench merge`"
         )
-    the_plan, origin = plan.load(err)
+    the_plan, origin = plan.load(err, warn if console is None else _warning_to(console))
+    output = Output(out, name, quiet, on_folder, argv)
     try:
         with sigterm_as_interrupt():
             if target.url is not None:
-                return _run(target, the_plan, origin, options, measure, Output(out, name, quiet), err, None)
+                return _run(target, the_plan, origin, options, measure, output, err, None)
             with EmbeddedStack(err) as stack:
                 target = replace(target, url=stack.mock_url)
                 measure = replace(measure, power=replace(measure.power, sidecar=stack.sidecar_url))
-                return _run(target, the_plan, origin, options, measure, Output(out, name, quiet), err, stack)
+                return _run(target, the_plan, origin, options, measure, output, err, stack)
     except KeyboardInterrupt:
         # Outside the execution itself (which stops gracefully on its own): during the checks, the
         # idle capture, or a second Ctrl-C while fetching or reporting. Everything started is stopped.
         err.print("joulebench: interrupted", highlight=False)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 def _run(
@@ -149,13 +166,15 @@ def _run(
         stack.folder = folder.path
         # Now, not only when it stops: the report (written before that) says the engine was the mock.
         folder.update_manifest(embedded=stack.describe())
+    if out.on_folder is not None:
+        out.on_folder(folder.path)
     err.print(f"run folder: {folder.path}")
     # A run of its own, not an experiment's cell or a shard (a part, merged later): `<out>/latest` is it now.
     if out.name is None and options.shard.count == 1:
         why_not = point_latest(folder.path)
         if why_not:
             err.print(f"[yellow]note:[/] {why_not}", highlight=False)
-    manifest = _manifest(plan, origin, resolved, target, api_key is not None)
+    manifest = _manifest(plan, origin, resolved, target, api_key is not None, out.argv or sys.argv)
     for note in manifest["target"]["notes"]:
         err.print(f"[yellow]note:[/] {note}")
     folder.update_manifest(**manifest)
@@ -232,10 +251,17 @@ def _exit_code(
     errors: list[str],
 ) -> int:
     if result.stop_reason in ("interrupted", "aborted") or state.interrupted:
-        return 130
+        return INTERRUPTED_EXIT
     if measure.strict and ((report is not None and report.errors) or errors):
-        return 1
+        return STRICT_EXIT
     return 0
+
+
+def _warning_to(console: Console) -> Callable[[str], None]:
+    """Warnings to a console the caller gave: all the output goes there (none with a quiet one)."""
+    return lambda message: console.print(
+        f"joulebench: warning: {message}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def _check_embedded(measure: MeasureConfig) -> None:
@@ -284,12 +310,12 @@ def _notes(plan: Plan, target: Target) -> list[str]:
 
 
 def _manifest(
-    plan: Plan, origin: str, target: Target, config: TargetConfig, api_key_set: bool
+    plan: Plan, origin: str, target: Target, config: TargetConfig, api_key_set: bool, argv: Sequence[str]
 ) -> dict[str, Any]:
     header = plan.header
     return {
         "label": config.label,
-        "command_line": command_line(sys.argv),
+        "command_line": command_line(argv),
         "versions": versions(),
         "host": host_info(),
         "target": {

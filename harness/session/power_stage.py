@@ -55,9 +55,13 @@ class _Source:
 class PowerStage:
     """Reads power from the configured sources around the run (see the module docstring)."""
 
-    config: PowerConfig
+    config: PowerConfig  # its `sidecar`: a URL, or a sample log's path (`joulebench merge --power-samples`)
     state: MeasureState
     console: Console
+    # False where this process's monotonic clock is not the anchor's (`joulebench merge` on another host
+    # than the run's shard 0): an offset probed from here would be this host's, not the run's, so the
+    # sources map through epoch time instead (flagged clock_unmeasured) unless they share its kernel.
+    probe_clocks: bool = True
     sources: list[_Source] = field(default_factory=list, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _poller: threading.Thread | None = field(default=None, init=False)
@@ -81,13 +85,19 @@ class PowerStage:
         """Whether the primary source reads the mock's simulated GPU (whose counter is exact)."""
         return bool(self.sources) and self.sources[0].backend == "simulated"
 
-    def _sidecar(self, url: str, anchor: ClockAnchor) -> _Source:
-        reader = SidecarSource(url, anchor=anchor)
+    def _sidecar(self, location: str, anchor: ClockAnchor) -> _Source:
+        reader = SidecarSource(location, anchor=anchor)
         reader.poll()
-        header = reader.sessions()[-1].header
+        try:
+            header = reader.sessions()[-1].header
+        except InputError as exc:
+            if reader.is_http:
+                raise
+            raise InputError(f"--power-samples {exc}") from None  # the file's error starts with its path
         have = [str(g["index"]) for g in header.get("gpus", [])]
-        self._check_gpus(f"--sidecar {url}", have)
-        return _Source("sidecar", redact_userinfo(url), reader, str(header.get("backend", "")), polls=1)
+        flag = "--sidecar" if reader.is_http else "--power-samples"
+        self._check_gpus(f"{flag} {location}", have)
+        return _Source("sidecar", redact_userinfo(location), reader, str(header.get("backend", "")), polls=1)
 
     def _prometheus(self, url: str, anchor: ClockAnchor) -> _Source:
         cfg = self.config
@@ -97,7 +107,8 @@ class PowerStage:
                 f"--prometheus {url}: no {PrometheusSource.ENERGY}{where} series: is it scraping the sidecar?"
             )
         info = sidecar_info(url, cfg.selector)
-        offset = counter_clock(info, anchor, cfg.sidecar)
+        probe = cfg.sidecar if self.probe_clocks and _is_http(cfg.sidecar) else None  # not a sample log
+        offset = counter_clock(info, anchor, probe)
         reader = PrometheusSource(
             url, selector=cfg.selector, step_s=cfg.prometheus_step_s, anchor=anchor, offset=offset
         )
@@ -114,7 +125,7 @@ class PowerStage:
             raise InputError(
                 f"--dcgm {url}: no {DCGM_ENERGY} or {DCGM_POWER} series: is it scraping dcgm-exporter?"
             )
-        offset = prometheus_clock(url, anchor)
+        offset = prometheus_clock(url, anchor) if self.probe_clocks else None
         reader = DcgmSource(
             url, selector=cfg.selector, step_s=cfg.prometheus_step_s, anchor=anchor, offset=offset
         )
@@ -171,12 +182,16 @@ class PowerStage:
 
     def after(self, ctx: RunContext, result: RunResult) -> None:
         self._stop_polling()
-        start, end = self.state.window(result)
-        # A counter reading (and, for Prometheus, a scrape of it) must exist after the window's end.
-        settle_s = 0.6 if self.sidecar_only else 0.6 + 2 * self.config.prometheus_step_s
-        wait = end + int(settle_s * 1e9) - time.monotonic_ns()
+        _, end = self.state.window(result)
+        wait = end + int(self.settle_s * 1e9) - time.monotonic_ns()
         if wait > 0:
             time.sleep(wait / 1e9)
+        self.collect(ctx, result)
+
+    def collect(self, ctx: RunContext, result: RunResult) -> None:
+        """Read every source over the window, save the primary's series and describe them all (the
+        readings after the window's end must exist by now: `after` waits for them)."""
+        start, end = self.state.window(result)
         for source in self.sources:
             try:
                 source.data = source.reader.read(start, end).select_gpus(self.config.gpus, source.kind)
@@ -212,6 +227,11 @@ class PowerStage:
             }
         )
         self._say(sections)
+
+    @property
+    def settle_s(self) -> float:
+        """How long after the window's end a counter reading (and, for Prometheus, a scrape of it) exists."""
+        return 0.6 if self.sidecar_only else 0.6 + 2 * self.config.prometheus_step_s
 
     @property
     def sidecar_only(self) -> bool:
@@ -279,3 +299,7 @@ class PowerStage:
             if diff is not None:
                 text += f" ({diff:+.2%} vs the primary)"
             self.console.print(f"power: {where} ({entry['role']}): {text}", highlight=False)
+
+
+def _is_http(location: str | None) -> bool:
+    return bool(location) and str(location).startswith(("http://", "https://"))

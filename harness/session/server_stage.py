@@ -4,7 +4,7 @@
   first with `--restart-server` (fresh KV/prefix caches, as the thesis did) and waited for, described
   (image, version, flags, GPUs; secrets redacted), and its log since its last start saved as
   `server.log` at the end.
-- `--server-info FILE`: the `server.json` that `joulebench serve vllm|tgi --out DIR` wrote for a
+- `--server-info FILE`: the `server.json` that `joulebench serve vllm|tgi|transformers --out DIR` wrote for a
   natively started server (its log stays in DIR, which the manifest names).
 """
 

@@ -26,6 +26,7 @@ DASHBOARD = GRAFANA / "dashboards" / "joulebench.json"
 PROMETHEUS_YML = REPO / "deploy" / "prometheus" / "prometheus.yml"
 # Grafana's variables, replaced by values Prometheus accepts (as Grafana does before sending a query).
 GRAFANA_VARS = {"$__rate_interval": "4s", "$__interval": "1s", "$__range": "1m", "$gpu": ".*"}
+VARIABLE_SOURCE = {"type": "prometheus", "uid": "${datasource}"}  # every data source reference
 _PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
     "inf", "nan",
@@ -34,6 +35,11 @@ _PROMQL_WORDS = {
 
 def dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
+
+
+def variable(name: str) -> dict:
+    (found,) = [v for v in dashboard()["templating"]["list"] if v["name"] == name]
+    return found
 
 
 def queries() -> list[tuple[str, str]]:
@@ -93,15 +99,21 @@ def test_datasource_and_dashboard_provisioning_fit_together():
     ][0]
     assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
     assert datasource["jsonData"]["timeInterval"] == "1s"
-    uid = datasource["uid"]
+    assert datasource["isDefault"] and datasource["uid"]
     board = dashboard()
     assert board["uid"] and board["title"]
+    # The data source is a variable, by default the provisioned Prometheus, so that the dashboard also
+    # works on a Grafana whose Prometheus (a cluster's) has another uid.
+    variables = board["templating"]["list"]
+    chooser = variables[0]  # first: the others' queries go through it
+    assert chooser["name"] == "datasource" and chooser["type"] == "datasource"
+    assert chooser["query"] == "prometheus" and chooser["current"]["value"] == datasource["uid"]
     for panel in board["panels"]:
         if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == uid, panel["title"]
-            assert all(t["datasource"]["uid"] == uid for t in panel["targets"]), panel["title"]
-    for var in board["templating"]["list"]:
-        assert var["datasource"]["uid"] == uid
+            assert panel["datasource"] == VARIABLE_SOURCE, panel["title"]
+            assert all(t["datasource"] == VARIABLE_SOURCE for t in panel["targets"]), panel["title"]
+    for var in variables[1:]:
+        assert var["datasource"] == VARIABLE_SOURCE, var["name"]
     provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/joulebench.yml").read_text())["providers"][
         0
     ]
@@ -110,6 +122,20 @@ def test_datasource_and_dashboard_provisioning_fit_together():
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     home = compose["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == provider["options"]["path"] + "/" + DASHBOARD.name
+
+
+def test_no_datasource_reference_pins_a_uid():
+    """Anywhere in the dashboard (panels, targets, variables, annotations): a data source is the variable."""
+
+    def references(node: object) -> list[object]:
+        if isinstance(node, dict):
+            own = [node["datasource"]] if "datasource" in node else []
+            return own + [r for key, value in node.items() for r in references(value) if key != "datasource"]
+        return [r for value in node for r in references(value)] if isinstance(node, list) else []
+
+    found = references(dashboard())
+    assert len(found) > len(queries())  # panels, targets and the GPU variable
+    assert [r for r in found if r != VARIABLE_SOURCE] == []
 
 
 def test_every_query_is_valid_promql(tmp_path):
@@ -134,7 +160,7 @@ def test_dashboard_covers_power_energy_and_both_servers():
     tgi = {energy, "tgi_batch_current_size", "tgi_queue_size"}
     assert any(vllm <= names for names in by_panel.values())
     assert any(tgi <= names for names in by_panel.values())
-    gpu_var = dashboard()["templating"]["list"][0]
+    gpu_var = variable("gpu")
     assert re.fullmatch(r"label_values\((\w+), gpu\)", gpu_var["definition"])
 
 
@@ -160,7 +186,7 @@ def test_every_queried_metric_is_exported(mock_stack):
     mock = exposed_names(mock_url)
     assert "joulebench_gpu_energy_joules_total" in sidecar and "vllm:num_requests_running" in mock
     known = sidecar | mock | documented_server_metrics()
-    gpu_var = re.fullmatch(r"label_values\((\w+), gpu\)", dashboard()["templating"]["list"][0]["definition"])
+    gpu_var = re.fullmatch(r"label_values\((\w+), gpu\)", variable("gpu")["definition"])
     unknown = {
         f"{title}: {name}" for title, expr in queries() for name in metric_names(expr) if name not in known
     }

@@ -7,17 +7,27 @@ release's OpenAPI document; `strict` rejects unknown fields, so a typo in a fiel
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from joulebench_testkit import REPO, require_module, require_tool, run_mock_server
+from joulebench_testkit import (
+    REPO,
+    PrometheusServer,
+    require_module,
+    require_tool,
+    run_mock_server,
+    simulated_sidecar,
+)
 
 K8S = REPO / "deploy" / "k8s"
 VERSIONS = ["1.29", "1.37"]  # the oldest Kubernetes release still common in managed clusters, and the newest
@@ -190,14 +200,31 @@ def pod_script(job: dict, index: int | None, values: dict[str, str], results: Pa
     return command, env
 
 
+@contextmanager
+def scraping(folder: Path, sidecar_url: str) -> Iterator[PrometheusServer]:
+    """A Prometheus scraping the sidecar once a second, as serving/prometheus.yaml does."""
+    folder.mkdir()
+    server = PrometheusServer(folder, {"sidecar": [sidecar_url.removeprefix("http://")]}, scrape_s=1.0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.mark.slow
+@pytest.mark.prometheus
 def test_indexed_job_shards_and_merge_end_to_end(tmp_path):
-    """Each pod of the Indexed Job runs its shard against the mock from one start; merging gives the plan."""
+    """Each pod of the Indexed Job runs its shard against the mock from one start; merging gives the plan,
+    with its energy from a Prometheus scraping the mock's simulated power sidecar (the cluster's)."""
     job, merge_job = find("Job", "joulebench-loadgen"), find("Job", "joulebench-merge")
     n_shards = job["spec"]["completions"]
     n_requests, interval = 48, 0.05
     results = tmp_path / "results"
-    with run_mock_server("--seed", "1", log_dir=tmp_path) as mock:
+    with (
+        run_mock_server("--seed", "1", log_dir=tmp_path) as mock,
+        simulated_sidecar(mock.url, log_dir=tmp_path) as sidecar,
+        scraping(tmp_path / "prometheus", sidecar.url) as prometheus,
+    ):
         url = mock.url
         start_at = time.time() + 20  # time for every shard's process to start (2 shared CPU cores here)
         values = dict(find("ConfigMap", "joulebench-run")["data"])
@@ -220,6 +247,9 @@ def test_indexed_job_shards_and_merge_end_to_end(tmp_path):
         for index, (pod, output) in enumerate(zip(pods, outputs, strict=True)):
             assert pod.returncode == 0, f"shard {index}: {output[-3000:]}"
         command, env = pod_script(merge_job, None, values, results)
+        assert env["PROMETHEUS_URL"] == "http://prometheus.joulebench.svc:9090"  # serving/prometheus.yaml
+        # Here: the local Prometheus, and the idle seconds this test's start leaves after the warm-ups.
+        env.update(PROMETHEUS_URL=prometheus.url, IDLE_BEFORE_S="3")
         merged = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
         assert merged.returncode == 0, merged.stdout + merged.stderr
 
@@ -230,6 +260,10 @@ def test_indexed_job_shards_and_merge_end_to_end(tmp_path):
         ids = pd.read_parquet(requests).query("not warmup")["request_id"]
         assert sorted(ids) == [i for i in range(n_requests) if i % n_shards == index], f"shard {index}"
 
+    [summary_file] = results.glob("e2e/merged/*/summary.json")
+    summary = json.loads(summary_file.read_text())
+    assert summary["run"]["energy_j_total"] > 0 and summary["idle"]["pre_w"]
+    assert not [f for f in summary["flags"] if f["severity"] == "error"], summary["flags"]
     [merged_file] = results.glob("e2e/merged/*/requests.parquet")
     frame = pd.read_parquet(merged_file)
     measured = frame[~frame["warmup"].astype(bool)]

@@ -497,7 +497,8 @@ def run_command(args: list[str], cwd: Path, timeout_s: float = TIMEOUT_S) -> tup
     """`joulebench ARGS` in its own process group, so that a command still running at the timeout is
     killed with everything it started (an embedded mock server, a sidecar): (exit status, None if it
     was killed; stdout; stderr)."""
-    env = {**os.environ, "COLUMNS": "200"}
+    # hf: examples must fail at once and locally: no network here, and none should be asked for.
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         joulebench_argv(*args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL, start_new_session=True,

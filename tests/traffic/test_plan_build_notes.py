@@ -10,7 +10,7 @@ import pytest
 from joulebench_testkit import run_joulebench
 
 from traffic.builder import build_plan
-from traffic.describe import describe_plan
+from traffic.describe import build_warnings, describe_plan
 from traffic.spec import PlanSpec
 
 USABLE = [
@@ -66,9 +66,19 @@ def test_no_note_where_prompt_tokens_are_not_the_trace_s(sources, capsys) -> Non
     prompts, trace = sources
     spec = {"prompts": str(prompts), "schedules": [f"trace:path={trace},lengths=false"], "replace": True}
     plan = build_plan(PlanSpec.parse(spec))
-    assert _warnings(capsys.readouterr().err) == []
+    assert build_warnings(plan) == []
+    assert capsys.readouterr().err == ""  # building itself never prints (traffic is pure)
     summary = describe_plan(plan)
     assert summary["prompt_tokens_from"] is None and plan.rows["prompt_tokens"].isna().all()
     assert summary["notes"] == [
         f"{len(UNUSABLE)} of {len(PROMPTS)} source records skipped (empty prompt or no user turn)"
     ]
+
+
+def test_build_warnings_name_the_trace_arm_whose_lengths_were_copied(sources, capsys) -> None:
+    prompts, trace = sources
+    spec = {"prompts": str(prompts), "schedules": [f"trace:path={trace},name=replay"], "replace": True}
+    plan = build_plan(PlanSpec.parse(spec))
+    (warning,) = build_warnings(plan)
+    assert "prompt_tokens are trace arm 'replay''s input lengths" in warning and "--tokenizer" in warning
+    assert capsys.readouterr().err == ""  # said by the command that built it, not by the builder

@@ -1,8 +1,9 @@
-"""Hugging Face datasets by name, offline: a real local cache entry loads; anything else fails fast.
+"""Hugging Face datasets by name with --offline: a real local cache entry loads; anything else fails fast.
 
 Each case runs `joulebench` in a subprocess with its own HF_HOME, because `datasets` reads its cache
 location when it is imported. The hub endpoint points at a loopback socket that never answers, so a
-build that tried the network would hang there (and the socket would see the connection).
+build that tried the network would hang there (and the socket would see the connection). Online
+downloads, the split rule and the `ultrachat` shortcut: test_prompts_hub.py.
 """
 
 import hashlib
@@ -48,7 +49,7 @@ def silent_hub():
 
 def hf_env(home: Path, endpoint: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(HF_HOME=str(home), HF_ENDPOINT=endpoint)  # no HF_*_OFFLINE: joulebench must force it
+    env.update(HF_HOME=str(home), HF_ENDPOINT=endpoint)  # no HF_*_OFFLINE: --offline must force it
     return env
 
 
@@ -83,6 +84,7 @@ def test_cached_dataset_loads_offline(tmp_path, silent_hub):
             "build",
             "--prompts",
             "hf:joulebench/tiny_prompts",
+            "--offline",
             "--n",
             "5",
             "--seed",
@@ -101,7 +103,13 @@ def test_cached_dataset_loads_offline(tmp_path, silent_hub):
     plan = load_plan(out)
     assert sorted(plan.rows["prompt"]) == [f"cached prompt {i}" for i in range(5)]
     assert plan.header.prompt_source["kind"] == "hf"
-    assert plan.header.prompt_source["split"] == "train"
+    assert plan.header.prompt_source["split"] is None  # none given: the only split, train, is taken
+    assert plan.header.prompt_source["provenance"] == {
+        "dataset": "joulebench/tiny_prompts",
+        "config": "default",
+        "split": "train",
+        "revision": "0123456789abcdef",
+    }
     arrow = next((tmp_path / "hf" / "datasets" / "joulebench___tiny_prompts").rglob("*.arrow"))
     expected = hashlib.sha256(arrow.read_bytes()).hexdigest()
     assert plan.header.prompt_source["content_hash"] == f"sha256:{expected}"
@@ -122,6 +130,7 @@ def test_uncached_dataset_fails_fast_with_one_line(tmp_path, silent_hub):
             "build",
             "--prompts",
             "hf:joulebench/not_cached",
+            "--offline",
             "--n",
             "5",
             "--out",
@@ -138,8 +147,9 @@ def test_uncached_dataset_fails_fast_with_one_line(tmp_path, silent_hub):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(
-        "joulebench: error: hf:joulebench/not_cached: not in the local Hugging Face cache"
+        "joulebench: error: hf:joulebench/not_cached: cannot load it from the local Hugging Face cache"
     )
+    assert "(OfflineModeIsEnabled)" in lines[0]  # why, in the library's own words
     assert "Traceback" not in result.stderr
     assert not out.exists()
     assert no_connection_arrived(server)

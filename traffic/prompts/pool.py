@@ -141,7 +141,9 @@ def load_source(options: PromptOptions, demand: int, rng: np.random.Generator) -
         records = len(pool)
     else:
         if spec.kind == "hf":
-            table = read_hf(spec.name or "", spec.options["split"], spec.options["config"])
+            table = read_hf(
+                spec.name or "", spec.options["split"], spec.options["config"], offline=spec.offline
+            )
             info.update(spec.options, content_hash=table.extra["content_hash"])
         else:
             assert spec.path is not None

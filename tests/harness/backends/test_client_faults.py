@@ -105,10 +105,10 @@ MODELS = {"object": "list", "data": [{"id": "served-model", "object": "model", "
 INFO = {"model_id": "bigscience/bloom-560m", "version": "3.3.4", "max_input_tokens": 1024}
 
 
-def detect(fixture: Fixture, backend: str = "auto"):
+def detect(fixture: Fixture, backend: str = "auto", model: str | None = None):
     async def run():
         async with ReplayServer(fixture) as server:
-            return await resolve_target(server.url, backend)
+            return await resolve_target(server.url, backend, model)
 
     return asyncio.run(run())
 
@@ -141,6 +141,17 @@ def test_wrong_backend_and_unreachable_target_are_one_line_errors() -> None:
             asyncio.run(resolve_target(malformed))
     with pytest.raises(InputError, match="refused \\(HTTP 401\\)"):
         detect(_json_fixture({"error": "no key"}, status=401))
+
+
+def test_a_named_openai_backend_and_model_need_no_model_list() -> None:
+    # transformers serve answers GET /v1/models with 500 where no Hugging Face cache folder exists.
+    failing = _json_fixture({"detail": "cache not found"}, status=500)
+    target = detect(failing, "openai-chat", "/models/x")
+    assert target.api.model == "/models/x" and target.server == {"models_error": "HTTP 500"}
+    with pytest.raises(InputError, match=r"--backend openai-chat: .*GET /v1/models .*\(HTTP 500\)"):
+        detect(failing, "openai-chat")  # without a model there is nothing to send
+    with pytest.raises(InputError, match="does not answer like an OpenAI-compatible server"):
+        detect(failing, "auto", "/models/x")  # auto still needs to recognise the protocol
 
 
 def test_api_key_is_sent_as_a_bearer_token() -> None:

@@ -1,9 +1,11 @@
-"""`NativeServer` and `joulebench serve vllm|tgi` with stand-in servers that behave like the real processes.
+"""`NativeServer` and `joulebench serve vllm|tgi|transformers` with stand-in servers that behave like the
+real processes.
 
 vLLM cannot run here, so `fake_vllm/` holds a `vllm` package whose `python -m
 vllm.entrypoints.openai.api_server` takes vLLM's command line and serves through a child process
 running the real mock server, as vLLM serves through its engine-core process. It is put on
-PYTHONPATH, as the GPU machine's unpacked vLLM is. TGI gets a stand-in `text-generation-launcher`.
+PYTHONPATH, as the GPU machine's unpacked vLLM is. TGI gets a stand-in `text-generation-launcher`,
+transformers a stand-in `transformers` program (with a `transformers` package that only has a version).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fake_transformers import fake_transformers
 from joulebench_testkit import alive, busy_port, free_port
 
 from foundation.errors import InputError
 from harness.cli import main
 from harness.deploy.health import ServerError
-from harness.deploy.native import NativeServer, tgi_spec, vllm_spec
+from harness.deploy.native import NativeServer, package_version, tgi_spec, transformers_spec, vllm_spec
 
 FAKE_VLLM = Path(__file__).parent / "fake_vllm"
 REPO = Path(__file__).resolve().parents[3]
@@ -171,6 +174,44 @@ def test_tgi_launcher(tmp_path):
     assert "fake TGI launcher: model-id=/models/tgi-test" in (tmp_path / "run" / "server.log").read_text()
 
 
+def test_transformers_serve(tmp_path):
+    program, env = fake_transformers(tmp_path)
+    with pytest.raises(InputError, match="--executable: 'no-such-transformers' not found on PATH"):
+        transformers_spec("/models/x", executable="no-such-transformers")
+    spec = transformers_spec(
+        "/models/tf-test", port=free_port(), extra_args=["--dtype", "bfloat16"], executable=str(program),
+        env=env,
+    )  # fmt: skip
+    assert spec.argv[1:3] == ("serve", "/models/tf-test")
+    with NativeServer(spec, out_dir=tmp_path / "run", health_timeout_s=60, grace_s=20) as server:
+        assert httpx.get(f"{server.base_url}/version", timeout=10).status_code == 404
+        info = server.describe()
+    # No version route: the version is the package's that the program's own interpreter imports.
+    assert info["version"] == "5.17.0" and info["server"]["source"] == "transformers.__version__"
+    assert info["kind"] == "transformers" and info["flags"]["_positional"] == ["/models/tf-test"]
+    assert info["flags"]["--continuous-batching"] is True and info["flags"]["--dtype"] == "bfloat16"
+    assert server.describe()["exit_code"] == 0
+    log = (tmp_path / "run" / "server.log").read_text()
+    assert "fake transformers serve: model=/models/tf-test cb=True flags=['--dtype', 'bfloat16']" in log
+    plain = transformers_spec("/models/x", continuous_batching=False, executable=str(program))
+    assert "--continuous-batching" not in plain.argv
+
+
+def test_package_version_is_read_with_the_programs_own_interpreter(tmp_path):
+    program, env = fake_transformers(tmp_path)
+    assert package_version(str(program), "transformers", {**os.environ, **env}) == {
+        "version": "5.17.0", "source": "transformers.__version__"
+    }  # fmt: skip
+    # Without that package importable, or without a `#!` line, it cannot be told: None, not a guess.
+    assert package_version(str(program), "no_such_package_xyz", dict(os.environ)) == {"version": None}
+    trampoline = tmp_path / "trampoline"  # pip's for long interpreter paths: never run as Python code
+    trampoline.write_text('#!/bin/sh\nexec "/a long/path/python3" "$0" "$@"\n')
+    assert package_version(str(trampoline), "transformers", {**os.environ, **env}) == {"version": None}
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\x7fELF")
+    assert package_version(str(binary), "transformers", {**os.environ, **env}) == {"version": None}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_cli_serves_until_interrupted(tmp_path, stop_signal):
@@ -232,6 +273,10 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
         (["serve", "vllm", "--model", "m", "--env", "NOEQUALS"], "--env: 'NOEQUALS' is not KEY=VALUE"),
         (["serve", "tgi", "--model", "m", "--launcher", "absent"], "--launcher: 'absent' not found on PATH"),
         (["serve", "vllm", "--model", "m", "--port", "70000"], "--port: 70000 is not a TCP port"),
+        (
+            ["serve", "transformers", "--model", "m", "--executable", "absent"],
+            "--executable: 'absent' not found on PATH",
+        ),
     ]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:

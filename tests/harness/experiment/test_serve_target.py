@@ -7,11 +7,14 @@ and no energy (NaN, flagged no_power), and the cool-down is a plain pause betwee
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -76,3 +79,42 @@ def test_serve_vllm_without_power_runs_requests_only_and_stops_the_server(tmp_pa
     resolved = folder.spec_data()
     assert resolved["target"]["kind"] == "serve" and resolved["cooldown_s"] == COOLDOWN_S
     assert (path / "report.html").is_file() and folder.read_summary()["counts"]["done"] == 4
+
+
+def test_serve_transformers_target_names_its_model_and_stops_it(tmp_path, monkeypatch, capsys) -> None:
+    """transformers serves only the model it preloaded, by that name, and its /v1/models cannot say
+    which (it lists the Hugging Face cache; the stand-in answers 500 as it does without one)."""
+    fake = _load_fake_transformers()
+    program, env = fake.fake_transformers(tmp_path)
+    monkeypatch.setenv("PATH", f"{program.parent}{os.pathsep}{os.environ['PATH']}")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({
+        "name": "tf",
+        "target": {"serve": "transformers", "model_path": "/models/tf", "port": free_port(),
+                   "args": ["--dtype", "bfloat16"], "env": env, "health_timeout_s": 60},
+        "power": {},
+        "plan": {"prompts": "synthetic", "n": 2, "max_tokens": 4},
+        "arms": ["fixed:interval=0.1,name=fixed"],
+        "repeats": 1,
+        "cooldown_s": 0,
+        "cell_reports": False,
+    }))  # fmt: skip
+    status = run_main(["experiment", "run", str(exp), "-o", str(tmp_path / "out")])
+    assert status == 0, capsys.readouterr().err
+    (path,) = (tmp_path / "out").iterdir()
+    cells = ExperimentFolder(path).read_cells()
+    assert list(cells["ok"]) == [2]  # the requests named /models/tf, the only model it serves
+    info = json.loads((path / "server" / "server.json").read_text())
+    assert info["kind"] == "transformers" and info["flags"]["_positional"] == ["/models/tf"]
+    assert info["flags"]["--continuous-batching"] is True and info["stop"] == "stopped"
+    assert info["version"] == "5.17.0"
+    assert "cb=True flags=['--dtype', 'bfloat16']" in (path / "server" / "server.log").read_text()
+
+
+def _load_fake_transformers() -> ModuleType:
+    path = FAKE_VLLM.parent / "fake_transformers.py"
+    loaded = importlib.util.spec_from_file_location("fake_transformers", path)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module

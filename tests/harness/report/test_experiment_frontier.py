@@ -14,7 +14,7 @@ from rich.console import Console
 from test_experiment_report import LONG, PNG, make_cells, view
 
 from harness.energy import repeats
-from harness.report.experiment_frontier import GOODPUT, LATENCY, USER_FIGURES
+from harness.report.experiment_frontier import GOODPUT, LATENCY, USER_FIGURES, paired_difference
 from harness.report.experiment_plots import experiment_images, frontier
 from harness.report.experiment_report import (
     ATTRIBUTED,
@@ -204,9 +204,8 @@ def test_an_unshaped_experiment_keeps_its_document_and_shows_goodput_under_an_sl
 
 
 def test_a_paired_difference_is_read_the_same_from_either_orientation() -> None:
-    from harness.report.experiment_frontier import _difference
-
     pair = {"a": ONE, "b": TWO, "mean": -2.0, "ci": [-3.0, -1.0], "level": 0.99, "repeats": 6}
-    assert _difference([pair], TWO, ONE) == {"mean": 2.0, "ci": [1.0, 3.0], "level": 0.99, "repeats": 6}
-    assert _difference([pair], ONE, TWO) == {"mean": -2.0, "ci": [-3.0, -1.0], "level": 0.99, "repeats": 6}
-    assert _difference([pair], ONE, FAST)["ci"] is None  # no such pair: nothing to resolve with
+    flipped = {"mean": 2.0, "ci": [1.0, 3.0], "level": 0.99, "repeats": 6}
+    assert paired_difference([pair], TWO, ONE) == flipped
+    assert paired_difference([pair], ONE, TWO) == {**flipped, "mean": -2.0, "ci": [-3.0, -1.0]}
+    assert paired_difference([pair], ONE, FAST)["ci"] is None  # no such pair: nothing to resolve with

@@ -1,4 +1,4 @@
-"""harness/pytest_plugin.py, as a user's test suite meets it: loaded through the `pytest11` entry point
+"""joulebench/pytest_plugin.py, as a user's test suite meets it: loaded through the `pytest11` entry point
 (not named on the command line), a real mock-server process per test, stopped by PID afterwards."""
 
 from __future__ import annotations
@@ -73,6 +73,6 @@ def test_it(joulebench_mock):
 def test_the_entry_point_names_the_plugin():
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
     installed = {e.name: e.value for e in entry_points(group="pytest11")}
-    assert installed.get("joulebench") == declared["joulebench"] == "harness.pytest_plugin", (
+    assert installed.get("joulebench") == declared["joulebench"] == "joulebench.pytest_plugin", (
         "pytest11 entry point not installed: run `pip install -e .` again"
     )
