@@ -24,7 +24,9 @@ EXPERIMENT = REPO / "docs" / "results" / "arrival-shaping-h200" / "experiment"
 def runs(tmp_path_factory) -> Path:
     """A real embedded run (mock server + simulated sidecar), labelled."""
     out = tmp_path_factory.mktemp("runs")
-    done = run_joulebench("run", "--n", "6", "--label", "baseline A", "--out", str(out))
+    done = run_joulebench(
+        "run", "--schedule", "fixed:interval=0.5", "--n", "6", "--label", "baseline A", "--out", str(out)
+    )
     assert done.returncode == 0, done.stderr
     return out
 
