@@ -34,6 +34,10 @@ from typing import NoReturn, TypeVar
 import httpx
 import yaml
 
+from harness.clock import ClockAnchor
+from harness.records import TIME_COLUMNS
+from harness.runfolder import RunFolder
+from harness.runfolder.requests_file import read_requests, write_requests
 from harness.session.embedded_stack import stop_process as stop_started_process
 from joulebench.mock_process import first_line as mock_first_line
 from joulebench.mock_process import mock_server_process
@@ -326,3 +330,25 @@ def _missing(message: str, installer: str) -> NoReturn:
 def run_dirs(out: Path) -> list[Path]:
     """The run folders under a run's --out, without the `latest` link to the newest."""
     return sorted(p for p in out.iterdir() if p.is_dir() and not p.is_symlink())
+
+
+def on_another_host(folder: Path, into: Path) -> Path:
+    """A copy of a shard's run folder as if it had run on another host: its monotonic clock offset and
+    its boot_id different (its epoch times, hence what a merge maps through, unchanged)."""
+    moved = into / folder.name
+    shutil.copytree(folder, moved)
+    shift = 7_777_777_777_777
+    run = RunFolder.open(moved)
+    frame, anchor = read_requests(run.requests_path)
+    for column in TIME_COLUMNS:
+        frame[column] = frame[column] + shift
+    frame["chunk_ns"] = [v + shift for v in frame["chunk_ns"]]
+    there = ClockAnchor(anchor.epoch_ns, anchor.mono_ns + shift, "another-host", anchor.uncertainty_ns)
+    write_requests(frame, run.requests_path, there)
+    manifest = run.manifest()
+    manifest["clock"]["anchor"] = there.as_dict()
+    for section in [manifest["run"], *manifest["arms"]]:
+        section["start_ns"] += shift
+        section["end_ns"] += shift
+    run.write_manifest(manifest)
+    return moved

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 from joulebench_testkit import (
     PrometheusServer,
+    on_another_host,
     one_line_error,
     run_joulebench,
     run_main,
@@ -30,10 +30,9 @@ from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.energy.grid import window_energy
 from harness.power.sources import PrometheusSource
-from harness.records import TIME_COLUMNS, Shard
+from harness.records import Shard
 from harness.runfolder import RunFolder
 from harness.runfolder.power_file import load_power
-from harness.runfolder.requests_file import read_requests, write_requests
 from harness.runner import RunOptions
 from harness.session.config import MeasureConfig, PowerConfig, ServerConfig, TargetConfig
 from harness.session.measured_run import PlanSource, run_measured
@@ -258,33 +257,11 @@ def test_power_missing_part_of_the_window_is_flagged_and_strict_fails(stack) -> 
     assert code == 0 and "power_partial" not in _codes(_summary(whole))
 
 
-def _on_another_host(folder: Path, into: Path) -> Path:
-    """A copy of a shard folder as if it had run on another host: its monotonic clock is offset and its
-    boot_id differs (the epoch times, hence what merge maps through, are unchanged)."""
-    moved = into / folder.name
-    shutil.copytree(folder, moved)
-    shift = 7_777_777_777_777
-    run = RunFolder.open(moved)
-    frame, anchor = read_requests(run.requests_path)
-    for column in TIME_COLUMNS:
-        frame[column] = frame[column] + shift
-    frame["chunk_ns"] = [v + shift for v in frame["chunk_ns"]]
-    there = ClockAnchor(anchor.epoch_ns, anchor.mono_ns + shift, "another-host", anchor.uncertainty_ns)
-    write_requests(frame, run.requests_path, there)
-    manifest = run.manifest()
-    manifest["clock"]["anchor"] = there.as_dict()
-    for section in [manifest["run"], *manifest["arms"]]:
-        section["start_ns"] += shift
-        section["end_ns"] += shift
-    run.write_manifest(manifest)
-    return moved
-
-
 def test_clocks_mapped_through_epoch_time_are_flagged_and_strict_fails(stack) -> None:
     tmp = stack["tmp"]
     shard0, shard1 = stack["shards"]
     elsewhere = tmp / "elsewhere"
-    moved1 = _on_another_host(shard1, elsewhere / "1")
+    moved1 = on_another_host(shard1, elsewhere / "1")
     config = MergePowerConfig(power=PowerConfig(sidecar=stack["sidecar"]), strict=True)
     console = io.StringIO()
     folder, code = merge_measured([shard0, moved1], tmp / "merged-epoch", config, Console(file=console))
@@ -294,7 +271,7 @@ def test_clocks_mapped_through_epoch_time_are_flagged_and_strict_fails(stack) ->
 
     # Shard 0 on another host than this merge: no offset can be probed from here. A sidecar over HTTP
     # would be probed, so it is refused; a sample log maps through epoch time, flagged.
-    moved0 = _on_another_host(shard0, elsewhere / "0")
+    moved0 = on_another_host(shard0, elsewhere / "0")
     with pytest.raises(InputError, match="neither the sidecar nor this merge runs on shard 0's host"):
         merge_measured([moved0, shard1], tmp / "refused", config, _quiet())
     assert not (tmp / "refused").exists()

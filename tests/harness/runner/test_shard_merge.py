@@ -3,21 +3,20 @@ merge` makes one run folder with exactly one row per planned request, sent on th
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from joulebench_testkit import joulebench_argv, run_dirs, run_joulebench
+from joulebench_testkit import joulebench_argv, on_another_host, run_dirs, run_joulebench
 from runner_helpers import plan_of
 
 from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.records import TIME_COLUMNS
 from harness.runfolder import RunFolder
-from harness.runfolder.requests_file import read_requests, write_requests
+from harness.runfolder.requests_file import read_requests
 from harness.runfolder.shard_merge import merge_shards
 from traffic.plan import save_plan
 
@@ -118,22 +117,7 @@ def test_merge_refuses_an_incomplete_or_mixed_set(sharded) -> None:
 def test_merge_maps_another_hosts_clock_through_epoch_time(sharded) -> None:
     """Pretend shard 1 ran on another host: its monotonic clock is offset and its boot_id differs."""
     _, folders, _, tmp_path = sharded
-    moved = tmp_path / "elsewhere" / folders[1].name
-    shutil.copytree(folders[1], moved)
-    shift = 7_777_777_777_777
-    folder = RunFolder.open(moved)
-    frame, anchor = read_requests(folder.requests_path)
-    for column in TIME_COLUMNS:
-        frame[column] = frame[column] + shift
-    frame["chunk_ns"] = [v + shift for v in frame["chunk_ns"]]
-    there = ClockAnchor(anchor.epoch_ns, anchor.mono_ns + shift, "another-host", anchor.uncertainty_ns)
-    write_requests(frame, folder.requests_path, there)
-    manifest = folder.manifest()
-    manifest["clock"]["anchor"] = there.as_dict()
-    for section in [manifest["run"], *manifest["arms"]]:
-        section["start_ns"] += shift
-        section["end_ns"] += shift
-    folder.write_manifest(manifest)
+    moved = on_another_host(folders[1], tmp_path / "elsewhere")
 
     same = merge_shards(folders).write(tmp_path / "same")
     mapped = merge_shards([folders[0], moved, folders[2]]).write(tmp_path / "mapped")
