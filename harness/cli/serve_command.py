@@ -36,6 +36,8 @@ Out = Annotated[
     ),
 ]
 Host = Annotated[str, typer.Option(help="Address the server binds to (0.0.0.0 to serve other hosts).")]
+Model = Annotated[str, typer.Option(help="Model: a local folder or a Hugging Face model id.")]
+OpenAIPort = Annotated[int, typer.Option(help="Port of the OpenAI-compatible API.")]
 HealthTimeout = Annotated[
     float, typer.Option("--health-timeout", help="Seconds to wait for GET /health to answer 200.", min=1)
 ]
@@ -58,9 +60,9 @@ Env = Annotated[
 @serve_app.command("vllm", context_settings=_PASS_THROUGH)
 def serve_vllm(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option(help="Model: a local folder or a Hugging Face model id.")],
+    model: Model,
     host: Host = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible API.")] = 8000,
+    port: OpenAIPort = 8000,
     python: Annotated[
         str,
         typer.Option(
@@ -111,9 +113,9 @@ def serve_tgi(
 @serve_app.command("transformers", context_settings=_PASS_THROUGH)
 def serve_transformers(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option(help="Model: a local folder or a Hugging Face model id.")],
+    model: Model,
     host: Host = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible API.")] = 8000,
+    port: OpenAIPort = 8000,
     continuous_batching: Annotated[
         bool,
         typer.Option(
