@@ -6,7 +6,9 @@ For fixed schedules at each rate (streaming and not, per HTTP transport) it runs
 the bottleneck) in a separate process, and reports from the request log:
 
   realized / planned rate   (n - 1) / (last sent - first sent) over (n - 1) / (last due - first due)
-  lateness p50 / p99 / max  sent_ns - planned_ns
+  lateness p50 / p99 / max  sent_ns - planned_ns (dispatch; the JSON also has wire_ns - planned_ns,
+                            the time the request's last byte went to the socket: what summaries use;
+                            benchmarks/wire_lateness.py checks both against a server's own arrivals)
   client CPU per request    this process's CPU time over the run / requests
   GC in window              the cyclic garbage collector's passes while requests were due or in
                             flight (each pass stops the event loop), count and total ms
@@ -117,6 +119,7 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
     sent = np.sort(rows["sent_ns"].dropna().to_numpy(dtype=np.int64))
     due = np.sort(rows["planned_ns"].to_numpy(dtype=np.int64))
     lateness_ms = rows["lateness_ns"].dropna().to_numpy(dtype=float) / 1e6
+    wire_ms = (rows["wire_ns"] - rows["planned_ns"]).dropna().to_numpy(dtype=float) / 1e6
     window = (due[0], int(rows["done_ns"].max()))
     in_window = [d for t, d in gc_log if window[0] <= t <= window[1]]
     realized = (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
@@ -131,6 +134,7 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
         "planned_rate": planned,
         "rate_ratio": realized / planned,
         "lateness_ms": _spread(lateness_ms),
+        "wire_lateness_ms": _spread(wire_ms) if len(wire_ms) else None,
         "status": {str(k): int(v) for k, v in rows["status"].value_counts().items()},
         "gc_in_window": {
             "passes": len(in_window),
@@ -152,6 +156,7 @@ def run_point(url: str, rate: float, stream: bool, transport: str, duration: flo
             "request_id": rows["request_id"].to_numpy(dtype=np.int64),
             "planned_ns": rows["planned_ns"].to_numpy(dtype=np.int64) - t0,
             "lateness_ns": rows["lateness_ns"].astype("Int64"),
+            "wire_lateness_ns": (rows["wire_ns"] - rows["planned_ns"]).astype("Int64"),
             "e2e_ns": (rows["done_ns"] - rows["sent_ns"]).astype("Int64"),
             "status": rows["status"].astype("category"),
         }

@@ -77,8 +77,9 @@ def run_interval(backend_args: list[str], interval: float, seconds: float, logs:
         client = httpx.Client(timeout=10.0)
         first_text = client.get(url + "/metrics").text
         t0 = time.monotonic()
-        # A cursor past the end answers with the present one: start polling from now.
-        cursor = client.get(url + "/samples", params={"since": 10**12}).json()["next"]
+        # A cursor past the end answers with the present one: start polling from now. state=1: every
+        # row kind, as the harness polls.
+        cursor = client.get(url + "/samples", params={"since": 10**12, "state": 1}).json()["next"]
         scrapes_ms, polls_ms, rows, snapshots = [], [], 0, []
         next_scrape, next_poll = t0 + 1.0, t0 + 2.0
         while (now := time.monotonic()) < t0 + seconds:
@@ -91,7 +92,7 @@ def run_interval(backend_args: list[str], interval: float, seconds: float, logs:
                 next_scrape += 1.0
             if time.monotonic() >= next_poll:
                 s = time.perf_counter()
-                doc = client.get(url + "/samples", params={"since": cursor}).json()
+                doc = client.get(url + "/samples", params={"since": cursor, "state": 1}).json()
                 polls_ms.append((time.perf_counter() - s) * 1e3)
                 rows += len(doc["rows"])
                 cursor = doc["next"]

@@ -37,11 +37,13 @@ WARMUP_NOT_FAILED = ("ok", "cancelled", "not_sent")
 
 # Monotonic timestamps; each gets an `*_epoch_ns` twin in the Parquet file.
 TIME_COLUMNS = (
-    "planned_ns", "arrived_ns", "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns",
+    "planned_ns", "arrived_ns", "sent_ns", "wire_ns", "first_byte_ns", "first_token_ns", "last_token_ns",
+    "done_ns",
 )  # fmt: skip
 # Columns added after the first files were written: a file without them reads as unshaped (arrived
-# when sent, no hold), see `unshaped_columns`.
-ADDED_COLUMNS = ("arrived_ns", "hold_ns", "arrived_epoch_ns")
+# when sent, no hold), with no wire times (lateness falls back to the send) and nothing held at an
+# in-flight cap, see `unshaped_columns`.
+ADDED_COLUMNS = ("arrived_ns", "hold_ns", "arrived_epoch_ns", "wire_ns", "wire_epoch_ns", "capped_ns")
 
 _I64 = pa.int64()
 RECORD_COLUMNS: dict[str, pa.DataType] = {
@@ -56,12 +58,16 @@ RECORD_COLUMNS: dict[str, pa.DataType] = {
     "arrived_ns": _I64,  # the user's arrival as the runner played it (unshaped arms: = sent_ns)
     "queued_ns": _I64,  # a duration: client-side wait for the concurrency cap / rate guard
     "sent_ns": _I64,
+    # the request's last byte handed to the socket (the HTTP stack's trace hook); null when it never
+    # got there, or the transport gives no such hook
+    "wire_ns": _I64,
     "first_byte_ns": _I64,
     "first_token_ns": _I64,
     "last_token_ns": _I64,
     "done_ns": _I64,
     "lateness_ns": _I64,  # a duration: arrived_ns - planned_ns (the runner's timing error)
     "hold_ns": _I64,  # a duration: sent_ns - arrived_ns (the shaping policy's hold; 0 unshaped)
+    "capped_ns": _I64,  # a duration: the wait at --max-in-flight (null: no such cap; 0: not held)
     "chunk_ns": pa.list_(_I64),
     "chunks": _I64,
     "prompt_tokens": _I64,
@@ -93,6 +99,7 @@ _ROW_FIELDS = (
     "request_id", "arm", "seq", "prompt_id", "warmup", "api", "stream", "planned_ns", "arrived_ns",
     "queued_ns", "sent_ns", "first_byte_ns", "first_token_ns", "last_token_ns", "done_ns", "chunk_ns",
     "prompt_tokens", "output_tokens", "finish_reason", "status", "http_status", "error", "server_timing",
+    "wire_ns", "capped_ns",
 )  # fmt: skip
 
 
@@ -116,6 +123,8 @@ class RequestRecord:
         self.arrived_ns: int | None = None
         self.queued_ns: int | None = None
         self.sent_ns: int | None = None
+        self.wire_ns: int | None = None  # set by the HTTP stack as the request's last byte goes out
+        self.capped_ns: int | None = None
         self.first_byte_ns: int | None = None
         self.first_token_ns: int | None = None
         self.last_token_ns: int | None = None
@@ -240,14 +249,19 @@ def records_table(records: Iterable[RequestRecord], anchor: ClockAnchor) -> pa.T
 
 def unshaped_columns(table: pa.Table) -> pa.Table:
     """A requests table from before `ADDED_COLUMNS` with them: every request arrived when it was sent
-    and was held for no time (no arm was shaped then); the columns in `RECORDS_SCHEMA` order."""
+    and was held for no time (no arm was shaped then); no wire times (null: the figures fall back to the
+    send and say so) and no in-flight cap (null); the columns in `RECORDS_SCHEMA` order."""
     if all(name in table.column_names for name in ADDED_COLUMNS):
         return table
     sent = table.column("sent_ns")
+    none = pa.nulls(table.num_rows, _I64)
     derived = {
         "arrived_ns": sent,
         "arrived_epoch_ns": table.column("sent_epoch_ns"),
         "hold_ns": pc.if_else(pc.is_null(sent), pa.scalar(None, _I64), pa.scalar(0, _I64)),
+        "wire_ns": none,
+        "wire_epoch_ns": none,
+        "capped_ns": none,
     }
     for name, values in derived.items():
         if name not in table.column_names:

@@ -254,7 +254,7 @@ def arm_table(arms: pd.DataFrame, order: list[str]) -> list[str]:
         "p50",
         "p99",
         "95% CI (rep. 1)",
-        "Wh/req",
+        "attributed Wh/req",
         "all-in J/out-token",
         "TTFT p50 / p99 s",
         "E2E p50 / p99 s",
@@ -285,6 +285,34 @@ def arm_table(arms: pd.DataFrame, order: list[str]) -> list[str]:
             )
         )
     return lines
+
+
+# The arrival-shaping paper's fixed 500 ms figure (TGI, Llama 3.1-8B, one H100; its section on
+# arrival patterns): Wh per request, as it states it.
+PAPER_FIXED_500MS_WH = 1.1e-3
+
+
+def idle_floor_note(runs: list[Path], arm: str = "fixed-500ms") -> str:
+    """Why the paper's per-request figure is not all-in: idle power alone over `arm`'s window, per request,
+    from the runs' own idle estimate (empty when the runs have no such arm)."""
+    floors, idle = [], []
+    for run in runs:
+        summary = read_summary(run)
+        block = next((a for a in summary["arms"] if a["name"] == arm), None)
+        idle_w = _get(summary, "idle", "power_w")
+        if block is None or not np.isfinite(idle_w) or not _get(block, "requests", "ok"):
+            continue
+        idle.append(idle_w)
+        floors.append(idle_w * block["window"]["duration_s"] / block["requests"]["ok"])
+    if not floors:
+        return ""
+    paper_j = PAPER_FIXED_500MS_WH * 3600
+    return (
+        f" The paper reports {PAPER_FIXED_500MS_WH * 1e3:g}×10⁻³ Wh ({fmt(paper_j)} J) per request at a "
+        f"fixed 500 ms spacing; on this GPU idle power alone ({fmt(np.mean(idle))} W) over the `{arm}` "
+        f"window comes to {fmt(np.mean(floors))} J per request, so the paper's figure lies below the idle "
+        "floor: it excludes the idle between requests and is not comparable with the all-in figures here."
+    )
 
 
 def mock_comparison(
@@ -368,7 +396,8 @@ def main() -> None:
         *arm_table(arms, order),
         "",
         "All-in J/request = the arm window's counter energy / successful requests (idle between requests "
-        "included, as the paper averaged); attributed = the per-request split (docs/energy.md). CV is "
+        "included); attributed = the per-request split (docs/energy.md); attributed Wh/req is the "
+        "attributed mean in Wh, not all-in (all-in Wh = all-in J / 3600)." + idle_floor_note(runs) + " CV is "
         "run-to-run over the repeats. Percentiles and CI are of attributed J/request.",
         "",
         "![J per request](j_per_request.png) ![J vs rate](j_vs_rate.png)",

@@ -357,6 +357,10 @@ def commands(inputs: Inputs) -> list[str]:
         f"python benchmarks/gpu/experiment_page.py {results} --h100 docs/results/arrival-shaping-h100",
         "```",
         "",
+        "After a change to the analysis, `bash benchmarks/gpu/rebuild_committed.sh` reports every committed "
+        "run folder again (`joulebench report`), then each experiment (`joulebench experiment report "
+        "--refigure`) and the pages.",
+        "",
     ]
 
 

@@ -143,10 +143,10 @@ def mean_of(arm: dict[str, Any], metric: str, scale: float = 1.0) -> str:
     return "-" if fig.get("mean") is None else num(fig["mean"] * scale)
 
 
-def ranks(values: dict[str, float]) -> dict[str, int]:
-    """1 = lowest; ties share the lower rank."""
-    ordered = sorted(values.values())
-    return {k: ordered.index(v) + 1 for k, v in values.items()}
+def ranks(values: dict[str, float]) -> dict[str, int | str]:
+    """1 = lowest; ties share the lower rank; a policy without a figure (every cell left out) has none."""
+    ordered = sorted(v for v in values.values() if math.isfinite(v))
+    return {k: ordered.index(v) + 1 if math.isfinite(v) else "-" for k, v in values.items()}
 
 
 def spearman(a: dict[str, float], b: dict[str, float]) -> float:
@@ -200,11 +200,14 @@ def reading(inputs: Inputs) -> list[str]:
         p = gpu.pair(rate, metric, BASELINE, cheapest)
         saved = 1 - gpu.mean(rate, cheapest, metric) / gpu.mean(rate, BASELINE, metric)
         interval = f"{BASELINE} − {cheapest}: {level_text(p['level'])} CI {ci_text(p['ci'])} J"
-        verdict = (
-            f"the repeats resolve it ({interval})"
-            if p["distinguishable"]
-            else f"the repeats do not resolve it ({interval}, which includes zero)"
-        )
+        if p["distinguishable"]:
+            verdict = f"the repeats resolve it ({interval})"
+        elif p["ci"] is None:  # cells left out of the figures can leave a pair one paired repeat
+            verdict = (
+                f"the repeats do not resolve it ({p['repeats']} paired repeat(s), too few for an interval)"
+            )
+        else:
+            verdict = f"the repeats do not resolve it ({interval}, which includes zero)"
         lines.append(
             f"- **At {req_s(rate)}, `{cheapest}` costs least**: {mean_of(c, metric)} {unit} against "
             f"{mean_of(base, metric)} for `{BASELINE}`, {pct(saved)} less by the means ("
@@ -244,7 +247,11 @@ def repeats_note(inputs: Inputs) -> list[str]:
     gpu, s = inputs.gpu, inputs.gpu.summary
     design, metric = s["design"], s["metric"]
     pairs = gpu.block(inputs.rates[0])["pairs"][metric]
-    widest = max(float(gpu.block(r)["widest_half_width"]) for r in inputs.rates)
+    every = [p for r in inputs.rates for p in gpu.block(r)["pairs"][metric]]
+    # Cells left out of the figures (an error flag) leave some pairs fewer paired repeats, or none.
+    widest = max(((p["ci"][1] - p["ci"][0]) / 2 for p in every if p["ci"] is not None), default=math.nan)
+    short = [p for p in every if p["repeats"] < design["repeats"]]
+    no_ci = sum(p["ci"] is None for p in every)
     unresolved = [
         (r, p)
         for r in inputs.rates
@@ -259,11 +266,18 @@ def repeats_note(inputs: Inputs) -> list[str]:
             f" The largest difference left unresolved: `{label[big['a']]}` against `{label[big['b']]}` at "
             f"{req_s(rate)}, {pct(abs(big['relative']))} by the means."
         )
+    fewer = ""
+    if short:
+        fewer = (
+            f" (fewer for the {len(short)} of {len(every)} pairs whose cells the flags above leave out"
+            + (f"; {no_ci} of them have too few paired repeats for an interval" if no_ci else "")
+            + ")"
+        )
     return [
         f"- **{design['repeats']} repeats for {len(inputs.labels)} policies**: each of the {len(pairs)} "
         f"pairs per rate is tested at {level_text(pairs[0]['level'])} ({correction(design)}, "
-        f"{level_text(design['level'])} together) with {design['repeats'] - 1} degrees of freedom; the "
-        f"widest interval reaches ±{num(widest)} J.{largest}"
+        f"{level_text(design['level'])} together) with {design['repeats'] - 1} degrees of freedom{fewer}; "
+        f"the widest interval reaches ±{num(widest)} J.{largest}"
     ]
 
 
@@ -400,7 +414,7 @@ def against_baseline(inputs: Inputs) -> list[str]:
                     num(p["mean"]),
                     ci_text(p["ci"]),
                     level_text(p["level"]),
-                    pct(p["mean"] / base),
+                    "-" if p["mean"] is None else pct(p["mean"] / base),  # no paired repeat
                     verdict,
                 )
             )
@@ -544,6 +558,10 @@ def commands(inputs: Inputs) -> list[str]:
         f"joulebench experiment report {results}/mock",
         f"python benchmarks/gpu/shaping_page.py {results}",
         "```",
+        "",
+        "After a change to the analysis, `bash benchmarks/gpu/rebuild_committed.sh` reports every committed "
+        "run folder again (`joulebench report`), then each experiment (`joulebench experiment report "
+        "--refigure`) and the pages.",
         "",
     ]
 

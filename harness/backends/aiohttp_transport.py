@@ -12,15 +12,45 @@ connection that breaks or answers garbage -> RemoteProtocolError / ReadError. Ea
 exception as its cause, so a failure of the client's own (EMFILE from `socket()` arrives as a
 ClientConnectorError) is still told apart by its errno (`blame.py`); anything that is neither
 aiohttp's nor the socket's (a closed session, a bug) passes through unmapped: the client's own error.
+
+httpx's `trace` request extension (the callable httpcore calls at each step of an exchange) is served
+too, for the steps that put the request on the wire: aiohttp's trace hooks report its headers and each
+body chunk as they are written, under httpcore's event names (`WIRE_EVENTS`), so one callable stamps
+the wire time (`RequestRecord.wire_ns`) whichever transport runs. aiohttp calls its hook just before
+the write, which follows at once (the socket write is synchronous), so the stamp is the write.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import httpx
+
+# httpcore's trace events (`http11.<step>.complete`) for the request's headers and body written.
+HEADERS_SENT = "http11.send_request_headers.complete"
+BODY_SENT = "http11.send_request_body.complete"
+WIRE_EVENTS = frozenset({HEADERS_SENT, BODY_SENT})
+
+
+async def _headers_sent(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any) -> None:
+    if ctx.trace_request_ctx is not None:
+        await ctx.trace_request_ctx(HEADERS_SENT, {})
+
+
+async def _chunk_sent(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any) -> None:
+    if ctx.trace_request_ctx is not None:  # every chunk: the last one is the body's end
+        await ctx.trace_request_ctx(BODY_SENT, {})
+
+
+def _wire_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_headers_sent)
+    trace.on_request_chunk_sent.append(_chunk_sent)
+    return trace
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -38,6 +68,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None),  # the caller enforces the per-request deadline
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            trace_configs=[_wire_trace()],
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -52,6 +83,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=list(request.headers.multi_items()),
                 data=request.content or None,
                 allow_redirects=False,
+                trace_request_ctx=request.extensions.get("trace"),
             )
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc

@@ -29,7 +29,7 @@ import httpx
 from foundation.flag_fields import check_choice
 from foundation.redact import is_secret_header, redact_secret
 from harness import __version__
-from harness.backends.aiohttp_transport import AiohttpTransport
+from harness.backends.aiohttp_transport import WIRE_EVENTS, AiohttpTransport
 from harness.backends.base import CONTENT, END, Api, StreamFault, error_text, load_json
 from harness.backends.blame import describe, failure
 from harness.backends.sse import SSEParser
@@ -121,10 +121,26 @@ def _api_key(client: httpx.AsyncClient) -> str | None:
     return authorization.removeprefix("Bearer ") or None
 
 
+class _WireStamp:
+    """httpx's `trace` extension for one request: stamps `rec.wire_ns` each time a part of the request
+    is written to the socket, so it ends as the time its last byte went out (sent_ns is stamped before
+    the HTTP stack runs: the pool, the connection, the write all come after it)."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self, rec: RequestRecord) -> None:
+        self.rec = rec
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event in WIRE_EVENTS:
+            self.rec.wire_ns = _now()
+
+
 async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord) -> None:
     request = client.build_request(
-        "POST", _url(str(client.base_url), api.path(rec.stream)), content=body, headers=_JSON
-    )
+        "POST", _url(str(client.base_url), api.path(rec.stream)), content=body, headers=_JSON,
+        extensions={"trace": _WireStamp(rec)},
+    )  # fmt: skip
     response = await client.send(request, stream=True)
     try:
         rec.first_byte_ns = _now()

@@ -12,6 +12,7 @@ import typer
 from foundation.errors import InputError
 from harness.cli.app import app
 
+_GPUS = "Simulated GPUs (docs/mock.md)"
 _FAULTS = "Fault injection (per-request probabilities; also settable in the profile's 'faults')"
 
 
@@ -126,12 +127,35 @@ def mock_server(
             "Share of output tokens holding a str.splitlines() break (U+2028, \\x0b, \\x1c, ...).",
         ),
     ] = None,
+    gpus: Annotated[
+        int,
+        typer.Option(
+            min=1, help="GPUs on the simulated host (all listed at /sim/gpu).", rich_help_panel=_GPUS
+        ),
+    ] = 1,
+    tensor_parallel: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="How many of them serve the model (the first ones); the rest idle.",
+            rich_help_panel=_GPUS,
+        ),
+    ] = 1,
+    gpu_fail: Annotated[
+        str | None,
+        typer.Option(
+            help="INDEX@SECONDS: every read of that GPU fails from that simulated second on.",
+            rich_help_panel=_GPUS,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve vLLM's OpenAI API and TGI's API from a simulated GPU (continuous batching and power).
 
     Prints the base URL as the first stdout line once it accepts connections; stops on Ctrl-C or
     SIGTERM. The simulated GPU is at GET /sim/gpu (docs/contracts.md). Documentation: docs/mock.md.
     """
+    from harness.mock.gpu_host import host_layout
     from harness.mock.profile import load_profile
     from harness.mock.server import bind, serve
     from harness.mock.state import Settings
@@ -198,6 +222,7 @@ def mock_server(
         flavour=flavour or prof.flavour,
         tokenizer=tokenizer,
         always_max_tokens=always_max_tokens,
+        host=host_layout(gpus, tensor_parallel, gpu_fail),
     )
     try:
         sock = bind(host, port)

@@ -11,6 +11,7 @@ import typer
 from foundation.flag_fields import check_choice
 from harness.cli.app import app
 from harness.energy import METHODS, AnalysisOptions, BootstrapSpec
+from harness.energy.power_lag import parse_power_lag
 from harness.energy.split import Method
 from harness.energy.stats import MAX_RESAMPLES, MAX_SEED, MIN_RESAMPLES
 from harness.energy.windows import IDLE_MODES, IdleMode
@@ -94,6 +95,16 @@ def report(
             show_default=False,
         ),
     ] = None,
+    power_lag: Annotated[
+        str | None,
+        typer.Option(
+            metavar="auto|off|SECONDS",
+            help="Shift the power series this much earlier before splitting it: auto estimates each GPU's "
+            "delay behind the requests (applied when stable, flagged power_lag_unstable when not), off "
+            "applies none. (default: the run's --power-lag, else auto; see docs/energy.md)",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the paths written.")] = False,
     strict: Annotated[
         bool, typer.Option(help="Exit with status 1 when a result has an error flag (e.g. no power data).")
@@ -119,6 +130,7 @@ def report(
         else parse_lateness_ms("--max-lateness-ms", max_lateness_ms),
         slo_ttft_s=None if slo_ttft is None else parse_slo_s("--slo-ttft", slo_ttft),
         slo_e2e_s=None if slo_e2e is None else parse_slo_s("--slo-e2e", slo_e2e),
+        power_lag=None if power_lag is None else parse_power_lag(power_lag),
     )
     console = wide_console()
     with console.status("joining requests and power...", spinner="dots") if not quiet else nullcontext():

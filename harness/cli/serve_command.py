@@ -17,6 +17,7 @@ from harness.cli.app import app
 from harness.deploy.container import ServerContainer
 from harness.deploy.health import ServerError
 from harness.deploy.native import LaunchSpec, NativeServer, tgi_spec, transformers_spec, vllm_spec
+from harness.power.gpu_backend import parse_gpus
 
 serve_app = typer.Typer(
     help="Start vLLM, TGI or transformers as a subprocess (hosts without Docker), or control the server's "
@@ -70,6 +71,25 @@ def serve_vllm(
             show_default=False,
         ),
     ] = sys.executable,
+    tensor_parallel_size: Annotated[
+        int | None,
+        typer.Option(
+            "--tensor-parallel-size",
+            min=1,
+            help="Split the model over this many GPUs (vLLM's --tensor-parallel-size); the run's --gpus must "
+            "then name all of them.",
+            show_default=False,
+        ),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            help="The GPUs that serve, as the sidecar numbers them (0,1): CUDA_VISIBLE_DEVICES in PCI bus "
+            "order; as many as the model is split over. Give the same to `joulebench run --gpus`.",
+            show_default=False,
+        ),
+    ] = None,
     env: Env = None,
     out: Out = None,
     health_timeout: HealthTimeout = 600.0,
@@ -81,7 +101,10 @@ def serve_vllm(
     `joulebench serve vllm --model /models/llama --dtype bfloat16 --max-model-len 4096 --enforce-eager`.
     The server's log and its exact flags and version go to the run folder (server.log, server.json).
     """
-    spec = vllm_spec(model, host=host, port=port, extra_args=ctx.args, python=python, env=_parse_env(env))
+    spec = vllm_spec(
+        model, host=host, port=port, extra_args=ctx.args, python=python, env=_parse_env(env),
+        tensor_parallel_size=tensor_parallel_size, gpus=_parse_serving_gpus(gpus),
+    )  # fmt: skip
     _serve(spec, out, health_timeout, grace)
 
 
@@ -268,6 +291,15 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
             raise InputError(f"--env: {pair!r} is not KEY=VALUE")
         env[key] = value
     return env
+
+
+def _parse_serving_gpus(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    indices = parse_gpus(text)
+    if indices is None:
+        raise InputError("--gpus: name the GPUs that serve (like 0,1), not 'all'")
+    return indices
 
 
 def _raise_interrupt(signum, frame) -> None:

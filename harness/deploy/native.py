@@ -31,6 +31,7 @@ from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.deploy.cmdline import parse_flags, redact_argv, redact_env
 from harness.deploy.health import ServerError, server_version, wait_http_healthy
+from harness.deploy.parallel import TP_FLAGS, flag_int, parallel_args
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 TGI_LAUNCHER = "text-generation-launcher"
@@ -66,8 +67,13 @@ def vllm_spec(
     extra_args: Sequence[str] = (),
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    tensor_parallel_size: int | None = None,
+    gpus: Sequence[int] | None = None,
 ) -> LaunchSpec:
     """vLLM's OpenAI-compatible server: `python -m vllm.entrypoints.openai.api_server --model ... [extra]`.
+
+    `tensor_parallel_size` adds `--tensor-parallel-size`; `gpus` (the sidecar's indices) are the GPUs
+    that serve, as many as the model is split over (parallel.py).
 
     `python` is the interpreter that has vLLM (the `vllm` extra of this package, or another
     environment: on the lent GPU machine `python3` with the unpacked site folder on `PYTHONPATH`).
@@ -75,8 +81,9 @@ def vllm_spec(
     _check_port(port)
     if shutil.which(python) is None:
         raise InputError(f"--python: {python!r} is not an executable (a path, or a name on PATH)")
-    argv = (python, "-m", VLLM_MODULE, "--model", model, "--host", host, "--port", str(port), *extra_args)
-    return LaunchSpec(kind="vllm", argv=argv, host=host, port=port, env=dict(env or {}), flags_from=3)
+    extra, env = parallel_args(extra_args, env or {}, tensor_parallel_size, gpus)
+    argv = (python, "-m", VLLM_MODULE, "--model", model, "--host", host, "--port", str(port), *extra)
+    return LaunchSpec(kind="vllm", argv=argv, host=host, port=port, env=env, flags_from=3)
 
 
 def tgi_spec(
@@ -200,7 +207,15 @@ class NativeServer:
             "argv": redact_argv(self.spec.argv),
             "flags": parse_flags(redact_argv(self.spec.argv[self.spec.flags_from :])),
             "env": redact_env(env),
-            "gpus": {"visible_devices": env.get("CUDA_VISIBLE_DEVICES") or env.get("NVIDIA_VISIBLE_DEVICES")},
+            "gpus": {
+                "visible_devices": env.get("CUDA_VISIBLE_DEVICES") or env.get("NVIDIA_VISIBLE_DEVICES"),
+                # vLLM's flags were checked when its spec was made: no error here, after the start.
+                "tensor_parallel_size": (
+                    flag_int(self.spec.argv[self.spec.flags_from :], TP_FLAGS)
+                    if self.spec.kind == "vllm"
+                    else None
+                ),
+            },
             "base_url": self.base_url,
             "pid": self.proc.pid,
             "started": anchor.as_dict(),

@@ -1,5 +1,10 @@
-"""The request log as arrays sliced per arm, and its latency, lateness, hold, goodput and rate figures
-(no energy here)."""
+"""The request log as arrays sliced per arm, and its latency, lateness, hold, goodput, rate and client-load
+figures (no energy here).
+
+Lateness and the realized rate are of the time each request was offered to the server: in an unshaped
+arm when its last byte was written to the socket (`wire_ns`), in a shaped arm when its user arrived (the
+policy's hold is not lateness). A request with no wire time (an older log, or one that failed before
+reaching the socket) counts from its dispatch (`sent_ns`), and `Lateness.at` says which it was."""
 
 from __future__ import annotations
 
@@ -41,10 +46,35 @@ class Goodput(TypedDict):
     rate: float | None  # met per second of the window
 
 
+class DispatchLateness(Percentiles):
+    """Milliseconds from due to dispatch (`sent_ns`, stamped before the HTTP stack runs): what the
+    runner's own clock saw; the HTTP stack's delay to the wire comes on top."""
+
+    max: float | None
+
+
 class Lateness(Percentiles):
     max: float | None
     bound: float | None  # the p99 bound (ms) the arm was held to; None: exempt or not an arm
     bound_basis: str | None  # "planned_gaps", "max_lateness_ms" (the option), "closed_loop" (exempt)
+    # What the figures are of: "wire" (unshaped requests at their wire time), "dispatch" (no wire
+    # times in the log: an older log, or a transport without the hook), "arrival" (shaped arms only)
+    at: str | None
+    dispatch: DispatchLateness
+
+
+class ClientLoad(TypedDict):
+    """What the client carried: requests in flight (as each request found it when sent, itself
+    included), those held at `--max-in-flight`, and from the runner (the manifest; None in an older run,
+    or the run block) its event loop's lag and CPU share."""
+
+    in_flight_max: int | None
+    in_flight_p99: float | None
+    capped: int  # requests held at --max-in-flight before they were sent
+    capped_ms_max: float | None  # the longest such hold
+    loop_lag_ms: DispatchLateness | None  # the runner's loop probe: how late its wake-ups were
+    loop_lag_bound_ms: float | None
+    cpu_share: float | None  # the runner's CPU time over the arm's wall time (1.0: one core, saturated)
 
 
 # The default bound on an arm's p99 lateness (docs/energy.md, "Lateness"). A quarter of the median
@@ -92,8 +122,15 @@ class RequestTimes:
     has_done: np.ndarray
     planned: np.ndarray
     has_planned: np.ndarray
-    lateness: np.ndarray
+    lateness: np.ndarray  # dispatch lateness: the log's `lateness_ns`
     has_lateness: np.ndarray
+    wire: np.ndarray
+    has_wire: np.ndarray
+    offered: np.ndarray  # when the server was offered it: the wire time of an unshaped request, else arrival
+    has_offered: np.ndarray
+    by_wire: np.ndarray  # bool per row: `offered` is its wire time
+    capped: np.ndarray  # ns held at --max-in-flight
+    has_capped: np.ndarray
     output: np.ndarray
     has_output: np.ndarray
     prompt: np.ndarray
@@ -112,6 +149,8 @@ class RequestTimes:
             ("done", "done_ns"),
             ("planned", "planned_ns"),
             ("lateness", "lateness_ns"),
+            ("wire", "wire_ns"),
+            ("capped", "capped_ns"),
             ("output", "output_tokens"),
             ("prompt", "prompt_tokens"),
         ):
@@ -119,6 +158,11 @@ class RequestTimes:
         unshaped = ~cols["has_arrived"]  # a frame without the column, or a request that never arrived
         cols["arrived"] = np.where(unshaped, cols["sent"], cols["arrived"])
         cols["has_arrived"] = cols["has_arrived"] | cols["has_sent"]
+        # An unshaped request arrived when it was sent (the log's arrived = sent): the wire is its offer.
+        by_wire = cols["has_wire"] & cols["has_sent"] & (cols["arrived"] == cols["sent"])
+        cols["by_wire"] = by_wire
+        cols["offered"] = np.where(by_wire, cols["wire"], cols["arrived"])
+        cols["has_offered"] = cols["has_arrived"]
         flat, offsets = chunk_arrays(df)
         return cls(**cols, itl_count=np.maximum(np.diff(offsets) - 1, 0), itl_s=_gaps(flat, offsets))
 
@@ -203,12 +247,58 @@ def goodput(
 
 
 def lateness_ms(times: RequestTimes, rows: np.ndarray, bound: LatenessBound | None = None) -> Lateness:
-    late = times.lateness[rows & times.has_lateness] / 1e6
+    """Of the `rows` offered to the server: offered - due (the figures and the bound), and dispatch - due."""
+    t = times
+    # At the wire where there is one, else the log's own lateness (arrival - planned).
+    wired = t.by_wire & t.has_planned
+    mine = rows & (wired | t.has_lateness)
+    late = np.where(wired, t.offered - t.planned, t.lateness)[mine] / 1e6
+    dispatch = t.lateness[rows & t.has_lateness] / 1e6
     return {
         **percentiles(late),
         "max": float(late.max()) if len(late) else None,
         "bound": None if bound is None else bound.ms,
         "bound_basis": None if bound is None else bound.basis,
+        "at": _lateness_at(t, mine),
+        "dispatch": {**percentiles(dispatch), "max": float(dispatch.max()) if len(dispatch) else None},
+    }
+
+
+def _lateness_at(t: RequestTimes, mine: np.ndarray) -> str | None:
+    """What the `mine` rows' lateness is of (`Lateness.at`)."""
+    if not mine.any():
+        return None
+    if (mine & t.by_wire).any():
+        return "wire"
+    return "arrival" if (t.arrived != t.sent)[mine].all() else "dispatch"
+
+
+LATENESS_AT = {
+    "wire": "at the wire",
+    "dispatch": "at dispatch (no wire times in this log)",
+    "arrival": "of arrivals",
+}
+
+
+def client_load(times: RequestTimes, rows: np.ndarray) -> ClientLoad:
+    """The `rows`' in-flight counts (each request's dispatch to its end, over every row of the log, so a
+    straggler of another scope counts) and their holds at --max-in-flight; the runner's figures None."""
+    t = times
+    life = t.has_sent & t.has_done
+    starts, ends = np.sort(t.sent[life]), np.sort(t.done[life])
+    mine = t.sent[rows & life]
+    # As request i found it: those sent up to it (itself included) less those done by then.
+    counts = np.searchsorted(starts, mine, side="right") - np.searchsorted(ends, mine, side="right")
+    held = t.capped[rows & t.has_capped]
+    held = held[held > 0]
+    return {
+        "in_flight_max": int(counts.max()) if len(counts) else None,
+        "in_flight_p99": float(np.percentile(counts, 99)) if len(counts) else None,
+        "capped": len(held),
+        "capped_ms_max": float(held.max()) / 1e6 if len(held) else None,
+        "loop_lag_ms": None,
+        "loop_lag_bound_ms": None,
+        "cpu_share": None,
     }
 
 
@@ -252,11 +342,11 @@ def _send_backlog_ms(planned_ns: np.ndarray, per_send_ms: float) -> float:
 
 
 def rates(times: RequestTimes, rows: np.ndarray, target: float | None) -> Rates:
-    """Planned and realized request rates: the realized one of the arrivals as the runner played them,
-    from the first to the last (the sends, in an unshaped arm; a policy's releases are not the load
-    offered)."""
+    """Planned and realized request rates: the realized one of the requests as offered to the server,
+    from the first to the last (an unshaped arm's wire times, else its sends; a shaped arm's arrivals as
+    the runner played them: a policy's releases are not the load offered)."""
     planned = _rate(times.planned[rows & times.has_planned])
-    realized = _rate(times.arrived[rows & times.has_arrived])
+    realized = _rate(times.offered[rows & times.has_offered])
     ratio = realized / planned if planned and realized is not None else None
     return {"target": target, "planned": planned, "realized": realized, "realized_over_planned": ratio}
 

@@ -3,6 +3,9 @@
 Without idle windows, the idle power is estimated from the stretches of the run in which no request
 was in flight (flagged); without those either, it is taken as 0 W (flagged: then every joule counts
 as dynamic and `idle_j` is zero).
+
+`floor_j` is the idle floor of each sample interval, the split's idle part: a window's all-in energy
+is that floor plus the energy above it, which is what compares across GPUs with different idle power.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TypedDict
 import numpy as np
 
 from harness.energy.flags import FlagList
-from harness.energy.grid import window_energy
+from harness.energy.grid import Intervals, window_energy
 from harness.energy.windows import IdleWindows, Window
 from harness.power.series import EnergySeries
 
@@ -175,6 +178,17 @@ def in_run(per_gpu: dict[str, tuple[float, float]], flags: FlagList, min_s: floa
         "all energy counts as dynamic",
     )
     return est
+
+
+def floor_j(iv: Intervals, est: IdleEstimate) -> np.ndarray:
+    """Per interval, the idle floor's joules: idle power times the interval, or all of the interval's
+    energy where power dipped below idle (so the rest, above idle, is never negative). The split's rule
+    (split.py: `min(P_idle, ΔE/Δt)·Δt`, idle power at the interval's midpoint)."""
+    dt = iv.dt_s
+    mid = iv.tau[:-1] + (iv.tau[1:] - iv.tau[:-1]) // 2
+    idle_w = np.maximum(est.power_at(iv.gpu, mid), 0.0)
+    floor: np.ndarray = np.minimum(idle_w * dt, iv.energy)
+    return floor
 
 
 def _centre(win: Window) -> int:

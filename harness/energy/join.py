@@ -15,16 +15,18 @@ import pandas as pd
 
 from foundation.flag_fields import check_choice
 from harness.energy import idle_estimate as idle_mod
+from harness.energy import power_lag
 from harness.energy.analysis_options import AnalysisOptions
 from harness.energy.figures import Codes, RequestTimes
 from harness.energy.flags import Flag, FlagList
 from harness.energy.grid import Intervals, cut, energy_at
 from harness.energy.input_flags import power_flags, request_flags, run_coverage_flags
 from harness.energy.lifetimes import Lifetimes, check_columns, lifetimes, tokens
-from harness.energy.split import Method, RequestEnergy, Sweep
+from harness.energy.split import WORK_METHODS, Method, RequestEnergy, Sweep
 from harness.energy.summary import Account, Joined, Scope, summarize
 from harness.energy.summary_types import ArmPolicy, Summary
 from harness.energy.windows import ArmWindow, IdleWindows, derive_arm_windows, run_window
+from harness.energy.work_weights import fit_report
 from harness.power.series import PowerData
 
 # |attributed + unattributed - total| must stay below this share of the total. The two sides come from
@@ -60,7 +62,7 @@ def analyze(
     """Attribute the measured energy to requests and summarize it.
 
     `arms`: the arms' windows (from the manifest); arms missing there get a window derived from the
-    log (flagged). `idle`: idle windows before/after the run. `method`: `time` or `tokens`.
+    log (flagged). `idle`: idle windows before/after the run. `method`: `time`, `tokens` or `steps`.
     `closed_loop`: the arms whose sends follow their users, not a schedule (the plan's `concurrency`
     arms): their planned times are not a plan, so they are not held to a lateness bound. `policies`:
     the shaped arms' policies, by arm (from the plan).
@@ -92,7 +94,7 @@ def analyze(
             "warning",
             f"{life.bad_rows} sent request(s) have no usable done time; left out of the split",
         )
-    tok = tokens(df, life) if method == "tokens" else None
+    tok = tokens(df, life) if method in WORK_METHODS else None
     if tok is not None:
         if tok.missing:
             flags.add(
@@ -105,6 +107,10 @@ def analyze(
             flags.add("chunks_unsorted", "warning", f"{tok.unsorted} request(s) had chunk times out of order")
 
     power_flags(power, flags)
+    # Power trails the requests (sensor averaging, counter updates): split the series moved back onto them.
+    lag = power_lag.correct(power, life.start, life.end, [(a.start_ns, a.end_ns) for a in arm_list],
+                            opts.power_lag or "auto", flags)  # fmt: skip
+    power = lag.power
     cuts = np.array(sorted({t for a in arm_list for t in (a.start_ns, a.end_ns)}), dtype=np.int64)
     intervals: list[Intervals] = []
     if run is not None:
@@ -122,6 +128,7 @@ def analyze(
         else:
             idle_est = idle_mod.IdleEstimate(mode="none")  # nothing to split: no idle flag on top
     energy, gpus = sweep.attribute(idle_est.power_at)
+    fit = fit_report(sweep.weights, sweep.fit, flags)
 
     per_request = _per_request_frame(df, life, energy, method, has_power=has_power)
     times = RequestTimes.of(df)
@@ -170,6 +177,8 @@ def analyze(
         idle=idle_est,
         account=account,
         has_power=has_power,
+        power_lag=lag.record,
+        token_fit=fit,
     )
     return Analysis(
         method=method,

@@ -58,6 +58,9 @@ class Tokens:
     masses: PointMasses  # output tokens at chunk arrivals
     missing: int  # requests whose token counts the server did not report
     unsorted: int  # requests whose chunk times were out of order
+    prompt: np.ndarray  # float64 prompt tokens as reported (0 when unknown)
+    output: np.ndarray  # float64 output tokens as reported (0 when unknown)
+    streamed: np.ndarray  # bool: the response came as a stream of chunks
 
 
 @dataclass
@@ -68,6 +71,9 @@ class PointMasses:
     offsets: np.ndarray  # int64, len(requests) + 1
     per_chunk: np.ndarray  # float64 tokens per chunk of each request (0: its chunks carry none)
     block: int = BLOCK
+    # float64 per chunk, when chunks weigh differently within a request (the `steps` split); then
+    # `per_chunk` is 1 and a chunk's mass is this.
+    mass: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -172,6 +178,9 @@ def tokens(df: pd.DataFrame, life: Lifetimes) -> Tokens:
         masses=PointMasses(c_flat, c_off, per_chunk),
         missing=int(np.count_nonzero(~(has_prompt[rows] & o_known))),
         unsorted=unsorted,
+        prompt=p_tok,
+        output=o_tok,
+        streamed=streamed,
     )
 
 

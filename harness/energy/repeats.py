@@ -52,6 +52,8 @@ EXCLUDING_FLAGS = {
     "power_incomplete": "power over only part of its window",
     "lateness_over_bound": "sends later than the lateness bound",
     "client_errors": "requests that failed in the client",
+    "in_flight_capped": "sends held at --max-in-flight",
+    "loop_lag_over_bound": "a runner event loop that lagged beyond its bound",
 }
 
 

@@ -16,8 +16,13 @@ flight for only part of it):
   requests in flight then. A request in flight for part of an interval gets a share in proportion to
   its overlap.
 - `tokens`: in proportion to the tokens each request processed in the interval (see `lifetimes.py`
-  for where tokens sit in time); an interval with requests in flight but no token processed falls
-  back to `time`.
+  for where tokens sit in time), prompt and output tokens weighed by the run's work fit when it is
+  usable (`token_fit.py`, `work_weights.py`); an interval with requests in flight but no token
+  processed falls back to `time`.
+- `steps`: in proportion to each request's work in the engine steps reconstructed from the chunk
+  times (`steps.py`, `work_weights.py`: its share of each step it was in, its decoded and prompt
+  tokens), over pools of intervals rather than each interval (`steps.POOL_S`: chunks arrive later than
+  the energy was spent); a pool with requests in flight but no work falls back to `time`.
 
 An interval with no request in flight at any instant (and no token) gives everything to
 `unattributed`.
@@ -38,11 +43,16 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from harness.energy import token_fit
 from harness.energy.grid import Intervals, sorted_unique
-from harness.energy.lifetimes import Lifetimes, Tokens, concat_ranges
+from harness.energy.lifetimes import Lifetimes, PointMasses, Tokens, concat_ranges
+from harness.energy.steps import ABSORB_S, FIT_POOL_S, POOL_S, pooling_windows, reconstruct
+from harness.energy.token_fit import TokenFit
+from harness.energy.work_weights import Weighted, weigh
 
-Method = Literal["time", "tokens"]  # how energy is split among the requests in flight
+Method = Literal["time", "tokens", "steps"]  # how energy is split among the requests in flight
 METHODS: tuple[Method, ...] = get_args(Method)
+WORK_METHODS = ("tokens", "steps")  # the methods that weigh work (tokens, steps) and fit it
 _WEIGHT_SCALE_BITS = 61  # stretch weights sum to at most 2**61, safely inside int64
 
 
@@ -77,8 +87,8 @@ class Sweep:
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
-        if method == "tokens" and tokens is None:
-            raise ValueError("the tokens method needs the token model")
+        if method in WORK_METHODS and tokens is None:
+            raise ValueError(f"the {method} method needs the token model")
         self.life, self.intervals, self.method = life, intervals, method
         parts = [life.start, life.end, life.first, *(iv.tau for iv in intervals)]
         if extra_times is not None:
@@ -119,14 +129,30 @@ class Sweep:
             good /= len(intervals)
         self.q_good = _cum(good * self.seg_s)
         self.q_valid = _cum(any_valid * self.seg_s)
-        self.token_count = [np.zeros(len(iv.energy)) for iv in intervals]  # tokens per interval
-        if tokens is not None:
-            self._token_geometry(tokens, nseg)
+        self.token_count = [np.zeros(len(iv.energy)) for iv in intervals]  # work per interval
+        self.cuts = np.zeros(0, np.int64) if extra_times is None else np.asarray(extra_times, np.int64)
+        self.tokens = tokens if method in WORK_METHODS else None
+        self.steps = reconstruct(self.tokens.masses) if self.tokens is not None else None
+        self.fit: TokenFit | None = None  # the work fit (tokens and steps methods), once attributed
+        self.weights: Weighted | None = None
+        if self.tokens is not None:
+            self._place_chunks(self.tokens.masses)
+            # Per GPU, the windows the fit and the `steps` split pool sample intervals into.
+            self.fit_pools = [
+                pooling_windows(iv.tau, busy_s, self.cuts, FIT_POOL_S)
+                for iv, busy_s in zip(intervals, self.busy_s, strict=True)
+            ]
+            self.pools = [
+                pooling_windows(iv.tau, busy_s, self.cuts, POOL_S, ABSORB_S)
+                for iv, busy_s in zip(intervals, self.busy_s, strict=True)
+            ]
 
-    def _token_geometry(self, tok: Tokens, nseg: int) -> None:
-        life = self.life
+    def _weigh(self, stretch_tokens: np.ndarray, masses: PointMasses) -> None:
+        """Work per interval: each stretch's spread over its segments, each chunk's at its interval."""
+        life, tok, nseg = self.life, self.tokens, len(self.seg_s)
+        assert tok is not None
         seconds = (tok.stretch_end - life.start).astype(np.float64) / 1e9
-        rate = np.divide(tok.stretch_tokens, seconds, out=np.zeros_like(seconds), where=seconds > 0)
+        rate = np.divide(stretch_tokens, seconds, out=np.zeros_like(seconds), where=seconds > 0)
         total = float(rate.sum())
         self.scale = (2.0**_WEIGHT_SCALE_BITS) / total if total > 0 else 1.0
         self.weight = np.rint(rate * self.scale).astype(np.int64)
@@ -135,13 +161,38 @@ class Sweep:
         np.add.at(delta, self.pos_start, self.weight)
         np.add.at(delta, self.pos_stretch_end, -self.weight)
         stretch_weight = np.cumsum(delta)[:nseg]  # exact: integer sum of the weights in flight
-        stretch_tokens = stretch_weight.astype(np.float64) / self.scale * self.seg_s  # per segment
+        stretch_work = stretch_weight.astype(np.float64) / self.scale * self.seg_s  # per segment
         for g, (k, valid) in enumerate(zip(self.k, self.valid, strict=True)):
             n_int = len(self.token_count[g])
-            self.token_count[g] += np.bincount(k[valid], stretch_tokens[valid], minlength=n_int)
-        # Chunk tokens: the interval (tau_k, tau_k+1] holding each chunk, per GPU (the interval count
-        # stands for "none"), found by binary search in blocks of requests.
-        self.masses = masses = tok.masses  # set, like the weights, only for the tokens method
+            # (bincount of nothing is an integer array, even with weights)
+            self.token_count[g] = np.bincount(k[valid], stretch_work[valid], minlength=n_int).astype(float)
+        self.masses = masses  # set, like the weights, only for the tokens and steps methods
+        for r0, r1, o0, o1 in masses.ranges():
+            q = _chunk_mass(masses, r0, r1, o0, o1)
+            for g, iv in enumerate(self.intervals):
+                n_int = len(iv.energy)
+                self.token_count[g] += np.bincount(self.chunk_k[g][o0:o1], q, minlength=n_int + 1)[:n_int]
+
+    def _stretch_work(self, work: np.ndarray) -> list[np.ndarray]:
+        """Per GPU and interval, the part of each request's `work` spread evenly over its stretch."""
+        tok = self.tokens
+        assert tok is not None
+        seconds = (tok.stretch_end - self.life.start).astype(np.float64) / 1e9
+        rate = np.divide(work, seconds, out=np.zeros_like(seconds), where=seconds > 0)
+        pos_end = np.searchsorted(self.t, tok.stretch_end)
+        nseg = len(self.seg_s)
+        delta = np.bincount(self.pos_start, rate, minlength=nseg + 1)
+        delta -= np.bincount(pos_end, rate, minlength=nseg + 1)
+        per_seg = np.cumsum(delta)[:nseg] * self.seg_s
+        return [
+            np.bincount(k[valid], per_seg[valid], minlength=len(iv.energy)).astype(float)
+            for k, valid, iv in zip(self.k, self.valid, self.intervals, strict=True)
+        ]
+
+    def _place_chunks(self, masses: PointMasses) -> None:
+        """The interval (tau_k, tau_k+1] holding each chunk, per GPU (the interval count stands for
+        "none"), found by binary search in blocks of requests."""
+        life = self.life
         self.chunk_k = []
         for iv in self.intervals:
             self.chunk_k.append(
@@ -149,7 +200,6 @@ class Sweep:
             )
         for r0, r1, o0, o1 in masses.ranges():
             times = masses.flat[o0:o1]
-            q = np.repeat(masses.per_chunk[r0:r1], np.diff(masses.offsets[r0 : r1 + 1]))
             # Requests in send order keep chunk times local, and a search with local needles is fast;
             # otherwise sort the needles first (a search with scattered needles is many times slower).
             order = None if np.all(np.diff(life.start[r0:r1]) >= 0) else np.argsort(times)
@@ -161,7 +211,6 @@ class Sweep:
                     k = np.empty(len(times), dtype=np.int64)
                     k[order] = np.searchsorted(iv.tau, times[order], side="left") - 1
                 k[(k < 0) | (k >= n_int)] = n_int
-                self.token_count[g] += np.bincount(k, q, minlength=n_int + 1)[:n_int]
                 self.chunk_k[g][o0:o1] = k
 
     def empty_intervals(self) -> dict[str, tuple[float, float]]:
@@ -184,20 +233,28 @@ class Sweep:
         # J per token per interval, with a trailing 0 for chunks in no interval.
         self._psi_ext: list[tuple[np.ndarray, np.ndarray]] = []
         gpus = []
+        parts = [self._idle_dynamic(iv, idle_power) for iv in self.intervals]
+        if self.tokens is not None:
+            self._fit_and_weigh([d for _, _, d in parts])
         for g, iv in enumerate(self.intervals):
             k, valid, busy, empty = self.k[g], self.valid[g], self.busy_s[g], self.empty_s[g]
             count = self.token_count[g]
             dt = iv.dt_s
-            mid = iv.tau[:-1] + (iv.tau[1:] - iv.tau[:-1]) // 2
-            p_idle = np.maximum(idle_power(iv.gpu, mid), 0.0)
-            power = np.divide(iv.energy, dt, out=np.zeros_like(dt), where=dt > 0)
-            idle_w = np.minimum(p_idle, power)
-            dynamic = np.maximum(iv.energy - idle_w * dt, 0.0)
-            by_tokens = count > 0
+            p_idle, idle_w, dynamic = parts[g]
+            if self.method == "steps":
+                # Each pool's energy is shared by the work in it (see POOL_S): every busy interval of a
+                # pool with work is split at the pool's joules per unit of work.
+                pool = self.pools[g]
+                pool_count = np.bincount(pool, count).astype(float)
+                by_tokens = pool_count[pool] > 0  # idle intervals a busy pool absorbed included
+                psi_dyn = _per_pool(pool, np.where(by_tokens, dynamic, 0.0), pool_count)
+                psi_idle = _per_pool(pool, np.where(by_tokens, idle_w * busy, 0.0), pool_count)
+            else:
+                by_tokens = count > 0
+                psi_dyn = np.divide(dynamic, count, out=np.zeros_like(dt), where=by_tokens)
+                psi_idle = np.divide(idle_w * busy, count, out=np.zeros_like(dt), where=by_tokens)
             by_time = ~by_tokens & (busy > 0)
             unattributed = np.where(by_tokens | by_time, idle_w * empty, iv.energy)
-            psi_dyn = np.divide(dynamic, count, out=np.zeros_like(dt), where=by_tokens)
-            psi_idle = np.divide(idle_w * busy, count, out=np.zeros_like(dt), where=by_tokens)
             self._psi_ext.append((np.append(psi_dyn, 0.0), np.append(psi_idle, 0.0)))
             gpus.append(GpuResult(iv.gpu, iv.energy, unattributed, float(np.sum((p_idle - idle_w) * dt))))
             if len(dt):
@@ -216,7 +273,7 @@ class Sweep:
         dyn = f_dyn[self.pos_end] - f_dyn[self.pos_start]
         idle = f_idle[self.pos_end] - f_idle[self.pos_start]
         prefill = self._fallback[self.pos_first] - self._fallback[self.pos_start]
-        if self.method == "tokens":
+        if self.tokens is not None:
             w = self.weight.astype(np.float64) / self.scale
             h_dyn, h_idle = _cum(tok_dyn * self.seg_s), _cum(tok_idle * self.seg_s)
             self._stretch = h_dyn + h_idle
@@ -226,6 +283,7 @@ class Sweep:
             dyn += s_dyn + c_dyn
             idle += s_idle + c_idle
             prefill += s_dyn + s_idle  # stretches carry prompt tokens (all tokens if not streamed)
+            prefill += self._first_chunk_prompt_energy()  # `steps`: prompts at their first chunk
         total = dyn + idle
         lifetime_s = (life.end - life.start).astype(np.float64) / 1e9
         good = self.q_good[self.pos_end] - self.q_good[self.pos_start]
@@ -243,6 +301,54 @@ class Sweep:
         )
         return energy, gpus
 
+    def _idle_dynamic(
+        self, iv: Intervals, idle_power: Callable[[str, np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per interval: the idle estimate (W), the idle power it gets (W) and its dynamic energy (J)."""
+        dt = iv.dt_s
+        mid = iv.tau[:-1] + (iv.tau[1:] - iv.tau[:-1]) // 2
+        p_idle = np.maximum(idle_power(iv.gpu, mid), 0.0)
+        power = np.divide(iv.energy, dt, out=np.zeros_like(dt), where=dt > 0)
+        idle_w = np.minimum(p_idle, power)
+        return p_idle, idle_w, np.maximum(iv.energy - idle_w * dt, 0.0)
+
+    def _fit_and_weigh(self, dynamic: list[np.ndarray]) -> None:
+        """Fit the run's dynamic energy on its work, then weigh the work for the split (`work_weights`)."""
+        tok = self.tokens
+        assert tok is not None
+        steps = self.steps
+        assert steps is not None
+        at_first = tok.prefill & (self.method == "steps")
+        prompt_spread = self._stretch_work(np.where(at_first, 0.0, tok.prompt))
+        decoded_spread = self._stretch_work(np.where(tok.streamed, 0.0, tok.output))
+        rows, ys = [], []
+        for g, iv in enumerate(self.intervals):
+            design = token_fit.interval_design(iv.tau, self.chunk_k[g], steps, tok, at_first)
+            design[:, 1] += decoded_spread[g]
+            design[:, 2] += prompt_spread[g]
+            pool = self.fit_pools[g]
+            rows.append(np.column_stack([np.bincount(pool, design[:, j]) for j in range(3)]))
+            ys.append(np.bincount(pool, dynamic[g]))
+        self.fit = token_fit.fit(
+            np.concatenate(rows) if rows else np.zeros((0, 3)), np.concatenate(ys) if ys else np.zeros(0)
+        )
+        self.weights = weigh(self.method, tok, steps, self.fit)
+        self._weigh(self.weights.stretch_tokens, self.weights.masses)
+
+    def _first_chunk_prompt_energy(self) -> np.ndarray:
+        """Per request, J of the prompt tokens its first chunk carries (0 unless the `steps` split)."""
+        out = np.zeros(len(self.life.start))
+        assert self.weights is not None
+        prompt = self.weights.prompt_mass
+        offsets = self.masses.offsets
+        has = (np.diff(offsets) > 0) & (prompt > 0)
+        if not np.any(has):
+            return out
+        first = offsets[:-1][has]
+        for (psi_dyn, psi_idle), k_all in zip(self._psi_ext, self.chunk_k, strict=True):
+            out[has] += (psi_dyn + psi_idle)[k_all[first]] * prompt[has]
+        return out
+
     def _chunk_energy(self) -> tuple[np.ndarray, np.ndarray]:
         """Per request (dynamic, idle) J of its chunk tokens."""
         masses = self.masses
@@ -255,8 +361,13 @@ class Sweep:
                 idx = np.flatnonzero(has[r0:r1]) + r0
                 starts = masses.offsets[idx] - o0
                 k = k_all[o0:o1]
-                dyn[idx] += np.add.reduceat(psi_dyn[k], starts)
-                idle[idx] += np.add.reduceat(psi_idle[k], starts)
+                if masses.mass is None:
+                    dyn[idx] += np.add.reduceat(psi_dyn[k], starts)
+                    idle[idx] += np.add.reduceat(psi_idle[k], starts)
+                else:
+                    q = masses.mass[o0:o1]
+                    dyn[idx] += np.add.reduceat(psi_dyn[k] * q, starts)
+                    idle[idx] += np.add.reduceat(psi_idle[k] * q, starts)
         dyn *= masses.per_chunk
         idle *= masses.per_chunk
         self._chunk_total = dyn + idle
@@ -276,7 +387,7 @@ class Sweep:
             lo, hi = np.searchsorted(self.t, [start, end])
             a = np.clip(self.pos_start, lo, hi)
             per = self._fallback[np.clip(self.pos_end, lo, hi)] - self._fallback[a]
-            if self.method == "tokens":
+            if self.tokens is not None:
                 b = np.clip(self.pos_stretch_end, lo, hi)
                 per = per + self.weight.astype(np.float64) / self.scale * (
                     self._stretch[b] - self._stretch[a]
@@ -304,7 +415,23 @@ class Sweep:
             e += (psi_dyn + psi_idle)[k_all[idx]]
         times = masses.flat[idx]
         keep = (times > start) & (times <= end)
-        return np.bincount(owner[keep], e[keep] * masses.per_chunk[owner[keep]], minlength=len(out))
+        q = masses.per_chunk[owner[keep]] if masses.mass is None else masses.mass[idx[keep]]
+        return np.bincount(owner[keep], e[keep] * q, minlength=len(out))
+
+
+def _per_pool(pool: np.ndarray, joules: np.ndarray, pool_count: np.ndarray) -> np.ndarray:
+    """Per interval, its pool's joules per unit of work."""
+    total = np.bincount(pool, joules, minlength=len(pool_count)).astype(float)  # (none: integers)
+    per_work = np.divide(total, pool_count, out=np.zeros_like(total), where=pool_count > 0)
+    out: np.ndarray = per_work[pool]
+    return out
+
+
+def _chunk_mass(masses: PointMasses, r0: int, r1: int, o0: int, o1: int) -> np.ndarray:
+    """The work of chunks o0..o1 (requests r0..r1)."""
+    if masses.mass is not None:
+        return masses.mass[o0:o1]
+    return np.repeat(masses.per_chunk[r0:r1], np.diff(masses.offsets[r0 : r1 + 1]))
 
 
 def _cum(x: np.ndarray) -> np.ndarray:

@@ -15,12 +15,15 @@ import pandas as pd
 
 from harness.energy.analysis_options import AnalysisOptions
 from harness.energy.client_faults import flag_client_faults
+from harness.energy.client_load import flag_capped
 from harness.energy.figures import (
+    LATENESS_AT,
     Codes,
     Lateness,
     LatenessBound,
     RequestTimes,
     arm_lateness_bound,
+    client_load,
     goodput,
     hold_ms,
     latency,
@@ -28,22 +31,27 @@ from harness.energy.figures import (
     rates,
 )
 from harness.energy.flags import FlagList
+from harness.energy.gpu_breakdown import flag_idle_gpus, gpu_energy
 from harness.energy.grid import Intervals
-from harness.energy.idle_estimate import IdleEstimate
+from harness.energy.idle_estimate import IdleEstimate, floor_j
+from harness.energy.power_lag import PowerLagRecord
 from harness.energy.split import GpuResult
 from harness.energy.stats import Described, describe, scaled
 from harness.energy.summary_types import (
     AllIn,
+    AllInSplit,
     ArmPolicy,
     Block,
     Coverage,
     EnergyAccount,
+    GpuEnergy,
     GpuPower,
     Parts,
     PowerCoverage,
     PowerSummary,
     RequestCounts,
     Summary,
+    TokenFitSummary,
     WindowSpan,
 )
 from harness.energy.windows import Window
@@ -91,6 +99,8 @@ class Joined:
     idle: IdleEstimate
     account: Account
     has_power: bool  # some interval has energy: without, every energy figure is None
+    power_lag: PowerLagRecord | None = None  # the shift the join applied to the power series
+    token_fit: TokenFitSummary | None = None  # the work fit of the tokens and steps splits
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,8 @@ def summarize(
 ) -> Summary:
     """The summary document. Adds each block's flags to `flags`, arms first: a block lists the flags
     raised up to it, and the run block all of them."""
+    per_gpu = gpu_energy(joined.intervals, joined.gpus)
+    flag_idle_gpus(per_gpu, joined.idle, flags)  # before the blocks: the run block lists every code
     blocks = _Blocks(joined, opts, flags)
     arm_blocks = [blocks.block(scope) for scope in arms]
     run_block = blocks.block(run)
@@ -129,7 +141,7 @@ def summarize(
             "residual_j": _num(account.residual) if known else None,
         },
         "idle": {**joined.idle.as_dict(), "clamped_j": account.clamped},
-        "power": _power_summary(joined.power, joined.intervals),
+        "power": _power_summary(joined.power, joined.intervals, per_gpu),
         "bootstrap": {"resamples": opts.bootstrap.resamples, "seed": opts.bootstrap.seed},
         "options": {
             "counter_period_s": opts.counter_period_s,
@@ -140,6 +152,8 @@ def summarize(
             "slo_ttft_s": opts.slo_ttft_s,
             "slo_e2e_s": opts.slo_e2e_s,
         },
+        "power_lag": joined.power_lag,
+        "token_fit": joined.token_fit,
         "flags": [f.as_dict() for f in flags],
     }
 
@@ -181,6 +195,9 @@ class _Blocks:
         coverage = self._coverage(scope, ok, n_ok)
         self._short_window_flag(scope, duration, account["energy_j_total"])
         late = self._lateness(scope)
+        client = client_load(t, scope.rows)
+        if not scope.is_run:
+            flag_capped(client, self.flags, scope.name)
         block: Block = {
             "name": scope.name,
             "policy": scope.policy,
@@ -191,6 +208,7 @@ class _Blocks:
             "wh_per_request": scaled(j_stats, 1 / J_PER_WH),
             "j_per_request_parts": self._parts(measured),
             "all_in": all_in,
+            "all_in_split": _all_in_split(all_in, self._idle_floor(scope), n_ok),
             "j_per_output_token": _div(out_e, out_n),
             "j_per_prompt_token": _div(prm_e, prm_n),
             "tokens": {"output": out_tok, "prompt": prompt_tok},
@@ -204,6 +222,7 @@ class _Blocks:
             "latency_s": latency(t, ok),
             "lateness_ms": late,
             "hold_ms": hold_ms(t, scope.rows),
+            "client": client,
             "goodput": goodput(t, scope.rows, ok, opts.slo_ttft_s, opts.slo_e2e_s, duration),
             "coverage": coverage,
             "power_coverage": power_coverage,
@@ -225,6 +244,14 @@ class _Blocks:
             by_gpu[iv.gpu] = covered_ns / (int(win.end_ns) - int(win.start_ns))
         share = min(by_gpu.values())
         return {"min": share, "by_gpu": by_gpu, "complete": share >= self.opts.min_power_coverage}
+
+    def _idle_floor(self, scope: Scope) -> float | None:
+        """The idle floor's joules in the window, summed over GPUs (idle_estimate.floor_j)."""
+        win = scope.window
+        if win is None or not self.joined.has_power:
+            return None
+        idle = self.joined.idle
+        return sum(float(floor_j(iv, idle)[_inside(iv, win)].sum()) for iv in self.joined.intervals)
 
     def _under_power(self) -> np.ndarray:
         """Requests whose whole lifetime lies inside every GPU's power samples."""
@@ -262,9 +289,9 @@ class _Blocks:
             self.flags.add(
                 "lateness_over_bound",
                 "error",
-                f"p99 lateness {p99:.1f} ms (max {late['max']:.1f} ms) exceeds the bound of "
-                f"{bound.ms:.1f} ms ({bound.why}): requests left later than planned, so the offered "
-                "load was not the plan's",
+                f"p99 lateness {p99:.1f} ms (max {late['max']:.1f} ms), "
+                f"{LATENESS_AT.get(late['at'] or '', 'measured')}, exceeds the bound of {bound.ms:.1f} ms "
+                f"({bound.why}): requests left later than planned, so the offered load was not the plan's",
                 scope.name,
             )
         return late
@@ -404,6 +431,17 @@ def _all_in(total: float | None, attributed: float, n_ok: int, j_stats: Describe
     }
 
 
+def _all_in_split(all_in: AllIn, idle_j: float | None, n_ok: int) -> AllInSplit:
+    """All-in per success as its idle floor plus the rest (above idle is the difference, so the two add
+    up to the all-in figure to the last bit of rounding)."""
+    whole = all_in["j_per_request"]
+    if whole is None or idle_j is None or not n_ok:
+        return {"idle_j_per_request": None, "above_idle_j_per_request": None, "idle_share": None}
+    idle = idle_j / n_ok
+    above = whole - idle
+    return {"idle_j_per_request": idle, "above_idle_j_per_request": above, "idle_share": _div(idle, whole)}
+
+
 def _inside(iv: Intervals, win: Window) -> np.ndarray:
     """The intervals wholly inside the window (the sweep split them at its edges)."""
     return (iv.tau[:-1] >= win.start_ns) & (iv.tau[1:] <= win.end_ns)
@@ -418,13 +456,16 @@ def _window_span(win: Window, derived: bool) -> WindowSpan:
     }
 
 
-def _power_summary(power: PowerData, intervals: list[Intervals]) -> PowerSummary:
+def _power_summary(
+    power: PowerData, intervals: list[Intervals], energy: dict[str, GpuEnergy]
+) -> PowerSummary:
     by_gpu = {iv.gpu: iv for iv in intervals}
     gpus: list[GpuPower] = []
     for s in power.series:
         iv = by_gpu.get(s.gpu)
         gpus.append(
             {
+                **energy.get(s.gpu, {}),  # type: ignore[typeddict-item]
                 "gpu": s.gpu,
                 "uuid": s.uuid,
                 "name": s.name,

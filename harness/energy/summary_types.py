@@ -4,17 +4,19 @@ TypedDicts rather than classes: the reports index the summary by key, and read i
 plain dicts; these give those dicts a checked shape without changing them. A figure that cannot be
 computed is None (null), never 0, and a flag says why. The leaf shapes live beside the code that makes
 them: `Percentiles` and `Described` in `stats`, `Latency`, `Lateness` and `Rates` in `figures`,
-`IdleAccount` in `idle_estimate`, `FlagRecord` in `flags`.
+`IdleAccount` in `idle_estimate`, `PowerLagRecord` in `power_lag`, `FlagRecord` in `flags`.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from harness.energy.figures import Goodput, Hold, Latency, Lateness, Rates
+from harness.energy.figures import ClientLoad, Goodput, Hold, Latency, Lateness, Rates
 from harness.energy.flags import FlagRecord
 from harness.energy.idle_estimate import IdleAccount
+from harness.energy.power_lag import PowerLagRecord
 from harness.energy.stats import Described
+from harness.energy.telemetry import TelemetrySummary
 
 
 class WindowSpan(TypedDict):
@@ -64,6 +66,16 @@ class AllIn(TypedDict):
     j_per_output_token: float | None
 
 
+class AllInSplit(TypedDict):
+    """The all-in figure = idle + above idle: the window's idle floor (idle power, or all of the power
+    where it dipped below idle) per success, and the rest, which compares across GPUs with different
+    idle floors. All None where `all_in` is; the block has none in summaries written before it."""
+
+    idle_j_per_request: float | None
+    above_idle_j_per_request: float | None
+    idle_share: float | None  # idle / all-in
+
+
 class TokenCounts(TypedDict):
     output: float  # of successful requests
     prompt: float
@@ -107,6 +119,7 @@ class Block(EnergyAccount):
     wh_per_request: Described
     j_per_request_parts: Parts
     all_in: AllIn
+    all_in_split: AllInSplit
     j_per_output_token: float | None  # attributed J of successful requests / their tokens
     j_per_prompt_token: float | None
     tokens: TokenCounts
@@ -116,6 +129,7 @@ class Block(EnergyAccount):
     latency_s: Latency
     lateness_ms: Lateness
     hold_ms: Hold
+    client: ClientLoad  # in flight, held at --max-in-flight, the runner's loop lag and CPU share
     goodput: Goodput | None  # None: no SLO was given (options.slo_ttft_s, slo_e2e_s)
     coverage: Coverage
     power_coverage: PowerCoverage
@@ -135,7 +149,17 @@ class IdleSummary(IdleAccount):
     clamped_j: float  # idle energy lost where power fell below the estimate
 
 
-class GpuPower(TypedDict):
+class GpuEnergy(TypedDict):
+    """One attributed GPU's part of the run's energy (gpu_breakdown.py); absent in older summaries."""
+
+    energy_j: float
+    attributed_j: float  # + unattributed_j = energy_j: conservation per GPU
+    unattributed_j: float
+    mean_power_w: float | None  # over the time its samples cover
+    share: float | None  # of all attributed GPUs' energy
+
+
+class _GpuPower(TypedDict):
     gpu: str
     uuid: str | None
     name: str | None
@@ -149,11 +173,43 @@ class GpuPower(TypedDict):
     issues: list[str]
 
 
-class PowerSummary(TypedDict):
+class GpuPower(_GpuPower, GpuEnergy, total=False):
+    """A summary written before per-GPU energy existed has only `_GpuPower`'s keys."""
+
+    failed_reads: int  # reads that failed at the sidecar in the run window (report time; host_gpus)
+
+
+class HostGpu(TypedDict):
+    """A GPU of the power source's host that was not selected: reported, attributed to no request."""
+
+    gpu: str
+    uuid: str | None
+    name: str | None
+    energy_j: float | None  # over the run window; None where its samples do not cover it
+    mean_power_w: float | None
+    samples: int
+    failed_reads: int
+    issues: list[str]
+
+
+class HostGpus(TypedDict):
+    selected: list[str] | None  # the run's --gpus (None: every GPU the source had)
+    known: bool  # the run's raw sidecar samples were there to read the host's GPUs from
+    note: str | None  # why not, where not
+    failed_reads: dict[str, int]  # per attributed GPU
+    unattributed: list[HostGpu]
+
+
+class _PowerSummary(TypedDict):
     source: str
     clock: dict[str, Any]  # how the power source's times were mapped, as the reader describes it
     issues: list[str]
     gpus: list[GpuPower]
+
+
+class PowerSummary(_PowerSummary, total=False):
+    host: HostGpus  # added by the report (harness/report/host_power.py); absent in older summaries
+    telemetry: TelemetrySummary  # added by the report (harness/report/gpu_telemetry.py); absent in older
 
 
 class BootstrapSummary(TypedDict):
@@ -171,6 +227,20 @@ class OptionsSummary(TypedDict):
     slo_e2e_s: float | None
 
 
+class TokenFitSummary(TypedDict):
+    """The fit of dynamic energy on engine work (`token_fit.py`), and what the split weighed work with."""
+
+    j_per_step: float | None
+    j_per_decoded_token: float | None
+    j_per_prompt_token: float | None
+    r2: float | None
+    n_intervals: int
+    condition: float | None
+    usable: bool
+    reason: str | None  # why it is not usable
+    weights: str  # what the split used: "fitted", "equal" (tokens) or "prior" (steps)
+
+
 class Summary(TypedDict):
     """`summary.json` less what the report adds (`run_id`, `generated_utc`, `joulebench`)."""
 
@@ -183,4 +253,6 @@ class Summary(TypedDict):
     power: PowerSummary
     bootstrap: BootstrapSummary
     options: OptionsSummary
+    power_lag: PowerLagRecord | None  # the power series' delay behind the requests, and the shift applied
+    token_fit: TokenFitSummary | None  # the tokens and steps splits' work fit; None for `time`
     flags: list[FlagRecord]

@@ -1,7 +1,10 @@
 """One cell's row of the tidy table, read from its finished run folder (summary.json, energy.parquet).
 
-A cell runs one arm, so its figures are that arm's block of summary.json. Its idle part is the idle
-power times the arm's window over its successful requests, and above-idle is all-in minus that. The
+A cell runs one arm, so its figures are that arm's block of summary.json. Its idle part and above-idle
+part are the block's `all_in_split` (the idle floor over the arm's window, clamped where power fell
+below idle, per successful request; above idle is all-in minus that). A summary from before the split
+has none: there the idle part is the idle power times the arm's window over its successful requests
+(no clamp), and above-idle all-in minus that. The
 all-in figure (the arm window's energy over its successful requests) carries the counter's
 resolution: the window's two edges each fall somewhere between two counter updates, so the window's
 energy is uncertain by about two update periods at the arm's mean power (0 for an exact counter, as
@@ -50,10 +53,20 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
     idle_w = _get(summary, "idle", "power_w")
     # The idle floor of the arm's window, shared over its successful requests; the rest of all-in is
     # above idle, whether a request was in flight or the GPU was still winding down between them.
-    idle = idle_w * duration / ok if ok else NAN
+    if "all_in_split" in block:
+        idle = _get(block, "all_in_split", "idle_j_per_request")
+        above = _get(block, "all_in_split", "above_idle_j_per_request")
+    else:  # an older summary: without the clamp where power fell below idle
+        idle = idle_w * duration / ok if ok else NAN
+        above = all_in - idle
     period = float(summary.get("options", {}).get("counter_period_s") or 0.0)
     resolution = 2 * period * power / ok if ok and math.isfinite(power) else NAN
-    scoped = {f["code"] for f in summary.get("flags", []) if f.get("scope") in (arm, "run")}
+    # A cell runs one arm: the run's flags and its GPUs' (a power lag, failed reads) are the arm's too.
+    scoped = {
+        f["code"]
+        for f in summary.get("flags", [])
+        if f.get("scope") in (arm, "run") or str(f.get("scope", "")).startswith("gpu ")
+    }
     flags = sorted({*block.get("flags", []), *scoped})
     row: dict[str, Any] = {
         "duration_s": duration,
@@ -62,7 +75,7 @@ def cell_figures(run_dir: Path, arm: str, steady: SteadyState | None) -> dict[st
         "j_per_request_all_in": all_in,
         "j_per_request_attributed": _get(block, "j_per_request", "mean"),
         "j_idle_per_request": idle,
-        "j_above_idle_per_request": all_in - idle,
+        "j_above_idle_per_request": above,
         "resolution_j_per_request": resolution,
         "mean_power_w": power,
         "energy_j_total": _get(block, "energy_j_total"),

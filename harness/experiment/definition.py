@@ -80,6 +80,9 @@ class TargetSpec(_Strict):
     args: list[str] = Field(default_factory=list, description="serve: the engine's own flags")
     env: dict[str, str] = Field(default_factory=dict, description="serve: extra environment")
     python: str | None = Field(None, description="serve vllm: the interpreter that has vLLM")
+    tensor_parallel_size: int | None = Field(
+        None, ge=1, description="serve vllm: the GPUs the model is split over (power.gpus lists them)"
+    )
     health_timeout_s: float = Field(600.0, gt=0, description="serve/compose: how long to wait for health")
     mock_args: list[str] = Field(
         default_factory=list,
@@ -108,6 +111,8 @@ class TargetSpec(_Strict):
             raise ValueError("serve: needs model_path (the model the engine loads)")
         if self.kind == "compose" and not self.url:
             raise ValueError("compose: needs url (where the profile's server listens)")
+        if self.tensor_parallel_size is not None and self.serve != "vllm":
+            raise ValueError("tensor_parallel_size: only for serve: vllm")
         return self
 
     def settings(self) -> dict[str, Any]:
@@ -115,8 +120,8 @@ class TargetSpec(_Strict):
         used = {
             "embedded": ("kind", "mock_args"),
             "url": ("kind", "url", "backend", "model", "api_key_env"),
-            "serve": ("kind", "serve", "model_path", "port", "args", "env", "python", "health_timeout_s",
-                      "backend", "model", "api_key_env"),
+            "serve": ("kind", "serve", "model_path", "port", "args", "env", "python", "tensor_parallel_size",
+                      "health_timeout_s", "backend", "model", "api_key_env"),
             "compose": ("kind", "compose", "compose_file", "url", "health_timeout_s", "backend", "model",
                         "api_key_env"),
         }[self.kind]  # fmt: skip
@@ -205,7 +210,9 @@ class ExperimentSpec(_Strict):
     multiplicity: Multiplicity = Field(
         "bonferroni", description="correction over the pairs: bonferroni or none"
     )
-    method: Method = Field("time", description="how energy is split among requests in flight: time or tokens")
+    method: Method = Field(
+        "time", description="how energy is split among requests in flight: time, tokens or steps"
+    )
     strict: bool = Field(False, description="exit 1 when a cell has an error flag")
     slo_ttft_s: float | None = Field(
         None,

@@ -2,7 +2,8 @@
 
 - embedded: `joulebench mock-server` and a simulated sidecar (harness.session.embedded_stack)
 - url: a server someone else runs (nothing started, nothing stopped)
-- serve: vLLM or TGI started natively (harness.deploy.native), its server.json in the experiment folder
+- serve: vLLM, TGI or transformers started natively (harness.deploy.native), its server.json in the
+  experiment folder; vLLM on the GPUs of `power.gpus`, the ones the cells' energy is summed over
 - compose: `docker compose --profile P up -d` and, at the end, `down` of the same profile
 
 Every cell of the experiment talks to the same server, so what differs between cells is the arm, not
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,6 +25,7 @@ from rich.console import Console
 from foundation.errors import InputError
 from harness.deploy.health import ServerError, wait_http_healthy
 from harness.deploy.native import NativeServer, tgi_spec, transformers_spec, vllm_spec
+from harness.deploy.parallel import parallel_args
 from harness.experiment.definition import ExperimentSpec, TargetSpec
 from harness.session.config import PowerConfig, TargetConfig, parse_gpu_list
 
@@ -57,7 +60,7 @@ def bring_up(spec: ExperimentSpec, server_dir: Path, console: Console) -> Iterat
             # lists the Hugging Face cache folder instead (500 where there is none): name both.
             backend = "openai-chat" if config.backend == "auto" else config.backend
             config = replace(config, model=config.model or target.model_path, backend=backend)
-        with _native(target, server_dir, console) as url:
+        with _native(target, server_dir, console, _serving_gpus(spec)) as url:
             yield LiveTarget(replace(config, url=url), power, server_dir / "server.json", False)
     elif target.kind == "compose":
         with _compose(target, console):
@@ -82,8 +85,34 @@ def _power(spec: ExperimentSpec) -> PowerConfig:
         raise InputError(f"power: {exc}") from None
 
 
+def _serving_gpus(spec: ExperimentSpec) -> list[int] | None:
+    """The GPUs a `serve: vllm` target starts on: `power.gpus`, the same GPUs the cells' energy is summed
+    over (None: all); as many as its `tensor_parallel_size` (or `--tensor-parallel-size` in `args`; x
+    `--pipeline-parallel-size`) split the model over. A target whose env sets CUDA_VISIBLE_DEVICES
+    itself must name the same GPUs in the sidecar's (PCI bus) order, or the energy would be summed over
+    GPUs that do not serve."""
+    target, listed = spec.target, parse_gpu_list(spec.power.gpus)
+    if target.serve != "vllm" or listed is None:
+        return None
+    if "CUDA_VISIBLE_DEVICES" in target.env:
+        own = [g.strip() for g in target.env["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+        if own != list(listed) or target.env.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+            raise InputError(
+                f"target.env: CUDA_VISIBLE_DEVICES={target.env['CUDA_VISIBLE_DEVICES']} must list power.gpus "
+                f"({','.join(listed)}) with CUDA_DEVICE_ORDER=PCI_BUS_ID, or be left out (power.gpus then "
+                "chooses the serving GPUs)"
+            )
+        return None
+    gpus = [int(g) for g in listed]
+    try:
+        parallel_args(target.args, target.env, target.tensor_parallel_size, gpus)
+    except InputError as exc:
+        raise InputError(f"power.gpus: {exc} (target.args, target.tensor_parallel_size)") from None
+    return gpus
+
+
 @contextmanager
-def _native(target: TargetSpec, out: Path, console: Console) -> Iterator[str]:
+def _native(target: TargetSpec, out: Path, console: Console, gpus: list[int] | None) -> Iterator[str]:
     assert target.model_path is not None
     if target.serve == "tgi":
         launch = tgi_spec(target.model_path, port=target.port, extra_args=target.args, env=target.env)
@@ -94,10 +123,10 @@ def _native(target: TargetSpec, out: Path, console: Console) -> Iterator[str]:
             continuous_batching="--no-continuous-batching" not in target.args,
         )  # fmt: skip
     else:
-        python = {"python": target.python} if target.python else {}
         launch = vllm_spec(
-            target.model_path, port=target.port, extra_args=target.args, env=target.env, **python
-        )
+            target.model_path, port=target.port, extra_args=target.args, env=target.env, gpus=gpus,
+            python=target.python or sys.executable, tensor_parallel_size=target.tensor_parallel_size,
+        )  # fmt: skip
     server = NativeServer(launch, out_dir=out, health_timeout_s=target.health_timeout_s)
     try:
         with console.status(f"starting {target.describe()}"):

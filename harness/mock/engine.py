@@ -88,6 +88,7 @@ class Step:
     n_sampled: int
     power_w: float
     emitted: list[SimRequest] = field(default_factory=list)  # got a token at `end`
+    decode: list[bool] = field(default_factory=list)  # per batch entry: a decode (else prefill) token
     finished: list[SimRequest] = field(default_factory=list)
     drift: float = 1.0  # the host-drift multiplier in this step's duration
 
@@ -299,10 +300,11 @@ class Simulator:
         self.preemptions += 1
         self.waiting.appendleft(req)
 
-    def _compose(self) -> tuple[list[tuple[SimRequest, int]], int, int, int]:
+    def _compose(self) -> tuple[list[tuple[SimRequest, int]], list[bool], int, int, int]:
         sched = self.profile.scheduler
         budget = sched.max_num_batched_tokens
         batch: list[tuple[SimRequest, int]] = []
+        decode: list[bool] = []
         n_decode = n_prefill = n_sampled = 0
         running = self.running
         i = 0
@@ -320,7 +322,8 @@ class Simulator:
                     break
             batch.append((req, n))
             budget -= n
-            if need == 1 and req.computed >= req.prompt_tokens:
+            decode.append(need == 1 and req.computed >= req.prompt_tokens)
+            if decode[-1]:
                 n_decode += 1
             else:
                 n_prefill += n
@@ -342,14 +345,15 @@ class Simulator:
             if math.isnan(req.scheduled):
                 req.scheduled = self.now
             batch.append((req, n))
+            decode.append(False)
             budget -= n
             n_prefill += n
             n_sampled += n == need
-        return batch, n_decode, n_prefill, n_sampled
+        return batch, decode, n_decode, n_prefill, n_sampled
 
     def _start_step(self, t: float) -> None:
         self.now = max(self.now, t)
-        batch, n_decode, n_prefill, n_sampled = self._compose()
+        batch, decode, n_decode, n_prefill, n_sampled = self._compose()
         if not batch:
             return
         st, pw = self.profile.step_time, self.profile.power
@@ -366,7 +370,7 @@ class Simulator:
             duration *= drift
         for req, _ in batch:
             req.in_step = True
-        step = Step(t, t + duration, batch, n_decode, n_prefill, n_sampled, power, drift=drift)
+        step = Step(t, t + duration, batch, n_decode, n_prefill, n_sampled, power, drift=drift, decode=decode)
         self.step = step
         self.steps += 1
         self.gpu.set_power(t, power, busy=True)

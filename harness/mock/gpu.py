@@ -3,6 +3,9 @@
 Power only changes at step boundaries, so the energy counter is an exact sum of power × duration over
 the segments (no sampling error). Temperature and utilization follow first-order responses that are
 updated exactly per segment too, so reading them never depends on how often they are read.
+Throttle reasons are NVML's clock-event bitmask: the software power cap while a step is held at the
+power limit (the engine stretches a step that would draw more until it draws exactly the limit);
+the mock has no thermal or clock model, so no other reason is ever set.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ class GpuReading:
     power_limit_w: float
     sm_clock_hz: float
     mem_clock_hz: float
+    throttle_reasons: int  # NVML clock-event reason bitmask
+
+
+# nvmlClocksEventReasonSwPowerCap (harness/power/throttle.py decodes the mask).
+SW_POWER_CAP = 0x4
 
 
 class SimGpu:
@@ -89,6 +97,7 @@ class SimGpu:
             power_limit_w=spec.power_limit_w,
             sm_clock_hz=spec.sm_clock_hz,
             mem_clock_hz=spec.mem_clock_hz,
+            throttle_reasons=SW_POWER_CAP if self.power_w >= spec.power_limit_w else 0,
         )
 
 

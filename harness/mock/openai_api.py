@@ -343,7 +343,7 @@ async def _stream(state: MockState, gen: Generation, send: Send, sampling: Sampl
             return [f"{head}{role}]}}\n\n", chunk]
         return [chunk]
 
-    if not await delivery.stream(gen, send, SSE_HEADERS, events):
+    if not await delivery.stream(gen, send, [*SSE_HEADERS, _id_header(rid)], events):
         return
     tail = "data: [DONE]\n\n"
     if sampling.include_usage and not gen.plan.no_usage:
@@ -385,8 +385,9 @@ async def _whole(state: MockState, gen: Generation, send: Send, sampling: Sampli
             "stop_reason": None,
             "prompt_logprobs": None,
         }
+    rid = request_id("chatcmpl" if chat else "cmpl", state.settings.seed, req.rid)
     doc = {
-        "id": request_id("chatcmpl" if chat else "cmpl", state.settings.seed, req.rid),
+        "id": rid,
         "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": state.settings.model_name,
@@ -399,4 +400,10 @@ async def _whole(state: MockState, gen: Generation, send: Send, sampling: Sampli
     }
     if gen.plan.no_usage:
         del doc["usage"]
-    await delivery.answer(gen, send, dumps(doc).encode(), JSON_HEADERS)
+    await delivery.answer(gen, send, dumps(doc).encode(), [*JSON_HEADERS, _id_header(rid)])
+
+
+def _id_header(rid: str) -> tuple[bytes, bytes]:
+    """vLLM's `X-Request-Id` (with --enable-request-id-headers): here the response's id, whose last 16
+    hex digits are the simulator's request number, the key of the mock's `GET /sim/requests`."""
+    return (b"x-request-id", rid.encode())

@@ -2,7 +2,7 @@
 
 Routes (both APIs on one port; `flavour` picks which /metrics families and /v1/models shape):
 
-    GET  /health, /metrics, /sim/gpu, /sim/state
+    GET  /health, /metrics, /sim/gpu, /sim/state, /sim/requests
     GET  /v1/models, /version                    POST /v1/completions, /v1/chat/completions
     GET  /info                                   POST /generate, /generate_stream, /
 
@@ -28,6 +28,7 @@ import uvicorn
 
 from harness.mock import openai_api, tgi_api
 from harness.mock.asgi import Hangup, HttpError, Receive, Send, respond, respond_json
+from harness.mock.gpu_host import host_gpus
 from harness.mock.state import MockState, Settings
 
 Handler = Callable[[MockState, dict, Receive, Send], Awaitable[None]]
@@ -57,22 +58,7 @@ def sim_gpu_document(state: MockState) -> dict:
         "sim_time_s": reading.sim_time_s,
         "speed": state.settings.speed,
         "profile": state.profile.name,
-        "gpus": [
-            {
-                "index": 0,
-                "uuid": "GPU-mock-0000",
-                "name": state.profile.gpu.name,
-                "energy_j": gpu.energy_j,
-                "power_w": gpu.power_w,
-                "power_limit_w": gpu.power_limit_w,
-                "temperature_c": gpu.temperature_c,
-                "sm_clock_hz": gpu.sm_clock_hz,
-                "mem_clock_hz": gpu.mem_clock_hz,
-                "utilization_gpu": gpu.utilization_gpu,
-                "utilization_memory": gpu.utilization_memory,
-                "driver": "mock",
-            }
-        ],
+        "gpus": host_gpus(state.settings.host, state.profile, gpu, reading.sim_time_s),
     }
 
 
@@ -108,11 +94,20 @@ async def sim_state(state: MockState, scope: dict, receive: Receive, send: Send)
     await respond_json(send, 200, doc)
 
 
+async def sim_requests(state: MockState, scope: dict, receive: Receive, send: Send) -> None:
+    """Each request's true share of the simulated energy (`truth.py`; for tests, not a contract)."""
+    assert state.live is not None
+    reading = state.live.read_gpu()
+    doc = state.truth.document(reading.gpu.energy_j, reading.sim_time_s, state.sim.step is not None)
+    await respond_json(send, 200, doc)
+
+
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health"): health,
     ("GET", "/metrics"): metrics,
     ("GET", "/sim/gpu"): sim_gpu,
     ("GET", "/sim/state"): sim_state,
+    ("GET", "/sim/requests"): sim_requests,
     ("GET", "/v1/models"): openai_api.models,
     ("GET", "/version"): openai_api.version,
     ("POST", "/v1/completions"): openai_api.completions,

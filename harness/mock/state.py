@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.mock.asgi import DisconnectWatch, Receive
 from harness.mock.engine import DONE, RequestSpec, Simulator
 from harness.mock.faults import FaultDrawer, FaultPlan
+from harness.mock.gpu_host import HostLayout
 from harness.mock.live import LiveSim, Waiter
 from harness.mock.metrics import ServerMetrics
 from harness.mock.profile import Profile
 from harness.mock.token_text import PromptCounter, token_ids_logprobs, token_texts
+from harness.mock.truth import Truth
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Settings:
     flavour: str = "vllm"  # which /metrics families (and /v1/models shape) to serve
     tokenizer: Path | None = None
     always_max_tokens: bool = False  # every request generates max_tokens, as with ignore_eos
+    host: HostLayout = field(default_factory=HostLayout)  # the host's GPUs, how many serve, which one fails
 
 
 class MockState:
@@ -35,12 +38,13 @@ class MockState:
         self.created = int(time.time())
         self.sim = Simulator(self.profile, seed=settings.seed)
         self.metrics = ServerMetrics(self.sim, settings.flavour, settings.model_name, settings.speed)
+        self.truth = Truth(self.profile)  # each request's true energy (GET /sim/requests)
         self.live: LiveSim | None = None
         self.in_flight = 0  # generation requests being served (TGI's 429 limit counts these)
 
     def start(self) -> None:
         """Simulated time starts now (called when the server starts serving)."""
-        self.live = LiveSim(self.sim, self.settings.speed, [self.metrics])
+        self.live = LiveSim(self.sim, self.settings.speed, [self.metrics, self.truth])
 
     @property
     def max_model_len(self) -> int:

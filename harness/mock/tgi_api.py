@@ -8,6 +8,10 @@ token, the last with `generated_text` and `details`. Errors are `{"error", "erro
 for validation and 429 when more than `max_concurrent_requests` are in flight; bodies that are not
 JSON, or do not deserialize, get axum's plain-text 400/415/422 answers.
 
+Both also carry `x-request-id`, which TGI does not send: the simulator's request number in its last 16
+hex digits, as the OpenAI API's responses do, so that a run's rows can be matched to the mock's ground
+truth (`GET /sim/requests`).
+
 Limits of the mock: `details.prefill` is empty (the prompt's tokens are counted, not materialized);
 `best_of` > 1 and `top_n_tokens` are not supported.
 """
@@ -22,6 +26,7 @@ from harness.mock import asgi, delivery
 from harness.mock.asgi import JSON_HEADERS, HttpError, Receive, Send, dumps, respond_json
 from harness.mock.engine import RequestSpec
 from harness.mock.state import Generation, MockState
+from harness.mock.token_text import request_id
 
 COMPUTE_TYPE = b"gpu+optimized"
 _TEXT = b"text/plain; charset=utf-8"
@@ -246,6 +251,7 @@ async def _stream(state: MockState, gen: Generation, send: Send, params: Paramet
         (b"x-compute-type", COMPUTE_TYPE),
         (b"x-compute-characters", str(len(params.inputs)).encode()),
         (b"x-accel-buffering", b"no"),
+        _id_header(state, gen),
     ]
 
     def events(start: int, stop: int) -> list[str]:
@@ -304,5 +310,12 @@ async def _whole(state: MockState, gen: Generation, send: Send, params: Paramete
         (b"x-time-per-token", str(inference_ms // max(req.generated, 1)).encode()),
         (b"x-prompt-tokens", str(params.prompt_tokens).encode()),
         (b"x-generated-tokens", str(req.generated).encode()),
+        _id_header(state, gen),
     ]
     await delivery.answer(gen, send, dumps([doc] if wrap else doc).encode(), [*JSON_HEADERS, *headers])
+
+
+def _id_header(state: MockState, gen: Generation) -> tuple[bytes, bytes]:
+    """The request's id (the key of `GET /sim/requests` in its last 16 hex digits), as the OpenAI API
+    sends it."""
+    return (b"x-request-id", request_id("tgi", state.settings.seed, gen.req.rid).encode())

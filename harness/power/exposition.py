@@ -24,14 +24,18 @@ from prometheus_client.registry import Collector
 
 from harness import __version__
 from harness.clock import ClockAnchor
+from harness.power.rapl import RaplSampler
 from harness.power.sampler import LAG_BUCKETS, Sampler
 
 GPU_LABELS = ["gpu", "uuid"]
 
 
 class SidecarCollector(Collector):
-    def __init__(self, sampler: Sampler, anchor: ClockAnchor, backend: str) -> None:
+    def __init__(
+        self, sampler: Sampler, anchor: ClockAnchor, backend: str, rapl: RaplSampler | None = None
+    ) -> None:
         self._sampler = sampler
+        self._rapl = rapl
         self._anchor = anchor
         self._backend = backend
         periods = sampler.config.periods()
@@ -163,11 +167,23 @@ class SidecarCollector(Collector):
         )
         sidecar.add_metric([self._backend, __version__, self._anchor.boot_id], 1)
         yield from (lag, samples, missed, period, sidecar)
+        if self._rapl is not None:
+            host = CounterMetricFamily(
+                "joulebench_host_energy_joules",
+                "The host's CPU package or DRAM energy from RAPL (powercap), wraparound stitched, since the "
+                "sidecar started reading it; never part of a GPU's energy.",
+                labels=["domain", "kind", "zone"],
+            )
+            for domain, joules in self._rapl.latest():
+                host.add_metric([domain.name, domain.kind, domain.zone], joules)
+            yield host
 
 
-def make_registry(sampler: Sampler, anchor: ClockAnchor, backend: str) -> CollectorRegistry:
+def make_registry(
+    sampler: Sampler, anchor: ClockAnchor, backend: str, rapl: RaplSampler | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SidecarCollector(sampler, anchor, backend))
+    registry.register(SidecarCollector(sampler, anchor, backend, rapl))
     # process_cpu_seconds_total etc.: the sidecar's own cost, visible next to what it measures.
     ProcessCollector(registry=registry)
     return registry

@@ -67,6 +67,8 @@ class NvmlBackend:
             ) from None
         self._lock = threading.Lock()
         self._closed = False
+        # GPU index -> GpuState items its NVML reported as not supported (never asked again).
+        self._state_unsupported: dict[int, set[str]] = {}
         try:
             indices = check_indices(gpus, list(range(nvml.nvmlDeviceGetCount())), "this machine")
             driver = self._try(lambda: _text(nvml.nvmlSystemGetDriverVersion()), "")
@@ -159,38 +161,45 @@ class NvmlBackend:
         except nv.NVMLError as exc:
             raise BackendError(f"GPU {index}: energy counter: {exc}") from None
 
+    def _state_readers(self, handle: Any) -> dict[str, Any]:
+        """GpuState field -> a call returning it in base units (W, °C, Hz, 0..1, bitmask)."""
+        nv: Any = self._nv
+        # nvidia-ml-py renamed "throttle reasons" to "clock event reasons"; old releases have only the former.
+        reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        reasons = reasons or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        return {
+            "power_limit_w": lambda: nv.nvmlDeviceGetEnforcedPowerLimit(handle) * 1e-3,
+            "temperature_c": lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU),
+            "sm_clock_hz": lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM) * 1e6,
+            "mem_clock_hz": lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM) * 1e6,
+            "utilization_gpu": lambda: nv.nvmlDeviceGetUtilizationRates(handle).gpu * 0.01,
+            "utilization_memory": lambda: nv.nvmlDeviceGetUtilizationRates(handle).memory * 0.01,
+            "throttle_reasons": lambda: int(reasons(handle)),
+        }
+
     def read_state(self, index: int) -> GpuState:
-        """Every item separately: one unsupported or failing item leaves the others readable."""
-        nv, handle = self._nv, self._handles[index]
+        """Every item separately: one unsupported or failing item leaves the others readable. An item
+        this GPU does not support (NVML says so on its first read) is not asked for again, so a GPU
+        without, say, clock-event reasons costs no failing call a second."""
+        nv = self._nv
+        unsupported = self._state_unsupported.setdefault(index, set())
         failures: list[str] = []
-
-        def read(fn: Any, scale: float = 1.0) -> float | None:
+        values: dict[str, Any] = {}
+        for item, read in self._state_readers(self._handles[index]).items():
+            if item in unsupported:
+                continue
             try:
-                return float(fn()) * scale
+                value = read()
             except nv.NVMLError as exc:
-                if not self._unsupported(exc):
+                if self._unsupported(exc):
+                    unsupported.add(item)
+                else:
                     failures.append(str(exc))
-                return None
-
-        def utilization(member: str) -> float:
-            return getattr(nv.nvmlDeviceGetUtilizationRates(handle), member)
-
-        # nvml-py renamed "throttle reasons" to "clock event reasons"; older releases have only the former.
-        reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
-        reasons_fn = reasons_fn or nv.nvmlDeviceGetCurrentClocksThrottleReasons
-        reasons = read(lambda: reasons_fn(handle))
-        state = GpuState(
-            power_limit_w=read(lambda: nv.nvmlDeviceGetEnforcedPowerLimit(handle), 1e-3),
-            temperature_c=read(lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)),
-            sm_clock_hz=read(lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM), 1e6),
-            mem_clock_hz=read(lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM), 1e6),
-            utilization_gpu=read(lambda: utilization("gpu"), 0.01),
-            utilization_memory=read(lambda: utilization("memory"), 0.01),
-            throttle_reasons=None if reasons is None else int(reasons),
-        )
-        if failures and all(v is None for v in vars(state).values()):
+                continue
+            values[item] = int(value) if item == "throttle_reasons" else float(value)
+        if failures and not values:
             raise BackendError(f"GPU {index}: state: {failures[0]}")
-        return state
+        return GpuState(**values)
 
     def close(self) -> None:
         with self._lock:

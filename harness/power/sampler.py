@@ -5,8 +5,16 @@ Design, from what NVML costs on H100/H200 (see nvml.py):
 - three loops, each on its own thread with absolute deadlines (`start + k * period`, never relative
   sleeps): `power` reads instant power at the sampling interval (10 Hz default, up to 100 Hz),
   `counter` reads the energy counter every max(interval, 0.5 s) as the exact anchor, `state` reads
-  clocks/temperature/throttle/utilization/limit every max(interval, 1 s). A 15 ms counter call thus
-  never delays a power sample (pynvml releases the GIL while NVML runs);
+  clocks/temperature/throttle/utilization/limit every max(interval, 1 s) (into the status and, as a
+  state row, the ring). A 15 ms counter call thus never delays a power sample (pynvml releases the
+  GIL while NVML runs), nor do the slow-changing state's seven calls;
+- phase jitter: the power loop takes each sample at a uniformly random point of its period
+  (`start + k * period + U[0, period)`, drawn from `SamplerConfig.jitter_seed`), one sample per period
+  as before. A fixed grid samples a fixed schedule (requests every 500 ms) at the same few phases for
+  the whole run, so the shape it gives the energy between counter readings, and the join's lag
+  estimate, see only those phases; a random point in each period sees every phase equally often,
+  turning that aliasing into noise that averages out. Deadlines stay absolute, so jitter never
+  accumulates. The counter loop keeps its grid: its readings are exact wherever they fall;
 - a loop that falls behind skips the deadlines already past (counted as missed) instead of bursting
   to catch up, and records each sample's lateness against its deadline (the lag histogram);
 - what is no reading never enters the ring or the exported values: NaN, infinite or negative values,
@@ -16,12 +24,14 @@ Design, from what NVML costs on H100/H200 (see nvml.py):
   and kind, and leaves a value-less row in the ring so that the harness learns of it too;
 - a GPU without a counter gets its energy by integrating instant power (trapezoids), labelled
   "integrated";
-- a failing read is counted per GPU and reading, and never stops the other GPUs or loops.
+- a failing read is counted per GPU and reading (with a value-less row in the ring, like a refused one),
+  and never stops the other GPUs or loops.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +59,7 @@ from harness.power.samplelog import (
     POWER_ROW,
     SampleRing,
 )
+from harness.power.series import STATE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +83,8 @@ class SamplerConfig:
     interval_s: float = 0.1
     counter_interval_s: float | None = None  # None: max(interval, 0.5 s)
     state_interval_s: float | None = None  # None: max(interval, 1 s)
+    phase_jitter: bool = True  # power samples at a random point of each period (above)
+    jitter_seed: int | None = None  # None: a fresh seed; an int: the same offsets every time (tests)
 
     def periods(self) -> dict[str, float]:
         return {
@@ -118,6 +131,15 @@ class GpuStatus:
     errors: dict[str, dict[str, int]] = field(
         default_factory=lambda: {loop: dict.fromkeys(kinds, 0) for loop, kinds in ERROR_KINDS.items()}
     )
+
+
+def phase_offsets(config: SamplerConfig, loop: str, period_ns: int) -> Callable[[], int]:
+    """Each successive deadline's offset into its period (ns): uniform on [0, period) for the power loop;
+    0 for the counter and state loops, or with jitter off."""
+    if not config.phase_jitter or loop != "power":
+        return lambda: 0
+    rng = random.Random(config.jitter_seed)
+    return lambda: rng.randrange(period_ns)
 
 
 class _Channel:
@@ -189,10 +211,11 @@ class Sampler:
     def _run_loop(self, name: str, tick: Callable[[], None]) -> None:
         stats = self._loops[name]
         period_ns = round(stats.period_s * 1e9)
+        offset = phase_offsets(self.config, name, period_ns)
         start = time.monotonic_ns()
         k = 0
         while True:
-            deadline = start + k * period_ns
+            deadline = start + k * period_ns + offset()
             now = time.monotonic_ns()
             while now < deadline:
                 if self._stop.wait((deadline - now) / 1e9):
@@ -221,6 +244,9 @@ class Sampler:
         except Exception as exc:  # one GPU's failure must never stop the loop for the others
             with self._lock:
                 ch.status.errors[loop]["failed"] += 1
+            if loop != "state":  # a value-less row, so that the harness learns of it (the state has none)
+                kind = POWER_ROW if loop == "power" else ENERGY_ROW
+                self.ring.append_rejected(t0, ch.status.identity.index, kind, "failed")
             key = f"{loop}:{type(exc).__name__}"
             if key not in ch.logged:  # once per kind, so a dead GPU does not flood the log
                 ch.logged.add(key)
@@ -315,3 +341,5 @@ class Sampler:
             if got is not None:
                 with self._lock:
                     ch.status.state, ch.status.state_t_ns = got
+                state, t_ns = got  # kept in the sample log too, so a run can tell when its GPU throttled
+                self.ring.append_state(t_ns, index, [getattr(state, name) for name in STATE_COLUMNS])

@@ -27,6 +27,9 @@ class EnergySeries:
     integrated: bool = False  # True when energy_j integrates power (no hardware counter)
     source: str = ""  # "sidecar", "prometheus", "dcgm", ...
     issues: list[str] = field(default_factory=list)
+    # Reads that failed at the source inside the window (the sidecar's rows say so; other sources and
+    # power.parquet do not keep it: the report counts them again from the run's raw sidecar samples).
+    failed_reads: int = 0
 
     def __post_init__(self) -> None:
         self.t_ns = np.asarray(self.t_ns, dtype=np.int64)
@@ -39,6 +42,43 @@ class EnergySeries:
             raise ValueError(f"GPU {self.gpu}: t_ns is not strictly increasing")
         if len(self.energy_j) > 1 and np.any(np.diff(self.energy_j) < 0):
             raise ValueError(f"GPU {self.gpu}: energy_j decreases (resets must be stitched by the reader)")
+
+
+# The GPU telemetry a state row carries (GpuState's names and units; the sample log's `state_columns`).
+STATE_COLUMNS = ("sm_clock_hz", "mem_clock_hz", "temperature_c", "power_limit_w", "throttle_reasons")
+
+
+@dataclass
+class StateSeries:
+    """One GPU's telemetry, about once a second: `values[:, i]` is STATE_COLUMNS[i] (NaN: not reported)."""
+
+    gpu: str
+    t_ns: np.ndarray  # int64, harness monotonic clock, sorted
+    values: np.ndarray  # float64, (len(t_ns), len(STATE_COLUMNS))
+
+    def column(self, name: str) -> np.ndarray:
+        return np.asarray(self.values[:, STATE_COLUMNS.index(name)], dtype=np.float64)
+
+
+@dataclass
+class HostEnergySeries:
+    """A RAPL domain's cumulative energy (CPU package or DRAM), wraparound stitched by the sidecar."""
+
+    name: str  # the zone's name ("package-0", "dram")
+    kind: str  # "package" or "dram"
+    zone: str  # "intel-rapl:0", ...
+    t_ns: np.ndarray  # int64, harness monotonic clock, sorted
+    energy_j: np.ndarray  # float64
+
+
+@dataclass
+class Telemetry:
+    """What the power source said beside power: GPU state and host energy (the sidecar's sample log)."""
+
+    gpus: list[StateSeries]
+    host: list[HostEnergySeries]
+    host_note: str | None  # why there is no host energy (no RAPL, unreadable, an older sidecar)
+    note: str | None = None  # why there is no telemetry at all (not a sidecar, no samples)
 
 
 @dataclass

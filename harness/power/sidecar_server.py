@@ -2,7 +2,10 @@
 
 Endpoints (stdlib HTTP server on its own threads; nothing here runs on a sampler thread):
 - `GET /metrics` — Prometheus text exposition (exposition.py);
-- `GET /samples?since=SEQ&limit=N` — the high-rate sample log from row SEQ on (samplelog.py);
+- `GET /samples?since=SEQ&limit=N&state=1` — the high-rate sample log from row SEQ on (samplelog.py):
+  power, energy and, with `state=1`, the GPUs' state (clocks, temperature, power limit, throttle
+  reasons) and, where the host exposes RAPL, CPU package and DRAM energy (rapl.py); without it the
+  page is schema version 1, as joulebench before these rows reads it;
 - `GET /time` — this host's clock now: `{"epoch_ns", "mono_ns", "boot_id", "uncertainty_ns"}`, so a
   harness on another host can estimate the offset from the request's round trip (clocksync.py);
 - `GET /healthz` — backend, GPUs, rows sampled.
@@ -26,15 +29,19 @@ from harness import __version__
 from harness.clock import ClockAnchor
 from harness.power.exposition import make_registry, render
 from harness.power.gpu_backend import PowerBackend
+from harness.power.rapl import RaplSampler, discover
 from harness.power.samplelog import (
     COLUMNS,
     FORMAT,
     SAMPLES_SCHEMA_VERSION,
     SampleLogWriter,
     SampleRing,
+    base_header,
+    base_page,
     samples_document,
 )
 from harness.power.sampler import Sampler, SamplerConfig
+from harness.power.series import STATE_COLUMNS
 
 MAX_PAGE_ROWS = 200_000
 DEFAULT_PAGE_ROWS = 50_000
@@ -79,16 +86,18 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 since = _int_param(query, "since", 0, 0, None)
                 limit = _int_param(query, "limit", DEFAULT_PAGE_ROWS, 1, MAX_PAGE_ROWS)
+                state = _int_param(query, "state", 0, 0, 1)
             except ValueError as exc:
                 self._json(400, {"error": str(exc)})
                 return
-            self._json(200, sidecar.samples(since, limit))
+            self._json(200, sidecar.samples(since, limit, state=bool(state)))
         elif url.path == "/time":
             self._json(200, ClockAnchor.now().as_dict())
         elif url.path == "/healthz":
             self._json(200, sidecar.health())
         elif url.path == "/":
-            self._send(200, b"joulebench sidecar: /metrics /samples?since=SEQ /time /healthz\n", "text/plain")
+            index = b"joulebench sidecar: /metrics /samples?since=SEQ&state=1 /time /healthz\n"
+            self._send(200, index, "text/plain")
         else:
             self._json(404, {"error": f"no such endpoint: {url.path}"})
 
@@ -113,9 +122,14 @@ def _bind(host: str, port: int) -> _Server:
         raise InputError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
-def log_header(backend: PowerBackend, config: SamplerConfig, anchor: ClockAnchor) -> dict[str, Any]:
-    """What a reader needs to interpret sample rows: clock anchor, cadence, GPUs (the /samples and
-    --log header)."""
+def log_header(
+    backend: PowerBackend,
+    config: SamplerConfig,
+    anchor: ClockAnchor,
+    host_energy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a reader needs to interpret sample rows: clock anchor, cadence, GPUs, the state rows' values
+    and the host's RAPL domains (the /samples and --log header)."""
     periods = config.periods()
     return {
         "format": FORMAT,
@@ -125,6 +139,8 @@ def log_header(backend: PowerBackend, config: SamplerConfig, anchor: ClockAnchor
         "clock": anchor.as_dict(),
         "interval_s": periods["power"],
         "counter_interval_s": periods["counter"],
+        # true: each power sample is taken at a random point of its period, not on a fixed phase
+        "phase_jitter": config.phase_jitter,
         "gpus": [
             {
                 "index": g.index,
@@ -137,6 +153,10 @@ def log_header(backend: PowerBackend, config: SamplerConfig, anchor: ClockAnchor
             for g in backend.devices()
         ],
         "columns": list(COLUMNS),
+        "state_columns": list(STATE_COLUMNS),
+        "state_interval_s": periods["state"],
+        # {"domains": [...], "note": why there are none}; absent: a sidecar that does not sample RAPL
+        **({"host_energy": host_energy} if host_energy is not None else {}),
     }
 
 
@@ -155,7 +175,10 @@ class Sidecar:
         self.anchor = ClockAnchor.now()
         self.ring = SampleRing(ring_capacity)
         self.sampler = Sampler(backend, self.ring, SamplerConfig(interval_s=interval_s))
-        self.registry = make_registry(self.sampler, self.anchor, backend.name)
+        domains, note = discover()
+        self.host_energy = {"domains": [d.as_dict() for d in domains], "note": note}
+        self.rapl = RaplSampler(self.ring, domains, self.sampler.config.periods()["counter"])
+        self.registry = make_registry(self.sampler, self.anchor, backend.name, self.rapl)
         self._server = _bind(host, port)
         self._server.sidecar = self
         self._thread = threading.Thread(target=self._server.serve_forever, name="sidecar-http", daemon=True)
@@ -172,11 +195,15 @@ class Sidecar:
         return str(host), int(port)
 
     def header(self) -> dict[str, Any]:
-        return log_header(self.backend, self.sampler.config, self.anchor)
+        return log_header(self.backend, self.sampler.config, self.anchor, self.host_energy)
 
-    def samples(self, since: int, limit: int) -> dict[str, Any]:
-        rows, dropped, next_seq = self.ring.since(since, limit)
-        return samples_document(self.header(), rows, dropped, next_seq)
+    def samples(self, since: int, limit: int, *, state: bool = False) -> dict[str, Any]:
+        """A `/samples` page; `state`: also the state and host energy rows (schema version 2)."""
+        if state:
+            rows, dropped, next_seq = self.ring.since(since, limit)
+            return samples_document(self.header(), rows, dropped, next_seq)
+        rows, dropped, next_seq = base_page(self.ring, since, limit)
+        return samples_document(base_header(self.header()), rows, dropped, next_seq)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -191,6 +218,7 @@ class Sidecar:
 
     def start(self) -> None:
         self.sampler.start()
+        self.rapl.start()
         if self.writer:
             self.writer.start()
         self._thread.start()
@@ -204,6 +232,7 @@ class Sidecar:
             self._server.shutdown()
         self._server.server_close()
         self.sampler.stop()
+        self.rapl.stop()
         if self.writer:
             self.writer.stop()
         self.backend.close()

@@ -4,6 +4,7 @@ The document's `energy_j` plays the hardware energy counter (exact, cumulative) 
 instant power field, so the whole chain — sampler, exposition, sample log, Prometheus, readers, join —
 runs without a GPU. The contract is in docs/contracts.md ("Simulated GPU"). Values are passed on as the
 document has them (NaN included): what is no reading is the sampler's to refuse, as it is for NVML.
+A GPU entry with `error` is a failed read of that GPU (BackendError), as a failing NVML call is.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class SimulatedBackend:
                 break
         else:
             raise BackendError(f"GPU {index}: missing from {self.url}")
+        if gpu.get("error") is not None:
+            # The simulated GPU's read failed, as an NVML call on a lost GPU fails: this GPU only.
+            raise BackendError(f"GPU {index}: {gpu['error']} (simulated)")
         # On the same kernel the mock's monotonic stamp is ours: it says exactly when it computed
         # the reading, which is better than the midpoint of our HTTP round trip.
         clock = doc.get("clock") or {}
@@ -133,8 +137,13 @@ class SimulatedBackend:
             value = gpu.get(key)
             return float(value) if isinstance(value, (int, float)) else None
 
+        # The mock says which reasons are set (its `throttle_reasons`); older mocks do not, and the
+        # power cap is then inferred from power at the limit.
+        reasons = gpu.get("throttle_reasons")
         return GpuState(
-            throttle_reasons=_throttle_reasons(num("power_w"), num("power_limit_w")),
+            throttle_reasons=reasons
+            if isinstance(reasons, int)
+            else _throttle_reasons(num("power_w"), num("power_limit_w")),
             power_limit_w=num("power_limit_w"),
             temperature_c=num("temperature_c"),
             sm_clock_hz=num("sm_clock_hz"),

@@ -25,8 +25,7 @@ from foundation.errors import InputError
 from harness.energy import AnalysisOptions, BootstrapSpec
 from harness.energy.stats import mean_difference
 from harness.report.format import fmt_ci, fmt_num, fmt_pct
-from harness.report.run_inputs import analyze_run
-from harness.report.run_report import summary_document
+from harness.report.run_report import analyze_folder, summary_document
 from harness.report.terminal import NO_VERDICT, all_in_cell, error_codes, wide_console
 from harness.runfolder import RunFolder
 from harness.runfolder.report_files import ENERGY_FILE, SUMMARY_FILE, read_energy, read_summary
@@ -68,7 +67,7 @@ def load_entries(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Entry], 
             summary = read_summary(path)
             frame, method = read_energy(path)
         else:
-            run, analysis = analyze_run(path, options=AnalysisOptions())
+            run, analysis = analyze_folder(path, options=AnalysisOptions())
             summary = summary_document(analysis, run.run_id)
             frame, method = analysis.requests, analysis.method
             notes.append(f"{path}: no saved report; joined it now (method {method})")

@@ -31,3 +31,17 @@ def fmt_pct(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:+.1%}"
+
+
+def fmt_power_lag(record: dict | None) -> str | None:
+    """One line on the power series' delay behind the requests and the shift applied (summary.json's
+    `power_lag`); None for a summary written before it existed."""
+    if not record or not record.get("gpus"):
+        return None
+    parts = []
+    for gpu, lag in record["gpus"].items():
+        est = lag.get("estimate_s")
+        found = "no estimate" if est is None else f"estimated {est * 1e3:.0f} ms ({lag.get('status')})"
+        why = f": {lag['reason']}" if lag.get("reason") else ""
+        parts.append(f"gpu {gpu} {found}{why}, applied {lag.get('applied_s', 0.0) * 1e3:.0f} ms")
+    return f"power lag ({record.get('setting')}): " + "; ".join(parts)

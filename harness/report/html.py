@@ -14,8 +14,10 @@ import pandas as pd
 
 from harness.energy import Analysis
 from harness.report import frontier_plot, plots
-from harness.report.format import fmt_ci, fmt_num
+from harness.report.client_cells import client_cell
+from harness.report.format import fmt_ci, fmt_num, fmt_power_lag
 from harness.report.frontier import front_mark
+from harness.report.gpu_table import GPU_COLUMNS, gpu_rows
 from harness.report.run_facts import RunFacts
 from harness.report.terminal import (
     NO_VERDICT,
@@ -42,6 +44,7 @@ table.facts th{text-align:left;background:none;font-weight:600} table.facts td{t
 code{font-size:.95em;word-break:break-all}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .note{color:#666;font-size:.85em}
+tr.bad td{color:#b00020}
 """
 
 # (label, path into a block, unit/format)
@@ -52,8 +55,10 @@ _ROWS = [
     ("J per request: p50", ("j_per_request", "p50"), "j"),
     ("J per request: p90", ("j_per_request", "p90"), "j"),
     ("J per request: p99", ("j_per_request", "p99"), "j"),
-    ("Wh per request: mean", ("wh_per_request", "mean"), "wh"),
+    ("attributed Wh per request: mean", ("wh_per_request", "mean"), "wh"),
     ("all-in J per request (window total / successes)", ("all_in", "j_per_request"), "all_in"),
+    ("all-in J per request = idle (the idle floor's share)", ("all_in_split", "idle_j_per_request"), "split"),
+    ("+ above idle", ("all_in_split", "above_idle_j_per_request"), "split"),
     ("J per output token", ("j_per_output_token",), "j"),
     ("J per prompt token", ("j_per_prompt_token",), "j"),
     ("energy in window (J)", ("energy_j_total",), "total"),
@@ -68,8 +73,11 @@ _ROWS = [
     ("TTFT p50 / p99 (ms)", ("latency_s", "ttft"), "lat"),
     ("inter-chunk p50 / p99 (ms)", ("latency_s", "itl"), "lat"),
     ("E2E p50 / p99 (ms)", ("latency_s", "e2e"), "lat"),
-    ("lateness p50 / p99 / max (ms)", ("lateness_ms",), "late"),
+    ("lateness p50 / p99 / max (ms)", ("lateness_ms",), "late_at"),
     ("lateness bound on p99 (ms)", ("lateness_ms",), "bound"),
+    ("lateness at dispatch p50 / p99 / max (ms)", ("lateness_ms", "dispatch"), "late"),
+    ("in flight p99 / max; held at --max-in-flight", ("client",), "in_flight"),
+    ("client: loop lag p99 / max (ms); CPU share", ("client",), "client"),
     ("coverage: mean / min", ("coverage",), "cov"),
     ("flags", ("flags",), "flags"),
 ]
@@ -115,6 +123,9 @@ def render_html(doc: dict, analysis: Analysis, facts: RunFacts, load: pd.DataFra
     shaped = [*_SHAPED_ROWS, _FRONT_ROW] if is_shaped else []
     slo = [_GOODPUT_ROW] if any(a.get("goodput") for a in doc["arms"]) else []
     front = arm_front(doc) if is_shaped else {}
+    # The idle-apart rows only where the summary has the split (it predates them, or had no power)
+    has_split = any(_get(b, ("all_in_split", "idle_j_per_request")) is not None for b in blocks)
+    rows = [r for r in _ROWS[:-1] if has_split or r[2] != "split"]
     body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
         + "".join(
@@ -122,7 +133,7 @@ def render_html(doc: dict, analysis: Analysis, facts: RunFacts, load: pd.DataFra
             for b in blocks
         )
         + "</tr>"
-        for label, path, kind in [*_ROWS[:-1], *shaped, *slo, _ROWS[-1]]  # flags stay last
+        for label, path, kind in [*rows, *shaped, *slo, _ROWS[-1]]  # flags stay last
     )
     figures = [
         ("Power over time, and the requests under it", plots.power_timeline(analysis, doc, load), ""),
@@ -146,6 +157,8 @@ def render_html(doc: dict, analysis: Analysis, facts: RunFacts, load: pd.DataFra
     )
     cons = doc["conservation"]
     idle = doc["idle"]
+    lag = fmt_power_lag(doc.get("power_lag"))  # None: a summary from before the lag was measured
+    fit = token_fit_line(doc.get("token_fit"))
     flags = "".join(
         f'<li class="flag-{html.escape(f["severity"])}">{html.escape(f["severity"])} · '
         f"{html.escape(f['code'])} · {html.escape(f['scope'])}: {html.escape(f['message'])}</li>"
@@ -169,17 +182,57 @@ def render_html(doc: dict, analysis: Analysis, facts: RunFacts, load: pd.DataFra
  (residual {fmt_num(cons["residual_j"], " J", digits=2)}).
  Idle power {fmt_num(idle.get("power_w"), " W")} ({html.escape(str(idle.get("mode")))};
  before {fmt_num(idle.get("pre_w"), " W")}, after {fmt_num(idle.get("post_w"), " W")}).</p>
+{f'<p id="power-lag">{html.escape(lag)}</p>' if lag else ""}
+{f'<p id="token-fit">{html.escape(fit)}</p>' if fit else ""}
+{_gpu_table(doc)}
 <h2>Flags</h2>
 {f"<ul>{flags}</ul>" if flags else '<p class="note">None.</p>'}
 <h2>Results per arm</h2>
 <table><tr><th></th>{head}</tr>{body}</table>
 <p class="note">Per-request figures are over successful requests and their attributed energy (shares of
 the GPUs' energy while they were in flight). All-in figures divide the whole window's energy, idle
-stretches and failed requests included, by the successful requests. See docs/energy.md.</p>
+stretches and failed requests included, by the successful requests; all-in = idle (the idle floor's
+energy over the window, per success) + above idle. See docs/energy.md.</p>
 {images}
 <script type="application/json" id="joulebench-summary">{summary_json}</script>
 </body></html>
 """
+
+
+def token_fit_line(fit: dict | None) -> str | None:
+    """The `tokens` and `steps` splits' work fit in one line; None for `time` or an older summary."""
+    if not fit:
+        return None
+    figures = ", ".join(
+        f"{fmt_num(fit.get(key))} J/{unit}"
+        for key, unit in (("j_per_step", "step"), ("j_per_decoded_token", "decoded token"),
+                          ("j_per_prompt_token", "prompt token"))
+    )  # fmt: skip
+    r2 = fmt_num(fit.get("r2"), digits=3)
+    verdict = "usable" if fit.get("usable") else f"not usable: {fit.get('reason') or 'no reason given'}"
+    return (
+        f"work fit: {figures}; R² {r2} over {fit.get('n_intervals')} pools; {verdict} "
+        f"(split weights: {fit.get('weights')})"
+    )
+
+
+def _gpu_table(doc: dict) -> str:
+    """Energy per GPU over the run (several GPUs, the host's unselected ones apart, or failed reads)."""
+    rows = gpu_rows(doc)
+    if rows is None:
+        return ""
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _, _ in GPU_COLUMNS)
+    body = "".join(
+        ('<tr class="bad">' if style == "red" else "<tr>")
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+        + "</tr>"
+        for cells, style in rows
+    )
+    return (
+        f"<h3>Energy per GPU</h3><table><tr>{head}</tr>{body}</table>"
+        '<p class="note">Attributed GPUs are those the run selected (--gpus); the host\'s other GPUs are '
+        "reported apart and never attributed.</p>"
+    )
 
 
 def _front_cell(front: dict[str, bool | None], block: dict, doc: dict) -> str:
@@ -266,6 +319,8 @@ def _cell(block: dict, path: tuple[str, ...] | None, kind: str) -> str:
     if kind == "late":
         v = v or {}
         return " / ".join(fmt_num(v.get(k), digits=3) for k in ("p50", "p99", "max"))
+    if kind in ("late_at", "in_flight", "client"):
+        return client_cell(v or {}, kind)
     if kind == "bound":
         v = v or {}
         if v.get("bound_basis") == "closed_loop":
@@ -278,6 +333,9 @@ def _cell(block: dict, path: tuple[str, ...] | None, kind: str) -> str:
         )
     if kind == "all_in":
         return all_in_cell(block)
+    if kind == "split":  # as the all-in figure: none over a window only partly under power
+        incomplete = (block.get("power_coverage") or {}).get("complete") is False
+        return all_in_cell(block) if incomplete else fmt_num(v)
     if kind == "total":
         share = (block.get("power_coverage") or {}).get("min")
         incomplete = (block.get("power_coverage") or {}).get("complete") is False

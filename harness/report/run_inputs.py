@@ -28,6 +28,7 @@ from harness.energy import (
     arm_windows_from_manifest,
     idle_windows_from_manifest,
 )
+from harness.energy.power_lag import parse_power_lag
 from harness.power.series import PowerData
 from harness.report.run_facts import RunFacts, run_facts
 from harness.runfolder import RunFolder
@@ -111,7 +112,8 @@ def analyze_run(
     """Load a run folder and join it (the method defaults to the one the run recorded, the counter's
     update period to the one the run's power source has, `manifest.json` `energy.counter_period_s`, and
     the lateness bound and the SLOs to the run's `--max-lateness-ms`, `--slo-ttft` and `--slo-e2e`,
-    `energy.max_lateness_ms`, `energy.slo_ttft_s` and `energy.slo_e2e_s`, unless `options` sets them)."""
+    `energy.max_lateness_ms`, `energy.slo_ttft_s` and `energy.slo_e2e_s`, and the power lag to the run's
+    `--power-lag`, `energy.power_lag`, unless `options` sets them)."""
     run = load_run(path, idle_mode=idle_mode)
     energy = run.manifest.get("energy") or {}
     where = run.path / RunFolder.MANIFEST
@@ -126,6 +128,12 @@ def analyze_run(
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
             raise InputError(f"{where}: energy.max_lateness_ms: expected milliseconds > 0, got {bound!r}")
         options = replace(options, max_lateness_ms=float(bound))
+    recorded_lag = energy.get("power_lag")
+    if recorded_lag is not None and options.power_lag is None:
+        try:
+            options = replace(options, power_lag=parse_power_lag(str(recorded_lag)))
+        except InputError as exc:
+            raise InputError(f"{where}: energy.power_lag: {exc}") from None
     if options.slo_ttft_s is None:
         options = replace(options, slo_ttft_s=_seconds(energy, "slo_ttft_s", where))
     if options.slo_e2e_s is None:

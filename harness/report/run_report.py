@@ -12,8 +12,11 @@ from rich.console import Console
 
 from harness import __version__
 from harness.energy import Analysis, AnalysisOptions
+from harness.energy.client_load import add_runner_figures
+from harness.report.gpu_telemetry import add_gpu_telemetry
+from harness.report.host_gpus import add_host_gpus
 from harness.report.run_facts import RunFacts
-from harness.report.run_inputs import analyze_run
+from harness.report.run_inputs import RunInputs, analyze_run
 from harness.report.terminal import render_terminal_summary
 from harness.runfolder.report_files import write_energy, write_report_html, write_summary
 from harness.runfolder.server_metrics_file import server_load
@@ -58,6 +61,23 @@ def write_run_reports(
     return ReportPaths(summary=summary, energy=energy, html=page)
 
 
+def analyze_folder(
+    run_dir: str | os.PathLike[str],
+    *,
+    method: str | None = None,
+    idle_mode: str | None = None,
+    options: AnalysisOptions | None = None,
+) -> tuple[RunInputs, Analysis]:
+    """The join of the run folder and what only the folder has beyond it, with their flags: the host's
+    GPUs left out of the join and failed reads, GPU telemetry and RAPL energy, and the runner's own
+    figures (loop lag, CPU: in the manifest, not in the request log the join reads)."""
+    inputs, analysis = analyze_run(run_dir, method=method, idle_mode=idle_mode, options=options)
+    add_host_gpus(analysis, run_dir, inputs.manifest)
+    add_gpu_telemetry(analysis, run_dir, inputs.manifest)
+    add_runner_figures(analysis.summary, analysis.flags, inputs.manifest)
+    return inputs, analysis
+
+
 def report_run(
     run_dir: str | os.PathLike[str],
     *,
@@ -69,7 +89,7 @@ def report_run(
 ) -> tuple[Analysis, ReportPaths]:
     """Join the run folder, write summary.json, energy.parquet and report.html into it, and print the
     terminal summary on `console` (nothing is printed when it is None)."""
-    inputs, analysis = analyze_run(run_dir, method=method, idle_mode=idle_mode, options=options)
+    inputs, analysis = analyze_folder(run_dir, method=method, idle_mode=idle_mode, options=options)
     paths = write_run_reports(Path(run_dir), analysis, inputs.facts, run_id=inputs.run_id, html=html)
     if console is not None:
         render_terminal_summary(summary_document(analysis, inputs.run_id), console)

@@ -11,8 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from harness.report.format import fmt_ci, fmt_num
+from harness.report.format import fmt_ci, fmt_num, fmt_power_lag
 from harness.report.frontier import FrontierPoint, front_mark, pareto_front
+from harness.report.gpu_table import GPU_COLUMNS, gpu_rows
+from harness.report.gpu_telemetry import host_energy_line
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
@@ -133,6 +135,19 @@ def render_terminal_summary(summary: dict, console: Console | None = None) -> No
         f" + {j['unattributed_j']} unattributed"
         f" · idle {w['power_w']} ({idle.get('mode')}; before {w['pre_w']}, after {w['post_w']})"
     )
+    lag = fmt_power_lag(summary.get("power_lag"))
+    if lag is not None:
+        console.print(escape(lag), highlight=False)
+    idle_apart = idle_table(summary)
+    if idle_apart is not None:
+        console.print(idle_apart)
+    per_gpu = gpu_rows(summary)
+    if per_gpu is not None:
+        columns = [Column(head, drop=drop, text=text) for head, drop, text in GPU_COLUMNS]
+        console.print(FittedTable("energy per GPU over the run", columns, per_gpu))
+    host_line = host_energy_line(summary)
+    if host_line is not None:
+        console.print(escape(host_line), highlight=False)
     for flag in summary["flags"]:
         if flag["severity"] != "info":
             style = _STYLE[flag["severity"]]
@@ -184,6 +199,26 @@ def users_table(summary: dict) -> Table | None:
             run = block is summary["run"]
             cells.append("" if run else front_mark(front[block["name"]], short=True))
         table.add_row(*cells, style="bold" if block is summary["run"] else None)
+    return table
+
+
+def idle_table(summary: dict) -> Table | None:
+    """All-in J/request as the idle floor plus what was above it, per arm (a table of its own, so the main
+    one keeps its width); None for a summary without the split (written before it, or without power)."""
+    blocks = [*summary["arms"], summary["run"]]
+    if not any((b.get("all_in_split") or {}).get("idle_j_per_request") is not None for b in blocks):
+        return None
+    table = Table(title="all-in = idle + above idle (J/request)", title_justify="left")
+    for col in ("arm", "all-in", "idle", "above idle", "idle share"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for block in blocks:
+        split = block.get("all_in_split") or {}
+        share = split.get("idle_share")
+        table.add_row(
+            block["name"], all_in_cell(block), fmt_num(split.get("idle_j_per_request")),
+            fmt_num(split.get("above_idle_j_per_request")), "-" if share is None else f"{share:.0%}",
+            style="bold" if block is summary["run"] else None,
+        )  # fmt: skip
     return table
 
 

@@ -12,10 +12,17 @@ after open-loop arms also have a fixed start on the shared clock — start of th
 last offset + `arm_gap_s` — so that every shard starts them together; a shard still busy then starts
 late, and its lateness shows it.
 
+`--max-in-flight N` is a brake: a request due while N are in flight waits for one to end before it is
+sent (`capped_ns`, its wait, counts as lateness; the arm is flagged). A loop probe (`loop_probe`) records
+how late the event loop wakes, and each arm's CPU time is taken: both go into the manifest's `arms`.
+
 Stopping (Ctrl-C, SIGTERM or the time limit): nothing more is sent (the rest stays `not_sent`; what a
 policy holds is `cancelled`, never sent), in-flight requests may finish for `grace_s`, then they are
 cancelled (`cancelled`). A second interrupt cancels them at once. Every path ends in `finish()`,
 which writes a row for every request.
+
+With `--workers K`, each worker process runs a Dispatcher over its share of the requests (`share`),
+its arms started by the parent (harness/runner/workers.py).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import asyncio
 import time
 import zlib
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,8 @@ from harness.backends import Target, make_client, perform
 from harness.clock import ClockAnchor
 from harness.records import RequestRecord
 from harness.runfolder.request_log import RecordLog, expected_records, log_header, warmup_rows
+from harness.runner.arm_clock import ArmClock
+from harness.runner.loop_probe import LoopProbe, lag_figures
 from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
 from harness.runner.progress import ProgressDisplay, Stats
@@ -43,6 +52,7 @@ from harness.runner.result import ArmRun
 from harness.runner.shaped_loop import ShapedArm, Waker, arrivals_of, in_flight_bound, most_within, play
 from harness.runner.timing import sleep_until
 from harness.runner.warmup import report_warmup
+from harness.runner.worker_share import SharedLog, WorkerShare
 from traffic.plan import ArmSpec, Plan
 from traffic.shaping import parse_policy
 
@@ -62,6 +72,7 @@ class Dispatcher:
         log_path: Path,
         anchor: ClockAnchor,
         api_key: str | None = None,
+        share: WorkerShare | None = None,
     ) -> None:
         self.plan = plan
         self.target = target
@@ -72,6 +83,12 @@ class Dispatcher:
         self.records = expected_records(
             plan, shard=options.shard, warmup=options.warmup, api=self.api.name, stream=options.stream
         )
+        # A worker of `--workers K` (harness/runner/workers.py) sends only its share, into the log its
+        # parent opened; the parent sequences the arms and writes their boundaries.
+        self.share = share
+        if share is not None:
+            owner = share.owners(plan, self.records)
+            self.records = [r for r, k in zip(self.records, owner, strict=True) if k == share.index]
         self._prompts = prompts_from_plan(plan)
         # Per plan row, what a shaping policy is told of a request beside its id (prompt, max tokens).
         self._plan_tokens = (
@@ -80,9 +97,9 @@ class Dispatcher:
         )
         self._warmup_rows = warmup_rows(plan, options.warmup)
         offsets = plan.rows["offset_s"].to_numpy(dtype=float)
-        self._offset_ns = np.where(np.isnan(offsets), 0, np.round(offsets * 1e9)).astype(np.int64)
-        self._arm_last_offset_ns = {
-            arm.name: int(self._offset_ns[(plan.rows["arm"] == arm.name).to_numpy()].max(initial=0))
+        self.offset_ns = np.where(np.isnan(offsets), 0, np.round(offsets * 1e9)).astype(np.int64)
+        self.arm_last_offset_ns = {
+            arm.name: int(self.offset_ns[(plan.rows["arm"] == arm.name).to_numpy()].max(initial=0))
             for arm in plan.header.arms
         }
         self.warmups = [r for r in self.records if r.warmup]
@@ -93,15 +110,20 @@ class Dispatcher:
         self.stats = Stats(planned=sum(len(v) for v in self.by_arm.values()))
         self.pool_size = pool_size(plan, options)
         self.arm_windows: list[ArmRun] = []
+        self.arm_lags: dict[str, list[int]] = {}  # each arm's raw loop-probe lags (a parent merges them)
         self.start_ns: int | None = None
         self.stop_reason: str | None = None
 
-        self.log = RecordLog(
-            log_path,
-            log_header(
-                anchor=anchor, plan=plan, shard=options.shard, warmup=options.warmup,
-                api=self.api.name, stream=options.stream,
-            ),
+        self.log = (
+            RecordLog(
+                log_path,
+                log_header(
+                    anchor=anchor, plan=plan, shard=options.shard, warmup=options.warmup,
+                    api=self.api.name, stream=options.stream,
+                ),
+            )
+            if share is None
+            else SharedLog(log_path)
         )  # fmt: skip
         self._client = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -111,6 +133,8 @@ class Dispatcher:
         self._timers: list[asyncio.TimerHandle] = []
         self._semaphore = asyncio.Semaphore(options.max_concurrency) if options.max_concurrency else None
         self._throttler = _throttler(options.max_rate)
+        self._cap = asyncio.Semaphore(options.max_in_flight) if options.max_in_flight else None
+        self._probe = LoopProbe()
 
     # --- stopping ---------------------------------------------------------------------------------
 
@@ -149,20 +173,26 @@ class Dispatcher:
 
     # --- the run ----------------------------------------------------------------------------------
 
-    async def run(self, progress: ProgressDisplay) -> None:
+    async def run(
+        self, progress: ProgressDisplay, arms: Callable[[Dispatcher], Awaitable[None]] | None = None
+    ) -> None:
+        """Warm up, then the arms: in plan order on this dispatcher's own clock, or as `arms` (a
+        worker's parent) starts them."""
         loop = asyncio.get_running_loop()
         self._client = make_client(
             self.target.url, pool=self.pool_size, timeout_s=self.options.timeout_s, api_key=self._api_key,
             transport=self.options.transport,
         )  # fmt: skip
         ticker = loop.create_task(self._tick(progress))
+        probe = loop.create_task(self._probe.run())
         try:
             async with self._client:
                 await self._phase(self._warm_up())
-                await self._arms(loop)
+                await (self._arms(loop) if arms is None else arms(self))
                 await self._drain()
         finally:
             ticker.cancel()
+            probe.cancel()
             for timer in self._timers:
                 timer.cancel()
 
@@ -178,39 +208,46 @@ class Dispatcher:
         if self.options.time_limit_s is not None:
             limit = (t0 + round(self.options.time_limit_s * 1e9)) / 1e9
             self._timers.append(loop.call_at(limit, self._time_limit))
-        scheduled: int | None = t0 if start_at is not None else None
-        previous_end: int | None = None
         gap = round(self.options.arm_gap_s * 1e9)
+        clock = ArmClock(t0, start_at is not None, gap, self.arm_last_offset_ns)
         for arm in self.plan.header.arms:
             if self._stopping:
                 return
-            candidates = [
-                t for t in (scheduled, None if previous_end is None else previous_end + gap) if t is not None
-            ]
-            start = max(candidates) if candidates else _now()
+            start = clock.start(_now())
             await self._phase(sleep_until(start))
             if self._stopping:
                 return
-            recs = self.by_arm[arm.name]
+            clock.ended(arm, (await self.run_arm(arm, start)).end_ns)
+
+    async def wait_until(self, deadline_ns: int) -> None:
+        """Sleep until a monotonic time, unless and until the run stops."""
+        await self._phase(sleep_until(deadline_ns))
+
+    async def run_arm(self, arm: ArmSpec, start: int) -> ArmRun:
+        """Send this dispatcher's requests of `arm` from `start` (monotonic ns) and wait for them."""
+        recs = self.by_arm[arm.name]
+        if self.share is None:
             self.log.event("arm", arm=arm.name, start_ns=start)
-            self.stats.start_arm(arm.name, start)
-            if arm.closed_loop:
-                sending = self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
-            elif arm.policy is not None:
-                sending = self._shaped(arm, recs, start)
-            else:
-                sending = self._open_loop(recs, start)
-            await self._phase(sending)
-            await self._drain()
-            end = _now()
+        self.stats.start_arm(arm.name, start)
+        self._probe.take()  # the lags of the warm-up or the gap before: not this arm's
+        cpu0 = time.process_time()
+        if arm.closed_loop:
+            sending = self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
+        elif arm.policy is not None:
+            sending = self._shaped(arm, recs, start)
+        else:
+            sending = self._open_loop(recs, start)
+        await self._phase(sending)
+        await self._drain()
+        end = _now()
+        cpu_s = time.process_time() - cpu0
+        if self.share is None:
             self.log.event("arm", arm=arm.name, end_ns=end)
-            sent = sum(r.sent_ns is not None for r in recs)
-            self.arm_windows.append(ArmRun(arm.name, start, end, len(recs), sent))
-            previous_end = end
-            if scheduled is not None and not arm.closed_loop:
-                scheduled += self._arm_last_offset_ns[arm.name] + gap
-            else:
-                scheduled = None  # a closed-loop arm has no planned end: later arms follow its drain
+        sent = sum(r.sent_ns is not None for r in recs)
+        lags = self.arm_lags[arm.name] = self._probe.take()
+        window = ArmRun(arm.name, start, end, len(recs), sent, cpu_s, lag_figures(lags))
+        self.arm_windows.append(window)
+        return window
 
     async def _phase(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run one stoppable step of sending; a stop cancels it (and only it)."""
@@ -233,7 +270,7 @@ class Dispatcher:
         report_warmup(self.warmups)  # before the arms: a long run should not hide it until the end
 
     async def _open_loop(self, recs: list[RequestRecord], start: int) -> None:
-        offsets = self._offset_ns
+        offsets = self.offset_ns
         for rec in recs:
             rec.planned_ns = start + int(offsets[rec.request_id])
         i, n = 0, len(recs)
@@ -250,7 +287,7 @@ class Dispatcher:
 
     async def _shaped(self, arm: ArmSpec, recs: list[RequestRecord], start: int) -> None:
         assert arm.policy is not None
-        offsets = self._offset_ns
+        offsets = self.offset_ns
         for rec in recs:
             rec.planned_ns = start + int(offsets[rec.request_id])
         rng = np.random.default_rng([self.plan.header.seed, _POLICY_STREAM, zlib.crc32(arm.name.encode())])
@@ -300,6 +337,7 @@ class Dispatcher:
         """Send one request and log its row. In a shaped arm (`shaped`: its state and the waker of its
         loop), its sending, first token and end are reported to the policy as they happen."""
         acquired = False
+        cap: asyncio.Semaphore | None = None  # --max-in-flight's, once this request holds a place in it
         try:
             if self._semaphore is not None or self._throttler is not None:
                 t0 = _now()
@@ -311,6 +349,13 @@ class Dispatcher:
                 rec.queued_ns = _now() - t0
             else:
                 rec.queued_ns = 0
+            if self._cap is not None:
+                held_from = _now() if self._cap.locked() else None
+                try:
+                    await self._cap.acquire()
+                    cap = self._cap
+                finally:  # a request cancelled while held is recorded as held too (and stays not_sent)
+                    rec.capped_ns = 0 if held_from is None else _now() - held_from
             rec.sent_ns = _now()
             self.log.sent(rec)
             if not rec.warmup:
@@ -328,6 +373,8 @@ class Dispatcher:
         finally:
             if acquired:
                 self._semaphore.release()
+            if cap is not None:
+                cap.release()
             if rec.terminal:
                 if shaped is not None:
                     shaped[0].finished(rec)
@@ -353,7 +400,8 @@ class Dispatcher:
                 last_log = now
 
     def finish(self) -> None:
-        """Write a row for every request that has none (never sent: `not_sent`), then the end line."""
+        """Write a row for every request that has none (never sent: `not_sent`), then the end line (a
+        worker's parent writes that, once every worker has finished)."""
         now = _now()
         for rec in self.records:
             if rec.terminal:
@@ -361,7 +409,8 @@ class Dispatcher:
             if rec.sent_ns is not None:  # unreachable after a drain; kept so no request can go missing
                 rec.finish("cancelled", now, "the runner ended before the request did")
             self.log.row(rec)
-        self.log.event("end", t=now, reason=self.stop_reason or "completed")
+        if self.share is None:
+            self.log.event("end", t=now, reason=self.stop_reason or "completed")
         self.log.close()
 
 
@@ -372,7 +421,8 @@ def pool_size(plan: Plan, options: RunOptions) -> int:
     is sent, so two planned further apart overlap only if the first went out over a second late."""
     if options.max_concurrency:
         return options.max_concurrency
-    return max(1, *_arm_needs(plan, options).values())
+    need = max(1, *_arm_needs(plan, options).values())
+    return min(need, options.max_in_flight) if options.max_in_flight else need
 
 
 def _arm_needs(plan: Plan, options: RunOptions) -> dict[str, int]:
@@ -404,7 +454,8 @@ def least_connections(plan: Plan, options: RunOptions) -> int:
         return options.max_concurrency
     needs = _arm_needs(plan, options)
     uncappable = [needs[a.name] for a in plan.header.arms if a.closed_loop or a.policy is not None]
-    return max([1, *uncappable])
+    least = max([1, *uncappable])
+    return min(least, options.max_in_flight) if options.max_in_flight else least
 
 
 def _throttler(max_rate: float | None) -> Throttler | None:

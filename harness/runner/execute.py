@@ -29,6 +29,7 @@ from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
 from harness.runner.progress import ProgressDisplay
 from harness.runner.result import RunResult
+from harness.runner.workers import WorkerPool
 from traffic.plan import ArmSpec, Plan
 from traffic.shaping import parse_policy
 
@@ -91,7 +92,9 @@ def execute_plan(
     if budget.cap is not None:  # the limit cannot cover the worst case: the extra wait in the client
         options = replace(options, max_concurrency=budget.cap)
     anchor = anchor or ClockAnchor.now()
-    dispatcher = Dispatcher(plan, target, options, folder.log_path, anchor, api_key)
+    dispatcher: Dispatcher | WorkerPool = (WorkerPool if options.workers > 1 else Dispatcher)(
+        plan, target, options, folder.log_path, anchor, api_key
+    )
     folder.update_manifest(
         clock={"anchor": anchor.as_dict(), "start_utc": utc_iso(anchor.epoch_ns)},
         options=options.as_manifest(),
@@ -118,6 +121,8 @@ def execute_plan(
             loop.run_until_complete(dispatcher.run(progress))
     finally:
         cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
+        if isinstance(dispatcher, WorkerPool):  # the workers' CPU too (the parent's is small)
+            cpu_s += dispatcher.workers_cpu_s
         for sig, previous in handled.items():
             loop.remove_signal_handler(sig)
             if previous is not None:  # None: set outside Python, nothing to restore
@@ -161,10 +166,12 @@ def execute_plan(
                 "end_epoch_ns": anchor.to_epoch_ns(w.end_ns),
                 "planned": w.planned,
                 "sent": w.sent,
+                **({} if w.client() is None else {"client": w.client()}),
                 **({} if arms[w.name].policy is None else {"policy": arms[w.name].policy}),
             }
             for w in dispatcher.arm_windows
         ],
+        **({"workers": dispatcher.manifest()} if isinstance(dispatcher, WorkerPool) else {}),
     )
     return RunResult(
         folder=folder,
@@ -178,7 +185,7 @@ def execute_plan(
     )
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher) -> dict[int, Any]:
+def _install_signals(loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher | WorkerPool) -> dict[int, Any]:
     """Ctrl-C and SIGTERM (what Kubernetes sends) stop gracefully; a second one stops at once.
 
     Returns the handlers they replace, to be put back afterwards."""

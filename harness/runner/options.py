@@ -36,6 +36,19 @@ class RunOptions:
         "Guard: never more than this many requests per second "
         "(floor(R) per 1 s window); the wait is logged as queued_ns.",
     )
+    max_in_flight: int | None = flag(
+        None,
+        "--max-in-flight <int>",
+        "Brake: when this many requests are in flight, a due request waits until one ends (its wait "
+        "counts as lateness and is logged as capped_ns); an arm that waited is flagged in_flight_capped, "
+        "an error. Unlike --max-concurrency, a safety limit, not a load shape (default: none).",
+    )
+    max_loop_lag_ms: float | None = flag(
+        None,
+        "--max-loop-lag-ms MS",
+        "Bound on each arm's p99 event-loop lag (the runner's own probe, every 10 ms); above it the arm "
+        "is flagged loop_lag_over_bound, an error (default: 20 ms).",
+    )
     warmup: int = flag(
         1,
         "--warmup <int>",
@@ -78,6 +91,13 @@ class RunOptions:
         "HTTP transport under httpx: aiohttp (aiohttp's connection pool, cheaper per request) or "
         "httpx (httpcore). See docs/runner.md.",
     )
+    workers: int = flag(
+        1,
+        "--workers <int>",
+        "Processes that send the plan, each with its own event loop and connections: open-loop arms are "
+        "dealt round-robin over them, on the plan's deadlines; closed-loop and shaped arms run whole in "
+        "one. More than 1 keeps response parsing from delaying sends (docs/runner.md). Default 1.",
+    )
     progress: bool = flag(True, "--progress/--no-progress", "Live progress display on stderr.")
     # Not a flag: the load generator's fidelity benchmark turns the precise timer off to measure what it buys.
     precise_timer: bool = field(default=True, metadata={"flag": None})
@@ -87,6 +107,7 @@ class RunOptions:
             "--max-rate": self.max_rate,
             "--time-limit": self.time_limit_s,
             "--timeout": self.timeout_s,
+            "--max-loop-lag-ms": self.max_loop_lag_ms,
         }
         for name, value in positive.items():
             if value is not None and not value > 0:
@@ -94,8 +115,17 @@ class RunOptions:
         for name, value in {"--grace": self.grace_s, "--arm-gap": self.arm_gap_s}.items():
             if not value >= 0:
                 raise InputError(f"{name}: must be >= 0 (got {value})")
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise InputError(f"--max-concurrency: must be >= 1 (got {self.max_concurrency})")
+        caps = {"--max-concurrency": self.max_concurrency, "--max-in-flight": self.max_in_flight}
+        for name, cap in caps.items():
+            if cap is not None and cap < 1:
+                raise InputError(f"{name}: must be >= 1 (got {cap})")
+        if self.workers < 1:
+            raise InputError(f"--workers: must be >= 1 (got {self.workers})")
+        if self.workers > 1:
+            guards: dict[str, float | None] = {**caps, "--max-rate": self.max_rate}
+            for name, guard in guards.items():
+                if guard is not None:  # each process would hold a cap of its own: K caps, not one
+                    raise InputError(f"--workers {self.workers}: not with {name} (a cap is of one process)")
         if self.warmup < 0:
             raise InputError(f"--warmup: must be >= 0 (got {self.warmup})")
         check_choice("--transport", self.transport, Transport)
@@ -116,7 +146,12 @@ class RunOptions:
     def check_shaped(self, arm: str) -> None:
         """A shaped arm's hold is sent − arrived: a client-side cap or rate guard would add a wait the
         policy did not cause to it, so neither is allowed with one (the policy decides when requests go)."""
-        for name, value in {"--max-concurrency": self.max_concurrency, "--max-rate": self.max_rate}.items():
+        guards = {
+            "--max-concurrency": self.max_concurrency,
+            "--max-rate": self.max_rate,
+            "--max-in-flight": self.max_in_flight,
+        }
+        for name, value in guards.items():
             if value is not None:
                 raise InputError(
                     f"{name}: not with --policy arms (arm {arm!r}: the policy decides when requests go)"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.clock import ClockAnchor
+from harness.energy.figures import DispatchLateness
 from harness.runfolder import RunFolder
 
 
@@ -20,6 +21,24 @@ class ArmRun:
     end_ns: int
     planned: int  # requests of this arm in this run (its shard's slice)
     sent: int
+    cpu_s: float | None = None  # the runner's CPU time during the arm (None: not measured, e.g. merged)
+    loop_lag_ms: DispatchLateness | None = None  # the loop probe's wake-up lateness during the arm
+    workers: int = 1  # processes that sent it (--workers): cpu_s is their sum, loop_lag_ms of all wake-ups
+    busiest_cpu_s: float | None = None  # with workers > 1: the busiest worker's CPU time
+
+    def client(self) -> dict[str, object] | None:
+        """The runner's own figures for the manifest's `arms[].client` (None when not measured).
+        `cpu_share` is of the busiest process, one core saturated at 1.0 whatever the worker count."""
+        if self.cpu_s is None:
+            return None
+        wall_s = (self.end_ns - self.start_ns) / 1e9
+        if wall_s <= 0:
+            return {"cpu_share": None, "loop_lag_ms": self.loop_lag_ms}
+        busiest = self.cpu_s if self.busiest_cpu_s is None else self.busiest_cpu_s
+        figures: dict[str, object] = {"cpu_share": busiest / wall_s, "loop_lag_ms": self.loop_lag_ms}
+        if self.workers > 1:
+            figures.update(workers=self.workers, cpu_share_total=self.cpu_s / wall_s)
+        return figures
 
 
 @dataclass

@@ -19,6 +19,7 @@ import httpx
 from foundation.errors import InputError
 from foundation.flag_fields import check_choice, flag
 from harness.backends.detect import Backend
+from harness.energy.power_lag import parse_power_lag
 from harness.energy.split import Method
 from harness.power.gpu_backend import parse_gpus
 from harness.power.sources.promapi import with_selector
@@ -246,8 +247,9 @@ class MeasureConfig:
     method: Method = flag(
         "time",
         "--method",
-        "How energy is split among the requests in flight: time (equal shares) or tokens "
-        "(by prefill and decode tokens). See docs/energy.md.",
+        "How energy is split among the requests in flight: time (equal shares), tokens "
+        "(by prefill and decode tokens) or steps (by the engine steps each request was in, "
+        "reconstructed from chunk times). See docs/energy.md.",
     )
     strict: bool = flag(
         False,
@@ -277,6 +279,14 @@ class MeasureConfig:
         "(default: none)",
         parse=lambda text: parse_slo_s("--slo-e2e", text),
     )
+    power_lag: str = flag(
+        "auto",
+        "--power-lag auto|off|SECONDS",
+        "Shift the power series this much earlier before splitting it: auto estimates each GPU's delay "
+        "behind the requests (applied when stable; flagged power_lag_unstable when not), off applies "
+        "none. Recorded, so `joulebench report` keeps it. See docs/energy.md.",
+        parse=parse_power_lag,
+    )
     # Not flags: an experiment's cells may leave report.html out (its plots take about a second), and
     # capture idle power before each cell only (the gap after one cell is the next one's idle window).
     report_html: bool = field(default=True, metadata={"flag": None})
@@ -291,6 +301,7 @@ class MeasureConfig:
         if self.idle_s and not self.power.sources and not embedded:
             raise InputError("--idle: idle power needs a power source (--sidecar, --prometheus or --dcgm)")
         check_choice("--method", self.method, Method)
+        parse_power_lag(self.power_lag)
         if self.max_lateness_ms is not None:
             parse_lateness_ms("--max-lateness-ms", repr(self.max_lateness_ms))
         for name, value in (("--slo-ttft", self.slo_ttft_s), ("--slo-e2e", self.slo_e2e_s)):

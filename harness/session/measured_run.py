@@ -196,6 +196,7 @@ def _run(
             measure.max_lateness_ms,
             measure.slo_ttft_s,
             measure.slo_e2e_s,
+            measure.power_lag,
         )
         if power.sources
         else None
@@ -221,7 +222,8 @@ def _run(
     errors: list[str] = []  # error flags of a run without power (no summary to hold them)
     if report is None:
         closed = [a.name for a in plan.header.arms if a.closed_loop]
-        arms = arm_summary(result.requests, closed, measure.max_lateness_ms)
+        lag = {a.name: a.loop_lag_ms for a in result.arms}
+        arms = arm_summary(result.requests, closed, measure.max_lateness_ms, lag, options.max_loop_lag_ms)
         out_console.print(arm_table(arms))
         for arm in arms:  # the energy summary's error flags, where there is no summary
             for code in arm["errors"]:
@@ -240,6 +242,10 @@ _NO_POWER_ERRORS = {
     "lateness_over_bound": "p99 lateness exceeds its bound: the offered load was not the plan's",
     "client_errors": "requests failed in the client, not the server (client_error): the figures "
     "measure the load generator",
+    "in_flight_capped": "requests waited at --max-in-flight before they were sent: the client fell "
+    "behind and the cap held the load back, so the offered load was not the plan's",
+    "loop_lag_over_bound": "the runner's event loop woke up later than its bound (--max-loop-lag-ms): "
+    "every send due meanwhile waited as long, so the offered load was not the plan's",
 }
 
 

@@ -23,6 +23,7 @@ from foundation.errors import InputError
 from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.energy.grid import window_energy
+from harness.energy.power_lag import SEARCH_S
 from harness.power.gpu_backend import counter_period_s
 from harness.power.series import PowerData
 from harness.power.sources import DcgmSource, PrometheusSource, SidecarSource
@@ -37,6 +38,10 @@ from harness.session.pipeline import RunContext
 from harness.session.stage_state import MeasureState
 
 CROSS_CHECK_DIR = "power_sources"
+
+# Power trails the requests by up to the lag search range (docs/energy.md, "Power lag"): read that much
+# before and after the window, so that the join's shift of the series still has power under both ends.
+LAG_MARGIN_NS = (round(-SEARCH_S[0] * 1e9), round(SEARCH_S[1] * 1e9))
 
 
 @dataclass(eq=False)  # compared by identity
@@ -183,7 +188,7 @@ class PowerStage:
     def after(self, ctx: RunContext, result: RunResult) -> None:
         self._stop_polling()
         _, end = self.state.window(result)
-        wait = end + int(self.settle_s * 1e9) - time.monotonic_ns()
+        wait = end + LAG_MARGIN_NS[1] + int(self.settle_s * 1e9) - time.monotonic_ns()
         if wait > 0:
             time.sleep(wait / 1e9)
         self.collect(ctx, result)
@@ -192,6 +197,7 @@ class PowerStage:
         """Read every source over the window, save the primary's series and describe them all (the
         readings after the window's end must exist by now: `after` waits for them)."""
         start, end = self.state.window(result)
+        start, end = start - LAG_MARGIN_NS[0], end + LAG_MARGIN_NS[1]
         for source in self.sources:
             try:
                 source.data = source.reader.read(start, end).select_gpus(self.config.gpus, source.kind)

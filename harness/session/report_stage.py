@@ -27,6 +27,7 @@ class ReportStage:
     max_lateness_ms: float | None = None  # None: each arm's bound from its planned gaps
     slo_ttft_s: float | None = None  # the SLO goodput counts against (None: no goodput)
     slo_e2e_s: float | None = None
+    power_lag: str = "auto"  # --power-lag, recorded when not auto
     errors: list[str] = field(default_factory=list, init=False)  # codes of the error flags, for --strict
 
     def before(self, ctx: RunContext) -> None:
@@ -43,6 +44,8 @@ class ReportStage:
             energy["slo_ttft_s"] = self.slo_ttft_s
         if self.slo_e2e_s is not None:
             energy["slo_e2e_s"] = self.slo_e2e_s
+        if self.power_lag != "auto":
+            energy["power_lag"] = self.power_lag
         return energy
 
     def after(self, ctx: RunContext, result: RunResult) -> None:

@@ -1,6 +1,6 @@
 """The committed GPU experiments stay reproducible from their files: docs/results/arrival-shaping-h200
-(six schedules) and docs/results/shaping-h200 (eight shaping policies at two rates, with the same file
-on the mock in its mock/ folder).
+(six schedules), docs/results/shaping-h200 (eight shaping policies at two rates, with the same file
+on the mock in its mock/ folder) and docs/results/engines-h200/vllm (the six schedules on vLLM).
 
 - every done cell's row of cells.parquet is what `cell_figures` reads from the cell's run folder today;
 - `joulebench experiment report`'s own code path (`report_experiment`, which builds the document's
@@ -8,13 +8,9 @@ on the mock in its mock/ folder).
   the committed cells.parquet and experiment.yaml alone;
 - benchmarks/gpu/experiment_page.py and shaping_page.py rebuild the committed results pages, byte for byte.
 
-When the report code changes on purpose, rebuild the committed files and the pages:
-    joulebench experiment report docs/results/arrival-shaping-h200/experiment
-    python benchmarks/gpu/experiment_page.py docs/results/arrival-shaping-h200 \
-        --h100 docs/results/arrival-shaping-h100
-    joulebench experiment report docs/results/shaping-h200/experiment
-    joulebench experiment report docs/results/shaping-h200/mock
-    python benchmarks/gpu/shaping_page.py docs/results/shaping-h200
+When the report code changes on purpose, rebuild the committed files and the pages (every run folder,
+then each experiment with --refigure, then the pages):
+    bash benchmarks/gpu/rebuild_committed.sh
 """
 
 from __future__ import annotations
@@ -39,8 +35,14 @@ from harness.runfolder.experiment_files import ADDED_CELL_COLUMNS, ExperimentFol
 
 RESULTS = REPO / "docs" / "results"
 SCHEDULES, POLICIES = RESULTS / "arrival-shaping-h200", RESULTS / "shaping-h200"
+ENGINES = RESULTS / "engines-h200"
 # folder -> cells it holds (all done)
-FOLDERS = {SCHEDULES / "experiment": 30, POLICIES / "experiment": 48, POLICIES / "mock": 48}
+FOLDERS = {
+    SCHEDULES / "experiment": 30,
+    POLICIES / "experiment": 48,
+    POLICIES / "mock": 48,
+    ENGINES / "vllm" / "experiment": 18,
+}
 # results page -> the command that writes it (the script's arguments)
 PAGES = {
     SCHEDULES: ["experiment_page.py", str(SCHEDULES), "--h100", str(RESULTS / "arrival-shaping-h100")],

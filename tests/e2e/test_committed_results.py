@@ -1,5 +1,6 @@
 """The committed GPU results stay reproducible: `joulebench report` rebuilds every run folder under
-docs/results into the same summary.json figures and the same energy.parquet as were committed."""
+docs/results into the same summary.json figures and the same energy.parquet as were committed.
+When the analysis changes on purpose, `bash benchmarks/gpu/rebuild_committed.sh` rebuilds them."""
 
 from __future__ import annotations
 

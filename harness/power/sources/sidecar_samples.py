@@ -26,6 +26,7 @@ from harness.power.clocksync import ClockOffset, estimate_clock_offset
 from harness.power.http_problem import http_problem, is_not_found
 from harness.power.samplelog import (
     ENERGY_ROW,
+    FLAG_FAILED,
     FLAG_INTEGRATED,
     FLAG_JUMP,
     FLAG_REJECTED,
@@ -43,16 +44,19 @@ from harness.power.sources.assemble import build_series, dropped_issues, fmt_t
 _PAGE_ROWS = 200_000
 # A page of rows as it arrives: the session's header, the rows, how many rows the ring lost before them.
 PageSink = Callable[[dict[str, Any], SampleRows, int], None]
+_FAILED = "the read failed at the sidecar (an NVML error: the GPU may be lost); nothing was measured"
 _REFUSED = {
     "energy counter": {
         "invalid": "refused by the sidecar: not a number, infinite or negative",
         "implausible": "refused by the sidecar: more than the GPU could have counted",
         "glitch": "dropped by the sidecar: a lone drop below the readings around it, a bad read and not a "
         "reset, or a drop still unconfirmed when the sidecar stopped",
+        "failed": _FAILED,
     },
     "power": {
         "invalid": "refused by the sidecar: not a number, infinite or negative",
         "implausible": "refused by the sidecar: above three times the GPU's power limit",
+        "failed": _FAILED,
     },
 }
 
@@ -120,7 +124,8 @@ class SidecarSource:
             return 0
         got = 0
         while True:
-            doc = self._get(f"/samples?since={self._cursor}&limit={_PAGE_ROWS}")
+            # state=1: the GPUs' state and the host's energy rows too (a sidecar before them ignores it)
+            doc = self._get(f"/samples?since={self._cursor}&limit={_PAGE_ROWS}&state=1")
             header = check_header(
                 {k: v for k, v in doc.items() if k not in ("rows", "next", "dropped")}, self.location
             )
@@ -250,10 +255,18 @@ class SidecarSource:
             at, af = np.concatenate(acc["at"]), np.concatenate(acc["af"])
             order = np.argsort(at, kind="stable")
             s.issues += _sidecar_notes(s.gpu, at[order], af[order], acc["refused"], start_ns, end_ns)
+            s.failed_reads = _failed_reads(acc["refused"], start_ns, end_ns)
         if len(sessions) > 1:
             clock = {**clock, "sessions": len(sessions)}
         source = f"sidecar {redact_userinfo(self.location)}"
         return PowerData(series=series, source=source, clock=clock, issues=issues)
+
+
+def _failed_reads(refused: list[tuple[int, int, int]], start_ns: int | None, end_ns: int | None) -> int:
+    """How many reads (power and counter) failed at the sidecar inside the window."""
+    lo = -(2**63) if start_ns is None else start_ns
+    hi = 2**63 - 1 if end_ns is None else end_ns
+    return sum(1 for t, _, f in refused if f & FLAG_FAILED and lo <= t <= hi)
 
 
 def _sidecar_notes(

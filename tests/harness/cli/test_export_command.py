@@ -68,8 +68,9 @@ def test_each_arm_row_is_the_summarys_figures(run, tmp_path) -> None:
         assert [row["attributed_ci95_low"], row["attributed_ci95_high"]] == pytest.approx(
             block["j_per_request"]["ci95"]
         )
-        idle = summary["idle"]["power_w"] * block["window"]["duration_s"] / block["requests"]["ok"]
-        assert row["j_above_idle_per_request"] == pytest.approx(block["all_in"]["j_per_request"] - idle)
+        split = block["all_in_split"]  # idle apart, with the split's idle clamp
+        assert row["j_above_idle_per_request"] == pytest.approx(split["above_idle_j_per_request"])
+        assert row["j_idle_per_request"] == pytest.approx(split["idle_j_per_request"])
         for name in ("ttft", "e2e", "user_ttft", "user_e2e"):
             for q in ("p50", "p99"):
                 assert row[f"{name}_{q}_s"] == pytest.approx(block["latency_s"][name][q], rel=1e-12)

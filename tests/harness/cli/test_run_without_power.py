@@ -86,3 +86,14 @@ def test_ls_says_no_power(run, capsys) -> None:
     assert run_main(["ls", str(run.parent)]) == 0
     _, line = capsys.readouterr().out.splitlines()
     assert line.startswith(run.name) and "4/4" in line and "no power" in line
+
+
+def test_a_run_held_at_the_in_flight_cap_fails_strict_without_power(tmp_path) -> None:
+    # No power, so no summary: the request table's own flags must still fail --strict.
+    with run_mock_server() as mock:
+        done = run_joulebench(
+            "run", "--target", mock.url, "--n", "6", "--schedule", "fixed:interval=0.01",
+            "--max-in-flight", "1", "--strict", "--out", str(tmp_path),
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "requests waited at --max-in-flight" in done.stdout

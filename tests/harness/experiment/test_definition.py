@@ -250,3 +250,45 @@ def test_a_bad_plan_policy_names_the_field(tmp_path, capsys) -> None:
     )
     write(tmp_path, plan={**BASE["plan"], "policies": "passthrough"}, arms=["concurrency:n=2"], rates=DROP)
     assert "exp.yaml: plan.policies: arm 'concurrency' is closed loop" in run_bad(tmp_path, capsys)
+
+
+def test_a_tensor_parallel_serve_target_starts_on_the_gpus_power_sums() -> None:
+    from harness.experiment.definition import parse_experiment
+    from harness.experiment.targets import _serving_gpus
+
+    def spec(tp: int | None, gpus: str, serve: str = "vllm") -> ExperimentSpec:
+        target = {"serve": serve, "model_path": "/m", "tensor_parallel_size": tp}
+        data = {
+            **BASE,
+            "rates": None,
+            "target": target,
+            "power": {"sidecar": "http://127.0.0.1:9", "gpus": gpus},
+        }
+        return parse_experiment(data, "t", check_plans=False)
+
+    assert _serving_gpus(spec(2, "2,3")) == [2, 3]
+    assert spec(2, "2,3").target.settings()["tensor_parallel_size"] == 2
+    with pytest.raises(InputError, match=r"power.gpus: --gpus 0: 1 GPU\(s\), but tensor parallel 2"):
+        _serving_gpus(spec(2, "0"))
+    with pytest.raises(InputError, match="tensor_parallel_size: only for serve: vllm"):
+        spec(2, "0,1", serve="transformers")
+
+
+def test_a_serve_target_choosing_its_own_gpus_must_choose_power_gpus() -> None:
+    from harness.experiment.definition import parse_experiment
+    from harness.experiment.targets import _serving_gpus
+
+    def spec(env: dict[str, str]) -> ExperimentSpec:
+        target = {"serve": "vllm", "model_path": "/m", "tensor_parallel_size": 2, "env": env}
+        power = {"sidecar": "http://127.0.0.1:9", "gpus": "2,3"}
+        return parse_experiment(
+            {**BASE, "rates": None, "target": target, "power": power}, "t", check_plans=False
+        )
+
+    assert _serving_gpus(spec({"CUDA_VISIBLE_DEVICES": "2,3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})) is None
+    for env in (
+        {"CUDA_VISIBLE_DEVICES": "0,1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+    ):
+        with pytest.raises(InputError, match=r"target.env: CUDA_VISIBLE_DEVICES=.* must list power.gpus"):
+            _serving_gpus(spec(env))

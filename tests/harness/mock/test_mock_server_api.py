@@ -354,3 +354,23 @@ def test_unknown_routes_and_methods(server):
     assert httpx.get(server.url + "/nope").status_code == 404
     assert httpx.get(server.url + "/v1/completions").status_code == 405
     assert httpx.post(server.url + "/metrics").status_code == 405
+
+
+def test_tgi_responses_carry_the_request_id_of_the_ground_truth(server):
+    """`x-request-id` on /generate and /generate_stream, whose last 16 hex digits are the simulator's
+    request number: the run's rows match `GET /sim/requests` on the TGI API as on the OpenAI one."""
+    doc = {"inputs": "hello world", "parameters": {"max_new_tokens": 6, "details": True}}
+    whole = httpx.post(server.url + "/generate", json=doc, timeout=30)
+    stream = httpx.post(server.url + "/generate_stream", json=doc, timeout=30)
+    generated = {
+        whole.headers["x-request-id"]: whole.json()["details"]["generated_tokens"],
+        stream.headers["x-request-id"]: json.loads(sse_events(stream.text, "data:")[-1])["details"][
+            "generated_tokens"
+        ],
+    }
+    truth = {r["rid"]: r for r in httpx.get(server.url + "/sim/requests").json()["requests"]}
+    assert len(generated) == 2  # two requests, two ids
+    for xid, tokens in generated.items():
+        assert xid.startswith("tgi-")
+        mine = truth[int(xid[-16:], 16)]
+        assert (mine["generated"], mine["prompt_tokens"]) == (tokens, 3)  # "hello world": 3 tokens

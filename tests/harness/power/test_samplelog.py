@@ -45,31 +45,31 @@ def test_json_rows_round_trip_with_nulls():
 def test_samples_endpoint_pages_with_a_cursor(fake_sidecar):
     _, _, url = fake_sidecar([FakeGpu("GPU-0"), FakeGpu("GPU-1")], interval_s=0.02)
     time.sleep(0.8)
-    first = httpx.get(url + "/samples", params={"since": 0, "limit": 7}).json()
+    first = httpx.get(url + "/samples", params={"since": 0, "limit": 7, "state": 1}).json()
     assert first["format"] == "joulebench-samples" and first["columns"] == list(COLUMNS)
     assert ClockAnchor.from_dict(first["clock"]).boot_id == boot_id()
     assert [g["uuid"] for g in first["gpus"]] == ["GPU-0", "GPU-1"]
     assert (first["interval_s"], first["counter_interval_s"]) == (0.02, 0.5)
     assert len(first["rows"]) == 7 and first["next"] == 7 and first["dropped"] == 0
-    rest = httpx.get(url + "/samples", params={"since": first["next"]}).json()
+    rest = httpx.get(url + "/samples", params={"since": first["next"], "state": 1}).json()
     seqs = [r[0] for r in first["rows"] + rest["rows"]]
     assert seqs == list(range(len(seqs))) and rest["next"] == seqs[-1] + 1
     kinds = {r[3] for r in first["rows"] + rest["rows"]}
-    assert kinds == {"p", "e"}
+    assert kinds == {"p", "e", "s"}  # power, energy and the GPUs' state (clocks, limit, throttle)
     # Rows carry the sidecar's monotonic clock, like the request log.
     t = np.array([r[1] for r in rest["rows"]])
     assert abs(int(t.max()) - time.monotonic_ns()) < 2e9
     # The next page starts where this one ended, once the sampler has polled again (a busy machine may
     # take a while: wait for it up to a deadline).
     deadline = time.monotonic() + 5
-    later = httpx.get(url + "/samples", params={"since": rest["next"]}).json()
+    later = httpx.get(url + "/samples", params={"since": rest["next"], "state": 1}).json()
     while not later["rows"] and time.monotonic() < deadline:
         time.sleep(0.02)
-        later = httpx.get(url + "/samples", params={"since": rest["next"]}).json()
+        later = httpx.get(url + "/samples", params={"since": rest["next"], "state": 1}).json()
     assert later["rows"] and later["rows"][0][0] == rest["next"]
 
 
-@pytest.mark.parametrize("query", ["since=-1", "since=abc", "limit=0", "limit=999999999"])
+@pytest.mark.parametrize("query", ["since=-1", "since=abc", "limit=0", "limit=999999999", "state=2"])
 def test_samples_endpoint_rejects_bad_parameters(fake_sidecar, query):
     _, _, url = fake_sidecar()
     response = httpx.get(f"{url}/samples?{query}")

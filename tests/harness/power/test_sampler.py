@@ -12,7 +12,14 @@ import pytest
 from fake_pynvml import FakeGpu, FakeNvml
 
 from harness.power.nvml import NvmlBackend
-from harness.power.samplelog import ENERGY_ROW, FLAG_INTEGRATED, FLAG_RESET, POWER_ROW, SampleRing
+from harness.power.samplelog import (
+    ENERGY_ROW,
+    FLAG_FAILED,
+    FLAG_INTEGRATED,
+    FLAG_RESET,
+    POWER_ROW,
+    SampleRing,
+)
 from harness.power.sampler import Sampler, SamplerConfig
 
 
@@ -128,7 +135,12 @@ def test_errors_on_one_gpu_do_not_stop_the_others():
     bad, good = sampler.gpus()
     assert bad.errors["power"]["failed"] >= 5 and bad.errors["counter"]["failed"] >= 1
     assert all(n == 0 for kinds in good.errors.values() for n in kinds.values())
-    t0, *_ = rows_of(ring, 0, POWER_ROW)
-    t1, *_ = rows_of(ring, 1, POWER_ROW)
+    t0, _, _, f0 = rows_of(ring, 0, POWER_ROW)
+    t1, _, _, f1 = rows_of(ring, 1, POWER_ROW)
+    # Each failed read left a value-less row, so that the harness learns of it; GPU 1 has none.
+    failed = f0 & FLAG_FAILED != 0
+    assert np.count_nonzero(failed) == bad.errors["power"]["failed"] and not np.any(f1 & FLAG_FAILED)
+    _, _, _, e0 = rows_of(ring, 0, ENERGY_ROW)
+    assert np.count_nonzero(e0 & FLAG_FAILED) == bad.errors["counter"]["failed"]
     assert len(t1) >= 20
-    assert 5 <= len(t0) < len(t1)  # GPU 0 resumed once its reads worked again
+    assert 5 <= len(t0[~failed]) < len(t1)  # GPU 0 resumed once its reads worked again

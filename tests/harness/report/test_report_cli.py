@@ -154,7 +154,8 @@ def test_report_bad_flag_value(tmp_path, capsys):
     run = build_run(tmp_path)
     assert run_main(["report", str(run), "--method", "watts"]) == 2
     assert (
-        capsys.readouterr().err.strip() == "joulebench: error: --method 'watts': expected one of time, tokens"
+        capsys.readouterr().err.strip()
+        == "joulebench: error: --method 'watts': expected one of time, tokens, steps"
     )
     assert run_main(["report", str(run), "--idle", "median"]) == 2
     assert capsys.readouterr().err.strip().startswith("joulebench: error: --idle 'median': expected one of")

@@ -66,3 +66,31 @@ def test_a_table_of_no_arms_renders_its_headings() -> None:
     console.print(arm_table(summary))
     assert "TTFT" in console.export_text()
     console.print(FittedTable("no heading", [Column("")], []))  # an empty heading has no longest word
+
+
+def test_lateness_is_at_the_wire_where_the_log_has_it() -> None:
+    rows = _rows("fixed", ["ok"] * 20, 1.0)
+    for row in rows:  # the request reached the socket 300 ms after its dispatch
+        row["wire_ns"] = row["sent_ns"] + 300 * MS
+    (arm,) = arm_summary(pd.DataFrame(rows))
+    assert arm["lateness_ms"]["at"] == "wire"
+    assert abs(arm["lateness_ms"]["p50"] - 301.0) < 1e-6 and arm["lateness_ms"]["dispatch"]["p50"] == 1.0
+    assert arm["errors"] == ["lateness_over_bound"]
+
+
+def test_held_at_the_cap_and_a_lagging_loop_are_error_flags_without_power() -> None:
+    capped = _rows("capped", ["ok"] * 20, 1.0)
+    capped[5]["capped_ns"] = 40 * MS
+    lag = {"p50": 1.0, "p99": 35.0, "n": 50, "max": 40.0}
+    arms = {
+        a["arm"]: a
+        for a in arm_summary(
+            pd.DataFrame(capped + _rows("lagged", ["ok"] * 20, 1.0)), loop_lag={"lagged": lag}
+        )
+    }
+    assert arms["capped"]["errors"] == ["in_flight_capped"] and arms["capped"]["capped"] == 1
+    assert arms["lagged"]["errors"] == []  # the default bound is a warning in the summary, not an error
+    rows = pd.DataFrame(_rows("lagged", ["ok"] * 20, 1.0))
+    (over,) = arm_summary(rows, (), None, {"lagged": lag}, 30.0)  # --max-loop-lag-ms 30
+    (within,) = arm_summary(rows, (), None, {"lagged": lag}, 50.0)
+    assert over["errors"] == ["loop_lag_over_bound"] and within["errors"] == []

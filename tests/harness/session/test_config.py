@@ -28,7 +28,7 @@ from harness.session.config import MeasureConfig, PowerConfig, ServerConfig, par
         (MeasureConfig(power=PowerConfig(prometheus="http://p", prometheus_step_s=0)), "--prometheus-step"),
         (MeasureConfig(idle_s=-1), "--idle: expected 0 to 3600"),
         (MeasureConfig(idle_s=5), "--idle: idle power needs a power source"),
-        (MeasureConfig(method="joules"), "--method 'joules': expected one of time, tokens"),
+        (MeasureConfig(method="joules"), "--method 'joules': expected one of time, tokens, steps"),
         (MeasureConfig(server=ServerConfig(metrics="nope")), "--server-metrics 'nope'"),
         (MeasureConfig(server=ServerConfig(metrics_interval_s=0)), "--server-metrics-interval"),
         (MeasureConfig(server=ServerConfig(restart=True)), "--restart-server: needs --server-container"),
