@@ -47,7 +47,8 @@ def test_a_serve_vllm_target_runs_on_the_gpus_its_energy_is_summed_over() -> Non
     target = {"serve": "vllm", "model_path": "/m", "args": ["--tensor-parallel-size", "2"]}
     assert _serving_gpus(_experiment(target, "0,1")) == [0, 1]
     assert _serving_gpus(_experiment(target, None)) is None  # all GPUs: vLLM picks, as before
-    assert _serving_gpus(_experiment({**target, "env": {"CUDA_VISIBLE_DEVICES": "4,5"}}, "4,5")) is None
+    own = {"CUDA_VISIBLE_DEVICES": "4,5", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # the target chose them itself
+    assert _serving_gpus(_experiment({**target, "env": own}, "4,5")) is None
     with pytest.raises(InputError, match=r"^power\.gpus: --gpus 0: 1 GPU\(s\), but tensor parallel 2"):
         _serving_gpus(_experiment(target, "0"))
 
