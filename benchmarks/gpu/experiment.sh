@@ -19,7 +19,9 @@
 #   experiment.sh repeat N       one `joulebench run` of the whole plan (repeat number N)
 #   experiment.sh experiment     start `joulebench experiment run` of $EXPERIMENT in the background
 #                                (it outlives the command; `wait` follows it)
-#   experiment.sh wait SECONDS   follow the experiment until it ends or SECONDS pass
+#   experiment.sh wait SECONDS   follow the experiment until it ends or SECONDS pass, then collect into
+#                                $OUT when it is set (the machine can be taken back between commands:
+#                                whatever has finished comes back with the command that waited for it)
 #   experiment.sh collect        pack what is worth keeping into $OUT
 #   experiment.sh stop           stop vLLM, the sidecar and Prometheus (by the PIDs `start` recorded)
 #
@@ -217,6 +219,7 @@ do_wait() {  # SECONDS
   while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 5; done
   tail -5 "$RESULTS/experiment.log"
   kill -0 "$pid" 2>/dev/null && log "experiment still running" || log "experiment ended"
+  [ -z "${OUT:-}" ] || do_collect
 }
 
 do_collect() {
