@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from foundation.flag_fields import flag
-from harness.energy.power_lag import parse_power_lag
 from harness.energy.stats import BootstrapSpec
 
 
@@ -25,15 +23,9 @@ class AnalysisOptions:
     slo_e2e_s: float | None = None
     bootstrap: BootstrapSpec = field(default_factory=BootstrapSpec)
     timeline_points: int = 2000  # resolution of the power-over-time plot data
-    # None: the run's recorded --power-lag (manifest energy.power_lag), else auto.
-    power_lag: str | None = flag(
-        None,
-        "--power-lag auto|off|SECONDS",
-        "Shift the power series this much earlier before splitting it: auto estimates each GPU's delay "
-        "behind the requests (applied when stable; flagged power_lag_unstable when not), off applies "
-        "none. See docs/energy.md.",
-        parse_power_lag,
-    )
+    # `--power-lag` (auto, off or seconds; declared on `run` and `report`, checked by
+    # power_lag.parse_power_lag). None: the run's recorded setting (manifest energy.power_lag), else auto.
+    power_lag: str | None = None
 
     @property
     def min_window_s(self) -> float:
