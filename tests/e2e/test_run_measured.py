@@ -152,12 +152,16 @@ def test_acceptance_commands(stack, sequential_vs_bursty) -> None:
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     command = f"run --target {stack['mock']} --sidecar {stack['sidecar']} --plan arms.parquet --out runs/"
+    # Any error flag withholds the verdict checked below. Two can come from a loaded CI machine rather
+    # than from the run under test: sends late past the 20 ms floor (test_strict_lateness covers the
+    # bound), and a lag estimate made unstable by the client's own delays (the simulated sensor has none).
+    command += " --max-lateness-ms 250 --power-lag off"
     result = run_joulebench(*command.split(), cwd=cwd)
     assert result.returncode == 0, output(result)
     folder = run_folder(result, cwd)
     assert manifest(folder)["idle"]["seconds"] == 3.0  # the default for a simulated GPU
     assert [a["name"] for a in summary(folder)["arms"]] == ["fixed", "uniform", "bursty"]
-    assert "Least energy per successful request:" in result.stdout
+    assert "Least energy per successful request:" in result.stdout, output(result)
 
     before = (folder / "summary.json").read_text()
     report = run_joulebench("report", f"runs/{folder.name}", cwd=cwd)

@@ -176,7 +176,9 @@ def test_window_holds_each_request_until_its_boundary(mock, tmp_path) -> None:
     for r in proxy.requests().values():
         boundary = origin + math.ceil((r["arrived_ns"] - origin) / period_ns) * period_ns
         late_ms = (r["released_ns"] - boundary) / 1e6
-        assert 0 <= late_ms < 5, late_ms  # never before the boundary, and on the real clock within ms
+        # Never before the boundary; after it by what a loaded 2-core CI machine adds to a timer (5.4 ms
+        # seen), far under the 130 ms between arrivals that a release at the wrong boundary would show.
+        assert 0 <= late_ms < 25, late_ms
         holds.append(r["hold_ns"])
     assert max(holds) > 100_000_000 and len(set(r["released_ns"] for r in proxy.requests().values())) >= 2
 
