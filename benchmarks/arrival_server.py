@@ -19,6 +19,12 @@ once, in one body.
 Raw asyncio (no HTTP framework), one timer per token: parsing a request costs microseconds, and
 128-token streams at 100 requests/s cost it about a fifth of a core.
 
+Its stamps are only as good as its own loop: a loop that wakes late stamps late, and one that falls
+behind on its token timers delivers fewer chunks and takes new requests late. So it watches itself: a
+probe wakes every 5 ms at an absolute deadline and records how late, and `GET /stats` returns, for
+the time since the last `GET /stats`, that lag (p50 / p99 / max, ms) and the process's CPU share.
+A benchmark reads it before and after each run and reports the truth's own error beside the figures.
+
     python benchmarks/arrival_server.py [--itl-ms 10]   # prints its base URL (a free port), then serves
 """
 
@@ -30,6 +36,7 @@ import json
 import socket
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
@@ -100,6 +107,9 @@ class _Streams(asyncio.Protocol):
         if method == "GET" and path == "/v1/models":
             self._write_whole("200 OK", _MODELS, "")
             return
+        if method == "GET" and path == "/stats":
+            self._write_whole("200 OK", json.dumps(SELF.read()).encode(), "")
+            return
         if method != "POST":
             self._write_whole("404 Not Found", b"{}", "")
             return
@@ -129,6 +139,53 @@ class _Streams(asyncio.Protocol):
         self._transport.write(f"{head}{extra}\r\n".encode() + body)
 
 
+class _Self:
+    """The server's own loop lag (a probe every PROBE_NS, on absolute deadlines) and CPU share, since
+    the last read."""
+
+    PROBE_NS = 5_000_000
+
+    def __init__(self) -> None:
+        self._lags: list[int] = []
+        self._since = (time.monotonic_ns(), time.process_time_ns())
+
+    async def probe(self) -> None:
+        due = time.monotonic_ns()
+        while True:
+            due += self.PROBE_NS
+            await asyncio.sleep(max(0, due - time.monotonic_ns()) / 1e9)
+            now = time.monotonic_ns()
+            self._lags.append(now - due)
+            if now - due > self.PROBE_NS:
+                due = now  # a stall longer than a period is one late wake-up, not a burst of them
+
+    def read(self) -> dict[str, object]:
+        wall, cpu = self._since
+        now = (time.monotonic_ns(), time.process_time_ns())
+        lags, self._lags, self._since = sorted(self._lags), [], now
+        return {
+            "wall_s": (now[0] - wall) / 1e9,
+            "cpu_share": (now[1] - cpu) / max(now[0] - wall, 1),
+            "loop_lag_ms": {"n": len(lags), **{q: _at(lags, f) for q, f in _QUANTILES.items()}},
+        }
+
+
+_QUANTILES = {"p50": 0.5, "p99": 0.99, "max": 1.0}
+
+
+def _at(sorted_ns: list[int], q: float) -> float | None:
+    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1e6 if sorted_ns else None
+
+
+def read_stats(url: str) -> dict[str, object]:
+    """The server at `url`'s own figures since the last read (and a new interval from now)."""
+    with urllib.request.urlopen(url + "/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+SELF = _Self()
+
+
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -140,10 +197,12 @@ def main() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = loop.run_until_complete(loop.create_server(_Streams, sock=sock))
+    probe = loop.create_task(SELF.probe())
     print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     try:
         loop.run_forever()
     finally:
+        probe.cancel()
         server.close()
         loop.close()
 

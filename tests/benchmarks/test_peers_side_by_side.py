@@ -141,3 +141,14 @@ def test_side_by_side_runs_joulebench_against_the_stream_server(tmp_path) -> Non
     assert jb["figures"]["cpu_ms_per_request"] > 0 and jb["figures"]["cpu_ms_per_request_total"] > 0
     assert aiperf["error"].startswith("not installed")  # no virtualenv at --peers-home: skipped, said so
     assert "| 8 | 100 | joulebench | 1/1 | 60 of 60 |" in (tmp_path / "out" / "side_by_side.md").read_text()
+
+
+def test_the_committed_run_is_its_raw_runs_and_the_readme_quotes_its_ratios() -> None:
+    folder = REPO / "benchmarks" / "results" / "peers"
+    doc = json.loads((folder / "side_by_side.json").read_text())
+    assert summarize(doc["runs"]) == doc["summary"]
+    text = table(doc["summary"])
+    assert (folder / "side_by_side.md").read_text() == text + "\n"
+    readme = (REPO / "README.md").read_text()
+    for line in text.splitlines()[2:]:
+        assert line in readme, line
