@@ -13,9 +13,9 @@ the runner is measured against. Per point:
   bare_ms      the bare timer's wake-up lateness (p50 / p99 / max), same deadlines, same time
   realized     (planned span) / (span of server arrivals), over the ok requests: 1.0 = the plan's rate
   loop_lag_p99 the runner's own probe (all workers' wake-ups); cpu_share of the busiest process
-  server_self  the arrival server's own loop lag and CPU share from the schedule's start to the last
-               response (its GET /stats): how far its stamps can be trusted; a server that falls
-               behind stamps late and, streaming, delivers late
+  server_self  the arrival server's own loop lag and CPU share from just before the schedule's start
+               to the runner's end (its GET /stats): how far its stamps can be trusted; a server
+               that falls behind stamps late and, streaming, delivers late
 
     python benchmarks/worker_lateness.py                                  # the issue's two cases
     python benchmarks/worker_lateness.py --cases 100:128 --workers 1,2,4 --repeats 3 --out /tmp/w
@@ -90,7 +90,7 @@ def run_point(
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     # Just before the start: a read at the first send's deadline would compete with it for the GIL.
-    window = threading.Thread(target=_read_stats_at, args=(url, start - 0.2))
+    window = threading.Thread(target=_read_stats_at, args=(url, start - 0.2), daemon=True)
     window.start()
     with tempfile.TemporaryDirectory() as out:
         result = execute_plan(plan, target, RunFolder.create(out, plan), options)
