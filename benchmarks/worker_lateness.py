@@ -124,7 +124,7 @@ def run_point(
 
 
 def _read_stats_at(url: str, start_epoch: float) -> None:
-    """Start the server's stats window when the schedule starts (the warm-up and lead left out)."""
+    """Start the server's stats window at `start_epoch`, just before the schedule (the warm-up left out)."""
     while (left := start_epoch - time.time()) > 0:
         time.sleep(left)
     read_stats(url)
