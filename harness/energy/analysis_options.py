@@ -26,6 +26,9 @@ class AnalysisOptions:
     # `--power-lag` (auto, off or seconds; declared on `run` and `report`, checked by
     # power_lag.parse_power_lag). None: the run's recorded setting (manifest energy.power_lag), else auto.
     power_lag: str | None = None
+    # The power source's own delay behind the work, where it knows it (manifest energy.sensor_delay_s;
+    # the simulated GPU's is 0): `auto` applies it instead of an estimate. None: estimated per run.
+    sensor_delay_s: float | None = None
 
     @property
     def min_window_s(self) -> float:

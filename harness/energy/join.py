@@ -109,7 +109,7 @@ def analyze(
     power_flags(power, flags)
     # Power trails the requests (sensor averaging, counter updates): split the series moved back onto them.
     lag = power_lag.correct(power, life.start, life.end, [(a.start_ns, a.end_ns) for a in arm_list],
-                            opts.power_lag or "auto", flags)  # fmt: skip
+                            opts.power_lag or "auto", flags, opts.sensor_delay_s)  # fmt: skip
     power = lag.power
     cuts = np.array(sorted({t for a in arm_list for t in (a.start_ns, a.end_ns)}), dtype=np.int64)
     intervals: list[Intervals] = []

@@ -22,7 +22,8 @@ then applies none and flags `power_lag_unstable`. A periodic schedule correlates
 later: of peaks within `ALIAS_RATIO` of the highest, the shortest lag from `NOT_BEFORE_S` on is taken
 (a sensor's delay is short and never ahead of the work), and `reason` says so; a lag longer than the
 period is then mistaken for a shorter one, which no sample of a strictly periodic load can tell apart.
-On the embedded mock (simulated GPU, no sensor delay) the estimate is about 10 ms.
+On the embedded mock (simulated GPU, no sensor delay) the estimate is about 10 ms; that source declares
+its delay (0), which `auto` applies instead (`correct`'s `sensor_delay_s`).
 
 On the committed real runs (docs/results): the three H100 runs give 55, 67 and 87 ms (peak r
 0.78-0.87, halves within 25 ms of each other; `fixed-500ms`'s idle gaps give some 400 edges); in the
@@ -58,7 +59,7 @@ SPREAD_LIMIT_S = 0.05  # halves further apart than half a 10 Hz sample interval 
 ALIAS_RATIO, ALIAS_S = 0.9, 0.1
 NOT_BEFORE_S = -0.05  # of such peaks, the shortest lag from here on (a sensor does not run ahead)
 MAX_SAMPLES = 50_000  # a longer series is thinned evenly: the cost is samples x lags
-Status = Literal["stable", "unstable", "no_estimate"]
+Status = Literal["stable", "unstable", "no_estimate", "declared"]
 
 
 class GpuLag(TypedDict):
@@ -180,15 +181,22 @@ def correct(
     windows: Sequence[tuple[int, int]],
     setting: str,
     flags: FlagList,
+    sensor_delay_s: float | None = None,
 ) -> Correction:
     """Estimate every GPU's lag, shift its series by what `setting` says, and flag what `auto` could not
-    pin down (an error: the figures then carry the sensor's delay)."""
+    pin down (an error: the figures then carry the sensor's delay). A power source that knows its own
+    delay (`sensor_delay_s`: the simulated GPU's is 0) needs no estimate: `auto` applies that delay,
+    and the estimate is kept for the record only. Estimated against it, the client's own delays (a
+    loaded or stalled client) would otherwise read as an unstable lag of a sensor that has none."""
     setting = parse_power_lag(setting)
     gpus: dict[str, GpuLag] = {}
     shifted = []
     for s in power.series:
         lag = estimate(s, start, end, windows)
-        if setting == "auto":
+        if setting == "auto" and sensor_delay_s is not None:
+            lag["status"], lag["applied_s"] = "declared", sensor_delay_s
+            lag["reason"] = f"the power source declares its delay: {_ms(sensor_delay_s)}"
+        elif setting == "auto":
             lag["applied_s"] = lag["estimate_s"] if lag["status"] == "stable" and lag["estimate_s"] else 0.0
         elif setting != "off":
             lag["applied_s"] = float(setting)

@@ -89,6 +89,13 @@ def counter_period_s(backend: str) -> float:
     return 0.0 if backend == "simulated" else NVML_COUNTER_STEP_S
 
 
+def sensor_delay_s(backend: str) -> float | None:
+    """How far a backend's power readings trail the GPU's work, where the backend knows it; None: not
+    known (NVML's averaging), so the join estimates it per run. The simulated GPU reports its state at
+    the moment it is read."""
+    return 0.0 if backend == "simulated" else None
+
+
 # -- what a reading may be ------------------------------------------------------------------------
 
 # No single GPU draws this much (the largest parts are rated about 1.4 kW): the bound where the GPU's

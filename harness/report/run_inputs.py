@@ -28,7 +28,7 @@ from harness.energy import (
     arm_windows_from_manifest,
     idle_windows_from_manifest,
 )
-from harness.energy.power_lag import parse_power_lag
+from harness.energy.power_lag import SEARCH_S, parse_power_lag
 from harness.power.series import PowerData
 from harness.report.run_facts import RunFacts, run_facts
 from harness.runfolder import RunFolder
@@ -128,6 +128,12 @@ def analyze_run(
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
             raise InputError(f"{where}: energy.max_lateness_ms: expected milliseconds > 0, got {bound!r}")
         options = replace(options, max_lateness_ms=float(bound))
+    delay = energy.get("sensor_delay_s")
+    if delay is not None and options.sensor_delay_s is None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= SEARCH_S[1]:
+            raise InputError(f"{where}: energy.sensor_delay_s: expected seconds from 0 to {SEARCH_S[1]}, "
+                             f"got {delay!r}")  # fmt: skip
+        options = replace(options, sensor_delay_s=float(delay))
     recorded_lag = energy.get("power_lag")
     if recorded_lag is not None and options.power_lag is None:
         try:

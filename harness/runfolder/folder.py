@@ -26,7 +26,7 @@ import pandas as pd
 from foundation.atomic_write import atomic_text
 from foundation.errors import InputError
 from harness.clock import ClockAnchor
-from harness.power.gpu_backend import counter_period_s
+from harness.power.gpu_backend import counter_period_s, sensor_delay_s
 from harness.power.series import PowerData
 from harness.runfolder.power_file import POWER_FILE, RAW_SAMPLES_FILE, last_sample_ns, rebuild_power
 from harness.runfolder.request_log import Compacted, LogContents, compact_log, read_log
@@ -242,6 +242,8 @@ class RunFolder:
             found.notes.append(f"the run's primary power source was {primary}; this power is the sidecar's")
         backend = str(next((s.get("backend") for s in sources if s.get("kind") == "sidecar"), "") or "")
         energy = _section(manifest, "energy")
+        delay = sensor_delay_s(backend)
+        declared = {} if delay is None else {"sensor_delay_s": delay}
         self.update_manifest(
             power={
                 **power,
@@ -249,7 +251,7 @@ class RunFolder:
                 "window": {"start_ns": start, "end_ns": end},
                 "recovered": {"from": RAW_SAMPLES_FILE, "primary_was": primary},
             },
-            energy={"counter_period_s": counter_period_s(backend), **energy},
+            energy={"counter_period_s": counter_period_s(backend), **declared, **energy},
         )
         return found
 

@@ -24,7 +24,7 @@ from foundation.redact import redact_userinfo
 from harness.clock import ClockAnchor
 from harness.energy.grid import window_energy
 from harness.energy.power_lag import SEARCH_S
-from harness.power.gpu_backend import counter_period_s
+from harness.power.gpu_backend import counter_period_s, sensor_delay_s
 from harness.power.series import PowerData
 from harness.power.sources import DcgmSource, PrometheusSource, SidecarSource
 from harness.power.sources.clockmap import counter_clock, prometheus_clock, sidecar_info
@@ -253,6 +253,7 @@ class PowerStage:
         chosen = first if first in usable else (usable[0] if usable else first)
         self.state.primary_kind = chosen.kind
         self.state.counter_period_s = counter_period_s(chosen.backend)
+        self.state.sensor_delay_s = sensor_delay_s(chosen.backend)
         if chosen.data is None:  # nothing usable anywhere: an empty series set that says why
             return chosen, PowerData(
                 series=[], source=f"{first.kind} {first.location}", issues=[first.error or "no data"]

@@ -38,6 +38,8 @@ class ReportStage:
         energy: dict[str, object] = {"method": self.method}
         if self.state.counter_period_s is not None:
             energy["counter_period_s"] = self.state.counter_period_s
+        if self.state.sensor_delay_s is not None:
+            energy["sensor_delay_s"] = self.state.sensor_delay_s
         if self.max_lateness_ms is not None:
             energy["max_lateness_ms"] = self.max_lateness_ms
         if self.slo_ttft_s is not None:

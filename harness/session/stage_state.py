@@ -14,6 +14,7 @@ class MeasureState:
     idle_post: Window | None = None
     primary_kind: str | None = None  # the power source the join used (after any fallback)
     counter_period_s: float | None = None  # how often the primary's energy counter steps (0: exact)
+    sensor_delay_s: float | None = None  # how far the primary's readings trail the work, if it knows
     interrupted: bool = False  # Ctrl-C during the stages (the run itself reports its own stop)
     notes: list[str] = field(default_factory=list)
 

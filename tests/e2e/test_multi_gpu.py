@@ -29,10 +29,7 @@ pytestmark = pytest.mark.slow
 # The simulated sidecar reads the mock's counter every 0.5 s and shapes the energy between reads with its
 # power samples; over a 3 s window the edges' shaping is worth up to a few percent on a busy machine.
 REL = 0.03
-# The simulated sensor has no delay; `auto` would estimate one from the client's view of the requests,
-# which a loaded CI machine can make unstable (an error flag these tests do not expect).
-RUN = ("--schedule", "fixed:interval=0.1", "--max-tokens", "32", "--idle", "1", "--power-lag", "off",
-       "--out", "runs")  # fmt: skip
+RUN = ("--schedule", "fixed:interval=0.1", "--max-tokens", "32", "--idle", "1", "--out", "runs")
 
 
 class Truth:

@@ -131,6 +131,26 @@ def test_an_unstable_or_out_of_range_estimate_is_an_error_and_not_applied(lag_s,
     assert "power_lag_unstable" not in {f.code for f in fixed.flags}
 
 
+def test_a_delay_the_power_source_declares_is_applied_without_a_flag() -> None:
+    # The simulated GPU declares no delay (manifest energy.sensor_delay_s 0): an estimate the client's
+    # own delays made unstable is kept for the record, and neither applied nor flagged.
+    reqs = _schedule(60, spread_ms=100)
+    series = _lagged(reqs, lambda t: np.where(t < 26 * S, 0.04, 0.16), 45 * S)
+    a = analyze(frame(reqs), power(series), arms=_window(reqs), idle=IDLE,
+                options=AnalysisOptions(sensor_delay_s=0.0))  # fmt: skip
+    gpu = a.summary["power_lag"]["gpus"]["0"]
+    assert gpu["status"] == "declared" and gpu["applied_s"] == 0.0 and "declares" in gpu["reason"]
+    assert gpu["halves_s"][0] is not None and gpu["spread_s"] > 0.05  # the estimate, as it was
+    assert not [f for f in a.flags if f.code.startswith("power_lag")]
+    # A declared delay is applied as given; the user's --power-lag still overrides it.
+    late = analyze(frame(reqs), power(series), arms=_window(reqs), idle=IDLE,
+                   options=AnalysisOptions(sensor_delay_s=0.02))  # fmt: skip
+    assert late.summary["power_lag"]["gpus"]["0"]["applied_s"] == 0.02
+    told = analyze(frame(reqs), power(series), arms=_window(reqs), idle=IDLE,
+                   options=AnalysisOptions(sensor_delay_s=0.0, power_lag="0.05"))  # fmt: skip
+    assert told.summary["power_lag"]["gpus"]["0"]["applied_s"] == 0.05
+
+
 def test_a_periodic_load_takes_the_shortest_lag_and_says_so() -> None:
     # Alike requests every 300 ms: -225 ms and 375 ms fit as well as 75 ms; a sensor's delay is the short one.
     reqs = _every_300ms()
