@@ -83,6 +83,14 @@ def run_joulebench(
     )
 
 
+def run_benchmark(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python benchmarks/SCRIPT ARGS` to completion with this interpreter; output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
 def run_main(args: Sequence[str]) -> int:
     """Run `joulebench ARGS` in this process; its exit status (output goes to capsys as usual)."""
     from harness.cli import main

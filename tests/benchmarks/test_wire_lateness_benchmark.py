@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
-from joulebench_testkit import REPO
+from joulebench_testkit import REPO, run_benchmark
 
 sys.path[:0] = [str(REPO / "benchmarks")]
 
@@ -37,10 +36,9 @@ def test_medians_per_transport_and_rate_with_the_p99_range() -> None:
 
 @pytest.mark.slow
 def test_a_tiny_run_against_the_arrival_server(tmp_path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "wire_lateness.py"), "--rates", "50", "--duration", "1",
-         "--repeats", "1", "--transports", "aiohttp", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+    result = run_benchmark(
+        "wire_lateness.py", "--rates", "50", "--duration", "1", "--repeats", "1", "--transports", "aiohttp",
+        "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((tmp_path / "wire_lateness.json").read_text())

@@ -5,11 +5,10 @@ run (benchmarks/results/fidelity), whose table is rebuilt from its raw points an
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
-from joulebench_testkit import REPO
+from joulebench_testkit import REPO, run_benchmark
 
 sys.path[:0] = [str(REPO / "benchmarks")]
 
@@ -46,10 +45,9 @@ def test_medians_give_the_range_and_count_only_runs_that_held_the_plan() -> None
 
 @pytest.mark.slow
 def test_a_tiny_run_against_the_arrival_server(tmp_path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "worker_lateness.py"), "--cases", "50:4", "--workers", "1",
-         "--repeats", "2", "--duration", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+    result = run_benchmark(
+        "worker_lateness.py", "--cases", "50:4", "--workers", "1", "--repeats", "2", "--duration", "1",
+        "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((tmp_path / "worker_lateness.json").read_text())
