@@ -3,12 +3,14 @@
 stamps are checked against (`benchmarks/wire_lateness.py`, `benchmarks/worker_lateness.py`).
 
 It says in the response header `x-request-id` (a header the runner keeps, in `server_timing`) the
-monotonic nanosecond at which the request's last byte reached it: when the event loop handed it the
-bytes that completed the request. It shares the runner's monotonic clock (same kernel), so the stamp
-compares directly with `planned_ns`, `sent_ns` and `wire_ns`. Its loop is joulebench's precise one
-(`harness.clock.new_event_loop`), so its own wake-up adds microseconds, not the millisecond epoll rounds
-to; what remains between the runner's wire stamp and this one is the kernel's loopback delivery and
-this loop's wake-up.
+monotonic nanosecond at which the request's last byte reached it: the kernel's receive timestamp of
+the segment that completed the request (SO_TIMESTAMPNS, read with `recvmsg`; the kernel stamps epoch
+time, mapped onto the monotonic clock by an offset read at start and at every `GET /stats`). So the
+stamp does not depend on when this server's loop got round to reading: a loop busy writing other
+streams' tokens reads late, but the stamp is the arrival. It shares the runner's monotonic clock (same
+kernel), so the stamp compares directly with `planned_ns`, `sent_ns` and `wire_ns`; what remains
+between the runner's wire stamp and this one is the kernel's loopback delivery. Where the kernel gives
+no timestamp, the stamp is the read's time (counted: `unstamped_reads` in `GET /stats`).
 
 A request with `"stream": true` gets `max_tokens` SSE chunks of one token each, `--itl-ms` apart on its
 own grid of absolute deadlines from its arrival, then a finish chunk, a usage chunk and `[DONE]`
@@ -16,14 +18,15 @@ own grid of absolute deadlines from its arrival, then a finish chunk, a usage ch
 real outputs while its requests' arrivals are measured; any other request gets its `max_tokens` at
 once, in one body.
 
-Raw asyncio (no HTTP framework), one timer per token: parsing a request costs microseconds, and
-128-token streams at 100 requests/s cost it about a fifth of a core.
+Raw sockets on an asyncio loop (no HTTP framework), one timer per token: parsing a request costs
+microseconds, and 128-token streams at 100 requests/s cost it about a fifth of a core.
 
-Its stamps are only as good as its own loop: a loop that wakes late stamps late, and one that falls
-behind on its token timers delivers fewer chunks and takes new requests late. So it watches itself: a
-probe wakes every 5 ms at an absolute deadline and records how late, and `GET /stats` returns, for
-the time since the last `GET /stats`, that lag (p50 / p99 / max, ms) and the process's CPU share.
-A benchmark reads it before and after each run and reports the truth's own error beside the figures.
+Its loop still paces the streams: one that falls behind on its token timers delivers chunks late and
+takes new requests late. So it watches itself: a probe wakes every 5 ms at an absolute deadline and
+records how late, and `GET /stats` returns, for the time since the last `GET /stats`, that lag (p50 /
+p99 / max, ms), how long after the kernel's stamp each read came (`read_delay_ms`: what a stamp taken
+by the loop would have added) and the process's CPU share. A benchmark reads it before and after each
+run and reports the server's own figures beside the runner's.
 
     python benchmarks/arrival_server.py [--itl-ms 10]   # prints its base URL (a free port), then serves
 """
@@ -34,6 +37,7 @@ import argparse
 import asyncio
 import json
 import socket
+import struct
 import sys
 import time
 import urllib.request
@@ -67,23 +71,74 @@ def _chunk(event: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-class _Streams(asyncio.Protocol):
-    itl_ns = 10_000_000
+class _Clock:
+    """Maps the kernel's receive timestamps (epoch ns, SO_TIMESTAMPNS) onto the monotonic clock: the
+    offset between the two clocks, read bracketed and refreshed at every `GET /stats` (NTP slews the
+    epoch clock by microseconds a minute at most)."""
 
     def __init__(self) -> None:
+        self.offset_ns = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        best: tuple[int, int] | None = None
+        for _ in range(5):
+            m0 = time.monotonic_ns()
+            e = time.time_ns()
+            m1 = time.monotonic_ns()
+            if best is None or m1 - m0 < best[1]:
+                best = (e - (m0 + m1) // 2, m1 - m0)
+        assert best is not None
+        self.offset_ns = best[0]
+
+
+CLOCK = _Clock()
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python names it from 3.12 on
+_CMSG = socket.CMSG_SPACE(16)  # one struct timespec
+
+
+def _kernel_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The receive timestamp of the read's last segment, on the monotonic clock (None: not given)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec * 1_000_000_000 + nsec - CLOCK.offset_ns
+    return None
+
+
+class _Streams:
+    """One connection, read with `recvmsg` for the kernel's receive timestamp and written without
+    blocking (what the socket does not take now waits for it to become writable)."""
+
+    itl_ns = 10_000_000
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self._sock = sock
+        self._loop = loop
         self._buffer = b""
-        self._transport: asyncio.Transport | None = None
-        self._loop = asyncio.get_event_loop()
+        self._out = b""
+        self._open = True
+        loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()  # the bytes that complete a request arrived now
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self._sock.recvmsg(65536, _CMSG)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        read_ns = time.monotonic_ns()
+        if not data:
+            self._close()
+            return
+        # The bytes that complete a request reached the socket at the kernel's stamp; the loop read
+        # them `read_ns - arrived` later (its own lag, which the stamp no longer carries).
+        arrived = _kernel_ns(ancillary)
+        if arrived is None:
+            arrived = read_ns
+            SELF.unstamped += 1
+        else:
+            SELF.read_delays.append(read_ns - arrived)
         self._buffer += data
         while True:
             end = self._buffer.find(b"\r\n\r\n")
@@ -99,10 +154,46 @@ class _Streams(asyncio.Protocol):
                 return  # the body is still on its way
             body = self._buffer[end + 4 : end + 4 + length]
             self._buffer = self._buffer[end + 4 + length :]
-            self._answer(head[0].split(" ")[:2], body, now)
+            self._answer(head[0].split(" ")[:2], body, arrived)
+
+    def _write(self, data: bytes) -> None:
+        if not self._open:
+            return
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close()
+            return
+        if sent < len(data):
+            self._out = data[sent:]
+            self._loop.add_writer(self._sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self._sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close()
+            return
+        self._out = self._out[sent:]
+        if not self._out:
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._loop.remove_reader(self._sock.fileno())
+            if self._out:
+                self._loop.remove_writer(self._sock.fileno())
+            self._sock.close()
 
     def _answer(self, request: list[str], body: bytes, now: int) -> None:
-        assert self._transport is not None
         method, path = request
         if method == "GET" and path == "/v1/models":
             self._write_whole("200 OK", _MODELS, "")
@@ -118,25 +209,35 @@ class _Streams(asyncio.Protocol):
         if not doc.get("stream"):
             self._write_whole("200 OK", _whole(tokens), f"x-request-id: {now}\r\n")
             return
-        self._transport.write(
+        self._write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
             b"x-request-id: %d\r\n\r\n" % now
         )
         self._loop.call_at((now + self.itl_ns) / 1e9, self._token, now, 1, tokens)
 
     def _token(self, start: int, i: int, tokens: int) -> None:
-        if self._transport is None:
+        if not self._open:
             return  # the client went away
-        self._transport.write(_chunk(_TOKEN))
+        self._write(_chunk(_TOKEN))
         if i < tokens:
             self._loop.call_at((start + (i + 1) * self.itl_ns) / 1e9, self._token, start, i + 1, tokens)
             return
-        self._transport.write(_chunk(_FINISH) + _chunk(_usage(tokens)) + _chunk(b"[DONE]") + b"0\r\n\r\n")
+        self._write(_chunk(_FINISH) + _chunk(_usage(tokens)) + _chunk(b"[DONE]") + b"0\r\n\r\n")
 
     def _write_whole(self, status: str, body: bytes, extra: str) -> None:
-        assert self._transport is not None
         head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        self._transport.write(f"{head}{extra}\r\n".encode() + body)
+        self._write(f"{head}{extra}\r\n".encode() + body)
+
+
+def _accept(listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        sock, _ = listener.accept()
+    except (BlockingIOError, InterruptedError):
+        return
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    _Streams(sock, loop)
 
 
 class _Self:
@@ -147,6 +248,8 @@ class _Self:
 
     def __init__(self) -> None:
         self._lags: list[int] = []
+        self.read_delays: list[int] = []  # kernel receive stamp -> the loop's read, per read
+        self.unstamped = 0  # reads the kernel gave no timestamp for (stamped by the read instead)
         self._since = (time.monotonic_ns(), time.process_time_ns())
 
     async def probe(self) -> None:
@@ -163,10 +266,15 @@ class _Self:
         wall, cpu = self._since
         now = (time.monotonic_ns(), time.process_time_ns())
         lags, self._lags, self._since = sorted(self._lags), [], now
+        delays, self.read_delays = sorted(self.read_delays), []
+        unstamped, self.unstamped = self.unstamped, 0
+        CLOCK.refresh()
         return {
             "wall_s": (now[0] - wall) / 1e9,
             "cpu_share": (now[1] - cpu) / max(now[0] - wall, 1),
             "loop_lag_ms": {"n": len(lags), **{q: _at(lags, f) for q, f in _QUANTILES.items()}},
+            "read_delay_ms": {"n": len(delays), **{q: _at(delays, f) for q, f in _QUANTILES.items()}},
+            "unstamped_reads": unstamped,
         }
 
 
@@ -194,16 +302,21 @@ def main() -> None:
     _Streams.itl_ns = round(args.itl_ms * 1e6)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = loop.run_until_complete(loop.create_server(_Streams, sock=sock))
+    listener = socket.socket()
+    # On the listener too: the kernel stamps arriving segments only once some socket asks for it, and
+    # an accepted connection's first request may arrive before its own option is set.
+    listener.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    listener.setblocking(False)
+    loop.add_reader(listener.fileno(), _accept, listener, loop)
     probe = loop.create_task(SELF.probe())
-    print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    print(f"http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
     try:
         loop.run_forever()
     finally:
         probe.cancel()
-        server.close()
+        listener.close()
         loop.close()
 
 

@@ -32,6 +32,7 @@ from harness import __version__
 from harness.backends.aiohttp_transport import WIRE_EVENTS, AiohttpTransport
 from harness.backends.base import CONTENT, END, Api, StreamFault, error_text, load_json
 from harness.backends.blame import describe, failure
+from harness.backends.sender_transport import ScheduledSend, SenderTransport
 from harness.backends.sse import SSEParser
 from harness.records import RequestRecord
 
@@ -62,7 +63,7 @@ KEEPALIVE_EXPIRY_S = 2.0
 _MISSHAPEN = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
 
-Transport = Literal["aiohttp", "httpx"]
+Transport = Literal["aiohttp", "httpx", "sender"]
 TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
 
 
@@ -76,7 +77,8 @@ def make_client(
 ) -> httpx.AsyncClient:
     """An AsyncClient whose pool never queues a request: `pool` must cover the run's peak concurrency
     (httpx's default of 100 connections would silently delay request 101 until one frees up).
-    `transport`: "httpx" (httpcore) or "aiohttp" (see `aiohttp_transport`: cheaper per request)."""
+    `transport`: "httpx" (httpcore), "aiohttp" (see `aiohttp_transport`: cheaper per request) or
+    "sender" (see `sender_transport`: requests given a `send_at` are written by a thread at their time)."""
     check_choice("--transport", transport, Transport)
     headers = {"user-agent": f"joulebench/{__version__}"}
     if api_key:
@@ -90,27 +92,54 @@ def make_client(
         headers=headers,
         trust_env=False,  # a proxy from the environment would sit in every measurement
         follow_redirects=False,
-        transport=AiohttpTransport(pool, KEEPALIVE_EXPIRY_S) if transport == "aiohttp" else None,
+        transport=_transport(transport, pool),
     )
 
 
+def _transport(name: str, pool: int) -> httpx.AsyncBaseTransport | None:
+    if name == "aiohttp":
+        return AiohttpTransport(pool, KEEPALIVE_EXPIRY_S)
+    if name == "sender":
+        return SenderTransport(pool, KEEPALIVE_EXPIRY_S)
+    return None  # httpx's own
+
+
 async def perform(
-    client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord, timeout_s: float
+    client: httpx.AsyncClient,
+    api: Api,
+    body: bytes,
+    rec: RequestRecord,
+    timeout_s: float,
+    send_at: ScheduledSend | None = None,
 ) -> None:
     """Send `body` and measure the response into `rec`; the caller sets `rec.sent_ns` just before.
+    With `send_at` (the sender transport's scheduled write), `send_at.sending` sets it instead, in the
+    sender thread at the request's time, and the timeout counts from that time (`due_ns`).
     The API key `make_client` was given never ends up in the record (error text, kept headers)."""
-    assert rec.sent_ns is not None
+    start_ns = rec.sent_ns if send_at is None else send_at.due_ns
+    assert start_ns is not None
     try:
-        async with deadline(rec.sent_ns / 1e9 + timeout_s):
-            await _exchange(client, api, body, rec)
+        async with deadline(start_ns / 1e9 + timeout_s):
+            await _exchange(client, api, body, rec, send_at)
     except TimeoutError:
+        _attempted(rec, send_at)
         rec.finish("timeout", _now(), f"no complete response within {timeout_s:g} s")
     except Exception as exc:
+        _attempted(rec, send_at)
         status, error = failure(exc, responded=rec.first_byte_ns is not None)
         rec.finish(status, _now(), error)
     finally:
         if rec.error:
             rec.error = redact_secret(rec.error, _api_key(client))
+
+
+def _attempted(rec: RequestRecord, send_at: ScheduledSend | None) -> None:
+    """A scheduled request that failed before the sender thread wrote it (no connection could be made
+    for it; the transport fails it at its time, not before) was attempted at its time: stamped sent
+    then, as the other transports stamp it as they try (its `sent` line logged as it ends). It never
+    reached a socket: no wire time."""
+    if send_at is not None and rec.sent_ns is None:
+        send_at.sending(min(_now(), send_at.due_ns))
 
 
 def _api_key(client: httpx.AsyncClient) -> str | None:
@@ -136,10 +165,15 @@ class _WireStamp:
             self.rec.wire_ns = _now()
 
 
-async def _exchange(client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord) -> None:
+async def _exchange(
+    client: httpx.AsyncClient, api: Api, body: bytes, rec: RequestRecord, send_at: ScheduledSend | None
+) -> None:
+    extensions: dict[str, Any] = {"trace": _WireStamp(rec)}
+    if send_at is not None:
+        extensions["send_at"] = send_at
     request = client.build_request(
         "POST", _url(str(client.base_url), api.path(rec.stream)), content=body, headers=_JSON,
-        extensions={"trace": _WireStamp(rec)},
+        extensions=extensions,
     )  # fmt: skip
     response = await client.send(request, stream=True)
     try:

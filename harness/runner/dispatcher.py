@@ -61,6 +61,9 @@ _TICK_S = 0.5
 # Lateness the open-loop pool allows for (pool_size); a run later than that is flagged anyway.
 _POOL_SLACK_S = 1.0
 _POLICY_STREAM = 4  # a shaped arm's policy draws from [seed, 4, crc32(arm name)] (traffic.builder's scheme)
+# With `--transport sender`, how far ahead of its time an open-loop request is handed to the sender
+# thread: the loop may stall this long (parsing a burst) without the request going out late.
+STAGE_AHEAD_NS = 50_000_000
 
 
 class Dispatcher:
@@ -127,6 +130,7 @@ class Dispatcher:
         )  # fmt: skip
         self._client = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._departing: dict[asyncio.Task[None], _Departing] = {}  # with the sender thread
         self._sending: asyncio.Future[Any] | None = None
         self._stopping = False
         self._cancel_reason = "cancelled"
@@ -147,6 +151,9 @@ class Dispatcher:
         self.stop_reason = reason
         if self._sending is not None:
             self._sending.cancel()
+        for task, departing in list(self._departing.items()):  # taken back from the sender thread
+            if departing.unsent():  # (one it sent meanwhile finishes in the grace period)
+                task.cancel()
         grace = self.options.grace_s
         loop = asyncio.get_running_loop()
         self._timers.append(
@@ -196,9 +203,16 @@ class Dispatcher:
             for timer in self._timers:
                 timer.cancel()
 
+    @property
+    def stage_lead_ns(self) -> int:
+        """How long before an arm's start its sending begins: with the sender thread, its first
+        requests are handed over ahead of their time like the rest (`STAGE_AHEAD_NS`)."""
+        return STAGE_AHEAD_NS if self.options.transport == "sender" else 0
+
     async def _arms(self, loop: asyncio.AbstractEventLoop) -> None:
         start_at = self.options.start_at_epoch_s
-        t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now()
+        lead = self.stage_lead_ns
+        t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now() + lead
         if self._stopping:
             return
         await self._phase(sleep_until(t0))
@@ -214,7 +228,9 @@ class Dispatcher:
             if self._stopping:
                 return
             start = clock.start(_now())
-            await self._phase(sleep_until(start))
+            if not clock.fixed:
+                start = max(start, _now() + lead)
+            await self._phase(sleep_until(start - lead))
             if self._stopping:
                 return
             clock.ended(arm, (await self.run_arm(arm, start)).end_ns)
@@ -273,6 +289,12 @@ class Dispatcher:
         offsets = self.offset_ns
         for rec in recs:
             rec.planned_ns = start + int(offsets[rec.request_id])
+        if self.options.transport == "sender":
+            for rec in recs:  # each handed to the sender thread ahead of its time, which writes it
+                body = self._body(rec)
+                await sleep_until(start + int(offsets[rec.request_id]) - STAGE_AHEAD_NS)
+                self._launch(rec, body, departing=True)
+            return
         i, n = 0, len(recs)
         while i < n:
             rec = recs[i]
@@ -320,9 +342,21 @@ class Dispatcher:
         await asyncio.gather(*(user() for _ in range(users)))
 
     def _launch(
-        self, rec: RequestRecord, body: bytes | None = None, shaped: tuple[ShapedArm, Waker] | None = None
+        self,
+        rec: RequestRecord,
+        body: bytes | None = None,
+        shaped: tuple[ShapedArm, Waker] | None = None,
+        departing: bool = False,
     ) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._request(rec, body or self._body(rec), shaped))
+        body = body or self._body(rec)
+        loop = asyncio.get_running_loop()
+        if departing:
+            scheduled = _Departing(rec, self.log, self.stats)
+            task = loop.create_task(self._depart(rec, body, scheduled))
+            self._departing[task] = scheduled
+            task.add_done_callback(self._departing.pop)
+        else:
+            task = loop.create_task(self._request(rec, body, shaped))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         return task
@@ -385,6 +419,24 @@ class Dispatcher:
                 if not rec.warmup:
                     self.stats.on_done(rec.status)
 
+    async def _depart(self, rec: RequestRecord, body: bytes, departing: _Departing) -> None:
+        """An open-loop request handed to the sender thread (`--transport sender`), which stamps it
+        sent, logs its `sent` line and writes it at `planned_ns` (`_Departing`); its row as it ends.
+        Caps are refused with that transport (`RunOptions.validate`), so nothing waits here."""
+        rec.queued_ns = 0
+        try:
+            client: Any = self._client  # made by run() before any request
+            await perform(client, self.api, body, rec, self.options.timeout_s, departing)
+        except asyncio.CancelledError:  # a stop: sent (then cancelled), or withdrawn (never sent)
+            if rec.sent_ns is not None:
+                rec.finish("cancelled", _now(), self._cancel_reason)
+        finally:
+            if rec.terminal:
+                if self._api_key and rec.error and self._api_key in rec.error:
+                    rec.error = rec.error.replace(self._api_key, "***")
+                self.log.row(rec)
+                self.stats.on_done(rec.status)
+
     async def _drain(self) -> None:
         while self._inflight:
             await asyncio.wait(set(self._inflight))
@@ -414,6 +466,34 @@ class Dispatcher:
         self.log.close()
 
 
+class _Departing:
+    """The `send_at` of an open-loop request with the sender thread (`ScheduledSend`): stamped sent,
+    with its crash-safe `sent` line, once the thread decided to write it; on the wire just before the
+    write; counted as sent on the display once written."""
+
+    __slots__ = ("_log", "_rec", "_stats", "due_ns", "withdraw")
+
+    def __init__(self, rec: RequestRecord, log: RecordLog, stats: Stats) -> None:
+        assert rec.planned_ns is not None
+        self.due_ns = rec.planned_ns
+        self.withdraw: Callable[[], bool] | None = None  # set once handed over (the transport's)
+        self._rec, self._log, self._stats = rec, log, stats
+
+    def sending(self, t_ns: int) -> None:  # in the sender thread, or the loop's for a failed attempt
+        self._rec.sent_ns = t_ns
+        self._log.sent(self._rec)
+
+    def on_wire(self, t_ns: int) -> None:
+        self._rec.wire_ns = t_ns
+
+    def written(self) -> None:  # on the loop
+        self._stats.on_sent(self._rec.lateness_ns or 0)
+
+    def unsent(self) -> bool:
+        """True if it never will be sent (not handed over yet, or taken back now)."""
+        return self.withdraw is None or self.withdraw()
+
+
 def pool_size(plan: Plan, options: RunOptions) -> int:
     """Connections the run may need at once, so httpx's pool never queues a request: the cap, or per
     arm its users (closed loop) or the most of its requests (in this shard) planned within one
@@ -440,6 +520,19 @@ def _arm_needs(plan: Plan, options: RunOptions) -> dict[str, int]:
         return most_within(mine, span) if arm.policy is None else in_flight_bound(arm.policy, mine, span)
 
     return {a.name: need(a) for a in plan.header.arms}
+
+
+def staged_at_once(plan: Plan, options: RunOptions) -> int:
+    """With the sender thread, the most requests handed over and not yet written at once (each holds
+    a duplicate of its connection's descriptor until written): per open-loop arm, the most of its
+    requests planned within `STAGE_AHEAD_NS`; 0 with another transport."""
+    if options.transport != "sender":
+        return 0
+    mine = options.shard.mask(plan.rows["request_id"].to_numpy(dtype=np.int64))
+    arm_of = plan.rows["arm"].to_numpy(dtype=object)[mine]
+    offsets = plan.rows["offset_s"].to_numpy(dtype=float)[mine]
+    open_loop = [a.name for a in plan.header.arms if not a.closed_loop and a.policy is None]
+    return max([0, *(most_within(offsets[arm_of == name], STAGE_AHEAD_NS / 1e9) for name in open_loop)])
 
 
 def least_connections(plan: Plan, options: RunOptions) -> int:

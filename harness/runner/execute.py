@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from harness.clock import ClockAnchor, new_event_loop
 from harness.records import Shard
 from harness.runfolder import RunFolder, utc_iso
 from harness.runfolder.request_log import warmup_rows
-from harness.runner.dispatcher import Dispatcher, least_connections, pool_size
+from harness.runner.dispatcher import Dispatcher, least_connections, pool_size, staged_at_once
 from harness.runner.fd_limit import FdBudget, ensure_fd_limit
 from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
@@ -53,7 +54,18 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
                 f"--shard {shard}: closed-loop arm {arm.name!r} has {users} user(s), fewer than the "
                 f"{shard.count} shards; use at most {users} shards"
             )
-    return ensure_fd_limit(pool_size(plan, options), least_connections(plan, options))
+    if options.transport == "sender" and urlsplit(target.url).scheme != "http":
+        raise InputError(f"--transport sender: only http:// targets (got {target.url!r})")
+    pool = pool_size(plan, options)
+    staged = staged_at_once(plan, options)  # their descriptors' duplicates, held by the sender thread
+    budget = ensure_fd_limit(pool + staged, least_connections(plan, options))
+    if budget.cap is not None and options.transport == "sender":  # it cannot make a request wait for one
+        raise InputError(
+            f"--transport sender: the open-files limit (ulimit -n) leaves room for {budget.cap} descriptors "
+            f"of connections, this plan needs {pool + staged}; raise it, or use --transport aiohttp "
+            "(requests beyond the cap wait)"
+        )
+    return budget
 
 
 def _check_policy(arm: ArmSpec, shard: Shard) -> None:

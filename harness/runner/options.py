@@ -88,8 +88,10 @@ class RunOptions:
     transport: Transport = flag(
         "aiohttp",
         "--transport",
-        "HTTP transport under httpx: aiohttp (aiohttp's connection pool, cheaper per request) or "
-        "httpx (httpcore). See docs/runner.md.",
+        "HTTP transport under httpx: aiohttp (aiohttp's connection pool, cheaper per request), "
+        "httpx (httpcore), or sender (joulebench's own HTTP/1.1 connections, http:// only: a thread "
+        "writes each open-loop request at its time, so response parsing cannot delay it). "
+        "See docs/runner.md.",
     )
     workers: int = flag(
         1,
@@ -126,6 +128,11 @@ class RunOptions:
             for name, guard in guards.items():
                 if guard is not None:  # each process would hold a cap of its own: K caps, not one
                     raise InputError(f"--workers {self.workers}: not with {name} (a cap is of one process)")
+        if self.transport == "sender":
+            guards = {**caps, "--max-rate": self.max_rate}
+            for name, guard in guards.items():
+                if guard is not None:  # a request waiting for the cap cannot be written at its time
+                    raise InputError(f"--transport sender: not with {name} (requests go at their time)")
         if self.warmup < 0:
             raise InputError(f"--warmup: must be >= 0 (got {self.warmup})")
         check_choice("--transport", self.transport, Transport)

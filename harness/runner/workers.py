@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from foundation.user_warning import warn
 from harness.backends import Target
 from harness.clock import ClockAnchor, new_event_loop
 from harness.runfolder.request_log import read_log
@@ -49,6 +50,8 @@ from traffic.plan import Plan
 _now = time.monotonic_ns
 # How far ahead of now the parent starts an arm: the start message must reach every worker first.
 LEAD_NS = 50_000_000
+# Workers ready this late after --start-at are said on stderr (later than the start message's lead).
+_LATE_READY_S = 0.05
 _RELAY_S = 0.25  # how often a worker sends its counters to the parent's progress display
 
 
@@ -146,6 +149,7 @@ class WorkerPool:
         ticker = loop.create_task(_refresh(progress))
         try:
             await self._replies("ready")  # worker 0 warms up first
+            self._say_if_late()
             if not self._stopping:
                 await self._arms(loop)
             self._tell(("end",))
@@ -166,10 +170,24 @@ class WorkerPool:
                     w.process.wait()
                     w.death = {"worker": w.index, "pid": w.process.pid, "error": "killed: the parent failed"}
 
+    def _say_if_late(self) -> None:
+        """Workers ready after --start-at (interpreters slow to start, a long warm-up) send the first
+        arm's requests due meanwhile at once: its lateness shows it; this says why."""
+        start_at = self.options.start_at_epoch_s
+        if start_at is None:
+            return
+        late_s = (_now() + self._whole.stage_lead_ns - self.anchor.to_mono_ns(round(start_at * 1e9))) / 1e9
+        if late_s > _LATE_READY_S:
+            warn(
+                f"the {self.options.workers} workers were ready {late_s:.2f} s after --start-at (started "
+                "and warmed up): the requests due by then go at once, late; give --start-at more lead"
+            )
+
     async def _arms(self, loop: asyncio.AbstractEventLoop) -> None:
         start_at = self.options.start_at_epoch_s
         fixed = start_at is not None
-        t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now() + LEAD_NS
+        lead = LEAD_NS + self._whole.stage_lead_ns  # the message first, then the workers' own lead
+        t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now() + lead
         gap = round(self.options.arm_gap_s * 1e9)
         clock = ArmClock(t0, fixed, gap, self._whole.arm_last_offset_ns)
         for i, arm in enumerate(self.plan.header.arms):
@@ -177,7 +195,7 @@ class WorkerPool:
                 return
             start = clock.start(t0)
             if not clock.fixed:  # the workers must hear of it first
-                start = max(start, _now() + LEAD_NS)
+                start = max(start, _now() + lead)
             if self.start_ns is None:
                 self.start_ns = start
                 if self.options.time_limit_s is not None:
@@ -413,7 +431,7 @@ class _Control:
                     return
                 _, i, start = message
                 arm = d.plan.header.arms[i]
-                await d.wait_until(start)
+                await d.wait_until(start - d.stage_lead_ns)
                 window = await d.run_arm(arm, start)
                 relay.flush(conn)
                 conn.send(("arm", window, d.arm_lags[arm.name]))

@@ -117,3 +117,23 @@ def test_a_shaped_arm_runs_whole_in_one_worker(fast_mock, tmp_path) -> None:
     assert (rows["hold_ns"] >= 0).all() and rows["hold_ns"].max() > 10_000_000  # the window held them
     kinds = Counter(json.loads(line)["k"] for line in result.folder.log_path.read_text().splitlines())
     assert kinds["arrived"] == kinds["sent"] == kinds["row"] == 30
+
+
+def test_workers_ready_after_start_at_are_said(fast_mock, tmp_path, capfd) -> None:
+    """Interpreters start in about a second each: a --start-at 0.2 s ahead cannot be met, the first
+    requests go late at once, and the run says why (on the 16-core machine, cold bytecode caches made
+    8 workers ready 10 s late: benchmarks/results/fidelity-16core)."""
+    plan = plan_of("fixed:interval=0.01", n=10)
+    rows = one_row_each(
+        run_plan(fast_mock.url, plan, tmp_path, workers=2, start_at_epoch_s=time.time() + 0.2), plan
+    )
+    assert (rows["status"] == "ok").all()
+    err = capfd.readouterr().err
+    assert "joulebench: warning: the 2 workers were ready" in err and "after --start-at" in err
+    assert rows["lateness_ns"].max() > 100_000_000  # the requests due meanwhile went late
+
+
+def test_workers_ready_in_time_say_nothing(fast_mock, tmp_path, capfd) -> None:
+    plan = plan_of("fixed:interval=0.01", n=10)
+    run_plan(fast_mock.url, plan, tmp_path, workers=2, start_at_epoch_s=time.time() + 8)
+    assert "were ready" not in capfd.readouterr().err

@@ -1,0 +1,147 @@
+"""The sender transport's own HTTP/1.1 connections against a real loopback server that misbehaves on
+cue: a pooled connection never hands the next request the last one's body, a scheduled request whose
+connection the server drops or answers early is taken back and sent once on a new one, and one with
+no connection fails at its time. (The recorded-fixture suite and the client faults run through this
+transport too: test_recorded_fixtures.py, test_client_faults.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from joulebench_testkit import free_port
+
+from harness.backends.sender_transport import SenderTransport
+
+_now = time.monotonic_ns
+
+
+class _Scheduled:
+    """A `ScheduledSend` that records what the transport did with it."""
+
+    def __init__(self, due_ns: int) -> None:
+        self.due_ns = due_ns
+        self.withdraw: Callable[[], bool] | None = None
+        self.sent: list[int] = []
+        self.wire: list[int] = []
+        self.done = 0
+
+    def sending(self, t_ns: int) -> None:
+        self.sent.append(t_ns)
+
+    def on_wire(self, t_ns: int) -> None:
+        self.wire.append(t_ns)
+
+    def written(self) -> None:
+        self.done += 1
+
+
+_Then = tuple[float, bytes | None] | None  # after a response on a connection: (delay, bytes or close)
+
+
+class _Server:
+    """Keep-alive HTTP/1.1 on loopback. GET /big answers 500 with a 200 kB body; anything else 200 with
+    its path and the connection's number. `after_response(conn)` may return bytes to send (or None to
+    close) that long after each response on that connection."""
+
+    def __init__(self, after_response: Callable[[int], _Then] | None = None) -> None:
+        self.after_response = after_response
+        self.requests: list[tuple[int, str, int]] = []  # (connection, path, arrival)
+        self.connections = 0
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ")[1].decode()
+                self.requests.append((conn, path, _now()))
+                if path == "/big":
+                    body = b"x" * 200_000
+                    writer.write(b"HTTP/1.1 500 Oops\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    body = f"{path} on {conn}".encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+                then = self.after_response(conn) if self.after_response else None
+                if then is not None:
+                    delay, data = then
+                    await asyncio.sleep(delay)
+                    if data is None:
+                        writer.close()
+                        return
+                    writer.write(data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+async def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=SenderTransport(4, 2.0))
+
+
+def test_a_connection_given_up_mid_body_never_serves_the_next_request_its_rest() -> None:
+    async def main() -> list[str]:
+        async with _Server() as url, await _client() as client:
+            async with client.stream("GET", url + "/big") as response:
+                async for _ in response.aiter_raw():
+                    break  # as the client reads an error body: only its first 64 kB
+            texts = [(await client.get(url + f"/r{i}")).text for i in range(2)]
+        return texts
+
+    first, second = asyncio.run(main())
+    assert first.startswith("/r0 on ") and second.startswith("/r1 on ")
+
+
+def test_a_whole_response_returns_its_connection_to_the_pool() -> None:
+    async def main() -> list[str]:
+        async with _Server() as url, await _client() as client:
+            return [(await client.get(url + f"/r{i}")).text for i in range(3)]
+
+    assert asyncio.run(main()) == ["/r0 on 1", "/r1 on 1", "/r2 on 1"]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [(0.05, None), (0.05, b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")],
+    ids=["server-closes-the-idle-connection", "server-answers-408-early"],
+)
+def test_a_scheduled_request_whose_connection_fails_before_its_time_goes_once_on_a_new_one(after) -> None:
+    server = _Server(lambda conn: after if conn == 1 else None)
+
+    async def main() -> tuple[httpx.Response, _Scheduled, int]:
+        async with server as url, await _client() as client:
+            await client.get(url + "/warm")  # connection 1, pooled: it fails 50 ms later
+            scheduled = _Scheduled(_now() + 200_000_000)
+            response = await client.get(url + "/due", extensions={"send_at": scheduled})
+            return response, scheduled, server.connections
+
+    response, scheduled, connections = asyncio.run(main())
+    assert response.status_code == 200 and response.text == "/due on 2" and connections == 2
+    (arrived,) = [at for _, path, at in server.requests if path == "/due"]
+    assert len(scheduled.sent) == 1 and scheduled.done == 1  # written once, by the thread
+    assert 0 <= arrived - scheduled.due_ns < 20_000_000  # at its time, not when it was handed over
+    assert scheduled.sent[0] <= scheduled.wire[0] <= arrived
+
+
+def test_a_scheduled_request_with_no_connection_fails_at_its_time() -> None:
+    async def main() -> tuple[int, int]:
+        async with await _client() as client:
+            due = _now() + 150_000_000
+            with pytest.raises(httpx.ConnectError) as caught:
+                await client.get(f"http://127.0.0.1:{free_port()}/x", extensions={"send_at": _Scheduled(due)})
+            assert isinstance(caught.value.__cause__, OSError)
+            return due, _now()
+
+    due, failed = asyncio.run(main())
+    assert failed >= due
