@@ -215,7 +215,7 @@ class Dispatcher:
         t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now() + lead
         if self._stopping:
             return
-        await self._phase(sleep_until(t0))
+        await self._phase(sleep_until(t0 - lead))
         if self._stopping:  # stopped while waiting for --start-at: nothing was measured
             return
         self.start_ns = t0
