@@ -122,10 +122,10 @@ async def perform(
         async with deadline(start_ns / 1e9 + timeout_s):
             await _exchange(client, api, body, rec, send_at)
     except TimeoutError:
-        _attempted(rec, send_at)
+        await _attempted(rec, send_at)
         rec.finish("timeout", _now(), f"no complete response within {timeout_s:g} s")
     except Exception as exc:
-        _attempted(rec, send_at)
+        await _attempted(rec, send_at)
         status, error = failure(exc, responded=rec.first_byte_ns is not None)
         rec.finish(status, _now(), error)
     finally:
@@ -133,13 +133,14 @@ async def perform(
             rec.error = redact_secret(rec.error, _api_key(client))
 
 
-def _attempted(rec: RequestRecord, send_at: ScheduledSend | None) -> None:
+async def _attempted(rec: RequestRecord, send_at: ScheduledSend | None) -> None:
     """A scheduled request that failed before the sender thread wrote it (no connection could be made
-    for it; the transport fails it at its time, not before) was attempted at its time: stamped sent
-    then, as the other transports stamp it as they try (its `sent` line logged as it ends). It never
-    reached a socket: no wire time."""
+    for it, or the thread failed) was attempted at its time: it ends no sooner, and is stamped sent
+    then, as the other transports stamp a request as they try it (its `sent` line logged as it ends).
+    It never reached a socket: no wire time."""
     if send_at is not None and rec.sent_ns is None:
-        send_at.sending(min(_now(), send_at.due_ns))
+        await asyncio.sleep(max(0, send_at.due_ns - _now()) / 1e9)
+        send_at.sending(send_at.due_ns)
 
 
 def _api_key(client: httpx.AsyncClient) -> str | None:

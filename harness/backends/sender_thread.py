@@ -65,6 +65,7 @@ class SenderThread:
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._closed: str | None = None  # why it takes no more departures
+        self.failed: str | None = None  # how the thread itself failed, if it did
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -141,7 +142,7 @@ class SenderThread:
                 dep.on_written(rest, error)
         except BaseException as exc:  # a hook failed: hand everything back, take nothing more
             with self._cond:
-                self._closed = f"the sender thread failed: {type(exc).__name__}: {exc}"
+                self._closed = self.failed = f"the sender thread failed: {type(exc).__name__}: {exc}"
             self._drop_queued(exc)
 
     def _drop_queued(self, error: BaseException | None) -> None:

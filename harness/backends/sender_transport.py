@@ -45,7 +45,8 @@ class ScheduledSend(Protocol):
       sent: stamp it, log it);
     - `on_wire(t)`: just before the bytes are written (by the thread, or by the loop for what the
       socket's buffer did not take at once): stamped before, not after, since the response may be in
-      and the request ended before the writer runs again;
+      and the request ended before the writer runs again; `on_wire(None)` if the write failed with
+      nothing written (it never reached the socket);
     - `written()`: on the loop, once every byte is out;
     - `withdraw`: set by the transport once the request is handed over: takes it back unless it was
       sent (True: never will be). Before that, nothing was handed over."""
@@ -55,7 +56,7 @@ class ScheduledSend(Protocol):
 
     def sending(self, t_ns: int) -> None: ...
 
-    def on_wire(self, t_ns: int) -> None: ...
+    def on_wire(self, t_ns: int | None) -> None: ...
 
     def written(self) -> None: ...
 
@@ -69,6 +70,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0
         self.key: tuple[str, int] = ("", 0)
         self.body_read = False  # this exchange's body was read to its end
+        self.writing = False  # handed to the sender thread, its bytes not all written yet
         self._head: asyncio.Future[h11.Response] | None = None
         self._body: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
 
@@ -247,6 +249,8 @@ class SenderTransport(httpx.AsyncBaseTransport):
             # Not yet written (taken back now): a failure of its connection is retried on another.
             unsent = departure is not None and self._withdraw(departure)
             if unsent and isinstance(exc, Exception) and not isinstance(exc, _Unsent):
+                if self._sender is not None and self._sender.failed:  # the client's own: no retry
+                    raise RuntimeError(self._sender.failed) from exc
                 raise _Unsent from exc
             if isinstance(exc, httpx.TransportError):
                 exc.request = request
@@ -274,12 +278,15 @@ class SenderTransport(httpx.AsyncBaseTransport):
 
         def written(rest: bytes, error: BaseException | None) -> None:  # in the sender thread
             if error is not None:
+                if rest == data:
+                    scheduled.on_wire(None)
                 loop.call_soon_threadsafe(conn.fail_write, error)
             elif rest:  # the socket's buffer was full: the loop writes the rest
                 loop.call_soon_threadsafe(_write_rest, conn, rest, scheduled)
             else:
-                loop.call_soon_threadsafe(scheduled.written)
+                loop.call_soon_threadsafe(_written_out, conn, scheduled)
 
+        conn.writing = True  # not back to the pool before its last byte is out
         fd = os.dup(conn.fd)
         departure = Departure(scheduled.due_ns, fd, data, scheduled.sending, scheduled.on_wire, written)
         try:
@@ -295,7 +302,7 @@ class SenderTransport(httpx.AsyncBaseTransport):
         assert self._slots is not None
         self._slots.release()
         done = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
-        if done and conn.body_read and conn.transport is not None and not self._closed:
+        if done and conn.body_read and not conn.writing and conn.transport is not None and not self._closed:
             conn.h11.start_next_cycle()
             conn.idle_since = _now()
             self._idle.setdefault(conn.key, []).append(conn)
@@ -317,6 +324,11 @@ def _write_rest(conn: _Connection, rest: bytes, scheduled: ScheduledSend) -> Non
         return
     scheduled.on_wire(_now())
     conn.transport.write(rest)
+    _written_out(conn, scheduled)
+
+
+def _written_out(conn: _Connection, scheduled: ScheduledSend) -> None:
+    conn.writing = False
     scheduled.written()
 
 

@@ -53,7 +53,7 @@ SEARCH_S = (-0.25, 0.5)  # power cannot lead its requests by much; half a second
 STEP_S = 0.005
 MIN_TRANSITIONS = 10  # idle/busy edges in the samples (each half needs half as many)
 MIN_PEAK_R = 0.5  # the real runs with edges peak at 0.69-0.96, those without at 0.42 at most
-SPREAD_LIMIT_S = 0.05  # halves further apart than half a 10 Hz sample interval disagree
+SPREAD_LIMIT_S = 0.05  # halves half a 10 Hz sample interval apart or more disagree
 # A second peak this close in height, at least ALIAS_S away, makes the lag ambiguous: a periodic
 # schedule correlates as well one period later (fixed 300 ms arrivals: 75 ms and -225 ms).
 ALIAS_RATIO, ALIAS_S = 0.9, 0.1
@@ -149,7 +149,7 @@ def estimate(
         out["status"], out["reason"] = "unstable", "power leads the requests (the clocks may disagree)"
     elif spread is None:
         out["status"], out["reason"] = "unstable", "a half of the run has no estimate of its own"
-    elif spread >= SPREAD_LIMIT_S:
+    elif round(spread, 9) >= SPREAD_LIMIT_S:  # to 1e-9 s: lags on the grid, whatever the float rounding
         out["status"], out["reason"] = "unstable", f"the halves' estimates are {spread * 1e3:.0f} ms apart"
     else:
         out["status"] = "stable"
@@ -294,10 +294,12 @@ def _scan(
             r[k] = float(pc @ bc) / math.sqrt(pp * bb)
     if not np.isfinite(r).any():
         return Scan(None, None, edges, "power or activity does not vary")
-    i = int(np.nanargmax(r))
+    # Peaks are chosen on r to 1e-9: the last bits that another version of a numerical library rounds
+    # differently (the order of its sums) must not pick another peak, in a committed run or any other.
+    rr = np.nan_to_num(np.round(r, 9), nan=-np.inf)
+    i = int(np.argmax(rr))
     if r[i] < MIN_PEAK_R:
         return Scan(None, float(r[i]), edges, f"peak correlation {r[i]:.2f} is under {MIN_PEAK_R}")
-    rr = np.nan_to_num(r, nan=-np.inf)
     peaks = np.flatnonzero((rr[1:-1] > rr[:-2]) & (rr[1:-1] >= rr[2:])) + 1  # local maxima
     # Peaks nearly as high as the highest are one period apart: take the shortest lag a sensor can have.
     far = np.abs(lags[peaks] - lags[i]) >= ALIAS_S  # another peak, not a wiggle on this one's flank

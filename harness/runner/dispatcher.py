@@ -203,19 +203,21 @@ class Dispatcher:
             for timer in self._timers:
                 timer.cancel()
 
-    @property
-    def stage_lead_ns(self) -> int:
-        """How long before an arm's start its sending begins: with the sender thread, its first
-        requests are handed over ahead of their time like the rest (`STAGE_AHEAD_NS`)."""
-        return STAGE_AHEAD_NS if self.options.transport == "sender" else 0
+    def stage_lead_ns(self, arm: ArmSpec | None = None) -> int:
+        """How long before an arm's start its sending begins: with the sender thread, an open-loop
+        arm's first requests are handed over ahead of their time like the rest (`STAGE_AHEAD_NS`);
+        the others send at once, at the start. Without an arm: the most any arm takes."""
+        if self.options.transport != "sender" or (arm is not None and (arm.closed_loop or arm.policy)):
+            return 0
+        return STAGE_AHEAD_NS
 
     async def _arms(self, loop: asyncio.AbstractEventLoop) -> None:
         start_at = self.options.start_at_epoch_s
-        lead = self.stage_lead_ns
-        t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now() + lead
+        fixed_t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else None
+        t0 = fixed_t0 if fixed_t0 is not None else _now() + self.stage_lead_ns()
         if self._stopping:
             return
-        await self._phase(sleep_until(t0 - lead))
+        await self._phase(sleep_until(t0 - self.stage_lead_ns(self.plan.header.arms[0])))
         if self._stopping:  # stopped while waiting for --start-at: nothing was measured
             return
         self.start_ns = t0
@@ -227,6 +229,7 @@ class Dispatcher:
         for arm in self.plan.header.arms:
             if self._stopping:
                 return
+            lead = self.stage_lead_ns(arm)
             start = clock.start(_now())
             if not clock.fixed:
                 start = max(start, _now() + lead)
@@ -483,7 +486,7 @@ class _Departing:
         self._rec.sent_ns = t_ns
         self._log.sent(self._rec)
 
-    def on_wire(self, t_ns: int) -> None:
+    def on_wire(self, t_ns: int | None) -> None:
         self._rec.wire_ns = t_ns
 
     def written(self) -> None:  # on the loop

@@ -176,7 +176,7 @@ class WorkerPool:
         start_at = self.options.start_at_epoch_s
         if start_at is None:
             return
-        late_s = (_now() + self._whole.stage_lead_ns - self.anchor.to_mono_ns(round(start_at * 1e9))) / 1e9
+        late_s = (_now() - self.anchor.to_mono_ns(round(start_at * 1e9))) / 1e9
         if late_s > _LATE_READY_S:
             warn(
                 f"the {self.options.workers} workers were ready {late_s:.2f} s after --start-at (started "
@@ -186,7 +186,7 @@ class WorkerPool:
     async def _arms(self, loop: asyncio.AbstractEventLoop) -> None:
         start_at = self.options.start_at_epoch_s
         fixed = start_at is not None
-        lead = LEAD_NS + self._whole.stage_lead_ns  # the message first, then the workers' own lead
+        lead = LEAD_NS + self._whole.stage_lead_ns()  # the message first, then the workers' own lead
         t0 = self.anchor.to_mono_ns(round(start_at * 1e9)) if start_at is not None else _now() + lead
         gap = round(self.options.arm_gap_s * 1e9)
         clock = ArmClock(t0, fixed, gap, self._whole.arm_last_offset_ns)
@@ -431,7 +431,7 @@ class _Control:
                     return
                 _, i, start = message
                 arm = d.plan.header.arms[i]
-                await d.wait_until(start - d.stage_lead_ns)
+                await d.wait_until(start - d.stage_lead_ns(arm))
                 window = await d.run_arm(arm, start)
                 relay.flush(conn)
                 conn.send(("arm", window, d.arm_lags[arm.name]))

@@ -1,6 +1,6 @@
 """One shared suite: every recorded response, replayed over real loopback HTTP through its backend.
 
-Each fixture is replayed through both transports (httpx's own and aiohttp's), three ways: in its
+Each fixture is replayed through every transport (httpx's own, aiohttp's, the sender's), three ways: in its
 recorded (or per-event) pieces, one byte at a time, and in 7-byte slices that cut lines, `\\r\\n`
 pairs and UTF-8 characters apart. The client must measure the same thing every time: the fixture's
 `expect` block.

@@ -100,7 +100,8 @@ def test_a_connection_given_up_mid_body_never_serves_the_next_request_its_rest()
         return texts
 
     first, second = asyncio.run(main())
-    assert first.startswith("/r0 on ") and second.startswith("/r1 on ")
+    # Connection 1 was given up before its body's end: closed, never pooled; the next is a new one.
+    assert (first, second) == ("/r0 on 2", "/r1 on 2")
 
 
 def test_a_whole_response_returns_its_connection_to_the_pool() -> None:
@@ -145,3 +146,21 @@ def test_a_scheduled_request_with_no_connection_fails_at_its_time() -> None:
 
     due, failed = asyncio.run(main())
     assert failed >= due
+
+
+def test_a_sender_thread_that_fails_fails_its_request_as_the_clients_own() -> None:
+    class _Failing(_Scheduled):
+        def sending(self, t_ns: int) -> None:
+            raise OSError(28, "No space left on device")  # its `sent` line could not be written
+
+    server = _Server()
+
+    async def main() -> None:
+        async with server as url, await _client() as client:
+            await client.get(url + "/warm")
+            with pytest.raises(RuntimeError, match="the sender thread failed: OSError"):
+                await client.get(url + "/due", extensions={"send_at": _Failing(_now() + 20_000_000)})
+
+    asyncio.run(main())
+    # Nothing was written, and no new connection was tried for it: the failure is the client's.
+    assert [path for _, path, _ in server.requests] == ["/warm"] and server.connections == 1

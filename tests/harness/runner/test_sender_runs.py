@@ -17,6 +17,8 @@ from runner_helpers import one_row_each, plan_of, run_plan
 
 from foundation.errors import InputError
 from harness.backends import resolve_target
+from harness.backends.detect import Target
+from harness.backends.openai import OpenAIChat
 from harness.clock import ClockAnchor, new_event_loop
 from harness.runfolder import RunFolder
 from harness.runner import RunOptions
@@ -124,9 +126,6 @@ def test_two_workers_each_send_with_their_own_thread(fast_mock, tmp_path) -> Non
     ],
 )
 def test_what_the_sender_cannot_do_is_refused_in_one_line(options, url, message) -> None:
-    from harness.backends.detect import Target
-    from harness.backends.openai import OpenAIChat
-
     plan = plan_of("fixed:interval=0.01", n=5)
     target = Target(url, OpenAIChat("m"), detected=False)
     with pytest.raises(InputError) as caught:
@@ -141,3 +140,30 @@ def test_the_descriptors_the_sender_holds_are_counted() -> None:
     plan = plan_of("fixed:interval=0.01", "concurrency:n=4", n=50)
     assert staged_at_once(plan, RunOptions(transport="sender")) == 6
     assert staged_at_once(plan, RunOptions(transport="aiohttp")) == 0
+
+
+def test_closed_loop_and_open_loop_arms_each_start_on_time(fast_mock, tmp_path) -> None:
+    """An open-loop arm is handed over 50 ms ahead of its start; a closed-loop arm's users send at
+    its start, not 50 ms before it (their requests are written by the loop, at once)."""
+    plan = plan_of("concurrency:n=2", "fixed:interval=0.01", n=20)
+    rows = one_row_each(run_plan(fast_mock.url, plan, tmp_path, transport="sender"), plan)
+    assert (rows["status"] == "ok").all()
+    assert (rows["lateness_ns"] >= 0).all(), rows.groupby("arm")["lateness_ns"].min()
+
+
+def test_the_open_files_budget_counts_the_descriptors_the_sender_holds(monkeypatch) -> None:
+    from harness.runner import execute
+
+    asked: list[int] = []
+    real = execute.ensure_fd_limit
+
+    def ensure(pool: int, least: int):  # the real one, seen: what the run asks descriptors for
+        asked.append(pool)
+        return real(pool, least)
+
+    monkeypatch.setattr(execute, "ensure_fd_limit", ensure)
+    plan = plan_of("fixed:interval=0.01", n=50)
+    target = Target("http://127.0.0.1:1", OpenAIChat("m"), detected=False)
+    check_run(plan, target, RunOptions(progress=False, transport="aiohttp"))
+    check_run(plan, target, RunOptions(progress=False, transport="sender"))
+    assert asked[1] - asked[0] == staged_at_once(plan, RunOptions(transport="sender")) == 6
