@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from harness.clock import new_event_loop  # noqa: E402
+from harness.clock import ClockAnchor, new_event_loop  # noqa: E402
 
 _MODELS = json.dumps({"object": "list", "data": [{"id": "arrival", "object": "model"}]}).encode()
 _TOKEN = b'{"id":"a","object":"chat.completion.chunk","model":"arrival","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}'  # noqa: E501
@@ -73,23 +73,16 @@ def _chunk(event: bytes) -> bytes:
 
 class _Clock:
     """Maps the kernel's receive timestamps (epoch ns, SO_TIMESTAMPNS) onto the monotonic clock: the
-    offset between the two clocks, read bracketed and refreshed at every `GET /stats` (NTP slews the
-    epoch clock by microseconds a minute at most)."""
+    offset between the two clocks (joulebench's bracketed `ClockAnchor`), refreshed at every
+    `GET /stats` (NTP slews the epoch clock by microseconds a minute at most)."""
 
     def __init__(self) -> None:
         self.offset_ns = 0
         self.refresh()
 
     def refresh(self) -> None:
-        best: tuple[int, int] | None = None
-        for _ in range(5):
-            m0 = time.monotonic_ns()
-            e = time.time_ns()
-            m1 = time.monotonic_ns()
-            if best is None or m1 - m0 < best[1]:
-                best = (e - (m0 + m1) // 2, m1 - m0)
-        assert best is not None
-        self.offset_ns = best[0]
+        anchor = ClockAnchor.now()
+        self.offset_ns = anchor.epoch_ns - anchor.mono_ns
 
 
 CLOCK = _Clock()
