@@ -17,6 +17,8 @@
 #   experiment.sh calibrate      measure the mock server's calibration curves (decode waves, prefill, idle)
 #   experiment.sh plan           build the six-arm plan
 #   experiment.sh repeat N       one `joulebench run` of the whole plan (repeat number N)
+#   experiment.sh isolated       one request at a time with idle between (ISO_N requests, one every
+#                                ISO_GAP s), for benchmarks/gpu/isolated_check.py; run folder in isolated/
 #   experiment.sh experiment     start `joulebench experiment run` of $EXPERIMENT in the background
 #                                (it outlives the command; `wait` follows it)
 #   experiment.sh wait SECONDS   follow the experiment until it ends or SECONDS pass, then collect into
@@ -27,9 +29,9 @@
 #
 # Several subcommands may be given at once: `experiment.sh setup start fixtures calibrate collect`.
 # Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
-# PROM_PORT [9090], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
+# PROM_PORT [9090], ISO_N [20], ISO_GAP [2 s; 6 s with transformers, 3.3 s a request], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
 # EXPERIMENT [benchmarks/gpu/arrival-shaping-h200.yaml; benchmarks/gpu/shaping-h200.yaml: issue 15's policies],
-# ENGINE [vllm; transformers: `transformers serve` from the GPU image, with the wheels of .gpu/jbtf stashed].
+# ENGINE [vllm; transformers: `transformers serve` from the GPU image, with .gpu/jbtf (benchmarks/gpu/prepare.sh) stashed].
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -64,12 +66,18 @@ export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 log() { echo "[$(date +%T)] $*"; }
 jb() { python3 -m harness "$@"; }
 
-wait_http() {  # URL SECONDS
-  python3 - "$1" "$2" <<'EOF'
+wait_http() {  # URL SECONDS [PID: give up once it has exited]
+  python3 - "$1" "$2" "${3:-}" <<'EOF'
 import sys, time, urllib.request
-url, limit = sys.argv[1], float(sys.argv[2])
+url, limit, pid = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 end = time.monotonic() + limit
 while time.monotonic() < end:
+    if pid:  # exited (or a zombie this script has not reaped yet): no point waiting
+        try:
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                sys.exit(1)
+        except FileNotFoundError:
+            sys.exit(1)
     try:
         if urllib.request.urlopen(url, timeout=2).status == 200:
             sys.exit(0)
@@ -148,7 +156,7 @@ do_start() {
     wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 60 || { log "prometheus did not start"; tail "$RESULTS/prometheus.log"; exit 4; }
   fi
   local t0=$SECONDS
-  wait_http "http://127.0.0.1:$PORT/health" 500 || { log "$ENGINE did not become healthy"; tail -40 "$RESULTS/serve.log"; tail -40 "$RESULTS/$ENGINE/server.log"; exit 4; }
+  wait_http "http://127.0.0.1:$PORT/health" 500 "$(cat "$PIDS/serve")" || { log "$ENGINE did not become healthy"; tail -40 "$RESULTS/serve.log"; tail -40 "$RESULTS/$ENGINE/server.log"; exit 4; }
   # `joulebench serve` records the version just after its own health check: wait for that record.
   for _ in $(seq 60); do
     grep -q healthy_after_s "$RESULTS/$ENGINE/server.json" 2>/dev/null && break
@@ -198,6 +206,17 @@ do_repeat() {  # N
   log "repeat $1 done"
 }
 
+do_isolated() {
+  local model=() eos=(--ignore-eos) gap=${ISO_GAP:-2}
+  if [ "$ENGINE" = transformers ]; then model=(--model "$MODEL"); eos=(); gap=${ISO_GAP:-6}; fi
+  jb run --target "http://127.0.0.1:$PORT" "${model[@]}" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
+    --prompts "$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" --tokenizer "$MODEL/tokenizer.json" \
+    --schedule "fixed:interval=$gap,name=isolated" --n "${ISO_N:-20}" --max-tokens "$MAX_TOKENS" "${eos[@]}" \
+    --seed "$SEED" --idle 10 --server-info "$RESULTS/$ENGINE/server.json" --no-progress \
+    --out "$RESULTS/isolated" 2>&1 | tail -20
+  python3 "$HERE/isolated_check.py" "$(ls -d "$RESULTS"/isolated/*/ | tail -1)" --method time,steps
+}
+
 do_experiment() {
   local target=(--target "http://127.0.0.1:$PORT") prom=()
   # transformers answers only to the name of the model it preloaded: its path.
@@ -228,7 +247,7 @@ do_collect() {
   [ -f "$RESULTS/calibration.json" ] && cp "$RESULTS/calibration.json" "$OUT"/
   # Everything small goes into one archive (the machine returns at most 8 files).
   tar -C "$RESULTS" -czf "$OUT/results.tgz" --exclude='prometheus-data' --exclude='*.safetensors' \
-    $(cd "$RESULTS" && ls -d runs experiments experiment.log fixtures vllm transformers arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
+    $(cd "$RESULTS" && ls -d runs experiments isolated experiment.log fixtures vllm transformers arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
   ls -la "$OUT"
 }
 
@@ -253,7 +272,7 @@ while [ $# -gt 0 ]; do
   cmd=$1; shift
   case "$cmd" in
     stash) do_stash "$@"; break ;;
-    setup|start|fixtures|calibrate|plan|experiment|collect|stop) "do_$cmd" ;;
+    setup|start|fixtures|calibrate|plan|isolated|experiment|collect|stop) "do_$cmd" ;;
     wait) do_wait "${1:?wait needs seconds}"; shift ;;
     repeat) do_repeat "${1:?repeat needs a number}"; shift ;;
     *) log "unknown step $cmd"; exit 1 ;;

@@ -4,6 +4,8 @@
 #   .chunks/c00 .. c02         vLLM 0.26.0 and what it needs, packed and split (recipe/prepare_wheels.sh)
 #   .gpu/whl                   joulebench's dependencies the GPU image lacks or has too old
 #   .gpu/slim                  the same without vLLM's site: pydantic, uvicorn, fastapi, matplotlib ...
+#   .gpu/jbtf                  what joulebench and `transformers serve` lack on the image (ENGINE=transformers):
+#                              .gpu/slim less what the image has, so that it travels with .gpu/data in one call
 #   .gpu/deb                   Debian's prometheus package (unpacked there with dpkg -x)
 #   .gpu/data                  UltraChat prompts, the Llama-3.2-1B config and the Llama 3 tokenizer
 # Usage (repository root): bash benchmarks/gpu/prepare.sh [SHARED_DATA (default ../shared/data)]
@@ -25,8 +27,14 @@ mkdir -p .gpu/slim && cp .gpu/whl/typer-* .gpu/whl/asyncio_throttle-* .gpu/whl/d
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .gpu/slim pydantic pydantic-core annotated-types typing-inspection uvicorn h11 httptools uvloop \
-  fastapi starlette anyio sniffio annotated-doc openai distro jiter pyyaml matplotlib contourpy cycler \
+  fastapi==0.128.0 starlette==0.50.0 anyio sniffio annotated-doc openai distro jiter pyyaml matplotlib contourpy cycler \
   fonttools kiwisolver pyparsing pillow python-dateutil
+# fastapi is pinned: later releases (0.165 was the newest on 2026-12-03) import opentelemetry, which the
+# image lacks, so transformers serve exits at import.
+mkdir -p .gpu/jbtf && for w in pandas typer asyncio_throttle docker pydantic- pydantic_core annotated_types \
+  typing_inspection uvicorn fastapi starlette openai distro jiter sniffio httptools annotated_doc; do
+  cp .gpu/slim/"$w"*.whl .gpu/jbtf/
+done
 (cd .gpu/deb && apt-get download prometheus)
 cp -r "$DATA/prompts/ultrachat" .gpu/data/prompts/
 cp -r "$DATA/models/Llama-3.2-1B-Instruct" "$DATA/models/Llama-3-tokenizer" .gpu/data/models/
