@@ -51,8 +51,8 @@ from harness.session.provenance import cpu_model  # noqa: E402
 from traffic.builder import build_plan  # noqa: E402
 from traffic.spec import PlanSpec  # noqa: E402
 
-# --start-at this far ahead, plus the warm-up's streams (one after another): the workers start and warm
-# up before it. A warm-up that overran it would start the schedule late, in a burst.
+# --start-at this far ahead (--lead), plus the warm-up's streams (one after another): the workers start
+# and warm up before it. A warm-up that overran it would start the schedule late, in a burst.
 _LEAD_S = 6.0
 _WARMUP = 3
 # The bare timer: sleeps to `start + i/rate` (epoch start mapped through a clock anchor), prints lags.
@@ -75,15 +75,21 @@ print(json.dumps(new_event_loop().run_until_complete(main())))
 
 
 def run_point(
-    url: str, rate: float, tokens: int, workers: int, duration: float, itl_ms: float,
+    url: str,
+    rate: float,
+    tokens: int,
+    workers: int,
+    duration: float,
+    itl_ms: float,
     transport: str = "aiohttp",
+    lead_s: float = _LEAD_S,
 ) -> dict[str, Any]:
     n = max(50, int(rate * duration))
     spec = {"prompts": "synthetic", "schedules": [f"fixed:interval={1 / rate!r}"], "n": n,
             "max_tokens": tokens, "seed": 1}  # fmt: skip
     plan = build_plan(PlanSpec.parse(spec))
     target = asyncio.run(resolve_target(url))
-    start = time.time() + _LEAD_S + _WARMUP * tokens * itl_ms / 1e3
+    start = time.time() + lead_s + _WARMUP * tokens * itl_ms / 1e3
     options = RunOptions(
         workers=workers, warmup=_WARMUP, progress=False, timeout_s=60, start_at_epoch_s=start,
         transport=transport,
@@ -212,6 +218,10 @@ def main() -> None:
     parser.add_argument("--transports", default=_DEFAULT, help="--transport values: aiohttp,sender")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of schedule per run")
+    parser.add_argument(
+        "--lead", type=float, default=_LEAD_S,
+        help="seconds from a run's launch to its --start-at (8 workers needed more than 6 on 16 slow cores)",
+    )  # fmt: skip
     parser.add_argument("--itl-ms", type=float, default=10.0, help="the server's time between tokens")
     parser.add_argument("--out", type=Path, help="write worker_lateness.json and .md here")
     args = parser.parse_args()
@@ -228,7 +238,10 @@ def main() -> None:
             for rate, tokens in cases:
                 for k in (int(w) for w in args.workers.split(",")):
                     for transport in args.transports.split(","):
-                        points.append(run_point(url, rate, tokens, k, args.duration, args.itl_ms, transport))
+                        point = run_point(
+                            url, rate, tokens, k, args.duration, args.itl_ms, transport, args.lead
+                        )
+                        points.append(point)
                         print(json.dumps(points[-1]), file=sys.stderr, flush=True)
     finally:
         server.terminate()

@@ -27,10 +27,10 @@ mkdir -p .gpu/slim && cp .gpu/whl/typer-* .gpu/whl/asyncio_throttle-* .gpu/whl/d
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .gpu/slim pydantic pydantic-core annotated-types typing-inspection uvicorn h11 httptools uvloop \
-  fastapi==0.128.0 starlette==0.50.0 anyio sniffio annotated-doc openai distro jiter pyyaml matplotlib contourpy cycler \
+  fastapi==0.128.0 starlette==0.50.0 anyio sniffio annotated-doc openai==1.109.1 distro jiter pyyaml matplotlib contourpy cycler \
   fonttools kiwisolver pyparsing pillow python-dateutil
-# fastapi is pinned: later releases (0.165 was the newest on 2026-12-03) import opentelemetry, which the
-# image lacks, so transformers serve exits at import.
+# fastapi and openai are pinned: later releases (fastapi 0.165 and openai 3.60 were the newest on 2026-12-03)
+# import opentelemetry and httpx2, which the image lacks, so transformers serve exits at import.
 mkdir -p .gpu/jbtf && for w in pandas typer asyncio_throttle docker pydantic- pydantic_core annotated_types \
   typing_inspection uvicorn fastapi starlette openai distro jiter sniffio httptools annotated_doc; do
   cp .gpu/slim/"$w"*.whl .gpu/jbtf/

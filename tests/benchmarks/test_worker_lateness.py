@@ -47,7 +47,7 @@ def test_medians_give_the_range_and_count_only_runs_that_held_the_plan() -> None
 def test_a_tiny_run_against_the_arrival_server(tmp_path) -> None:
     result = run_benchmark(
         "worker_lateness.py", "--cases", "50:4", "--workers", "1", "--repeats", "2", "--duration", "1",
-        "--out", str(tmp_path),
+        "--lead", "3", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((tmp_path / "worker_lateness.json").read_text())
@@ -92,6 +92,30 @@ def test_the_16_core_runs_are_their_raw_points_and_docs_runner_quotes_them() -> 
     # The sender's one-worker gain the docs state: 100 x 128, p99 at the server 4.34 -> 0.73 ms.
     one = {r.get("transport", "aiohttp"): r for r in sender["medians"] if r["workers"] == 1}
     assert (round(one["aiohttp"]["server_p99"], 2), round(one["sender"]["server_p99"], 2)) == (4.34, 0.73)
+
+
+@pytest.mark.parametrize(("name", "runs"), [("1000x16-cold", 3), ("1000x16", 2)])
+def test_the_16_core_1000_x_16_runs_are_their_raw_points_and_docs_runner_quotes_them(
+    name: str, runs: int
+) -> None:
+    """1,000 x 16 on the GPU machine: the points are the JSON lines of the command's output (its .log),
+    the table rebuilds from them, docs/runner.md quotes it, and the README quotes the held rows' p99."""
+    folder = REPO / "benchmarks" / "results" / "fidelity-16core"
+    doc = json.loads((folder / f"{name}.json").read_text())
+    logged = [
+        json.loads(line) for line in (folder / f"{name}.log").read_text().splitlines() if line.startswith("{")
+    ]
+    assert logged == doc["points"] and doc["machine"]["cpus"] == 16
+    assert medians(doc["points"]) == doc["medians"] and all(r["runs"] == runs for r in doc["medians"])
+    text = table(doc["medians"])
+    assert (folder / f"{name}.md").read_text() == text + "\n"
+    assert text in (REPO / "docs" / "runner.md").read_text()
+    assert all(p["server_self"]["unstamped_reads"] == 0 for p in doc["points"])
+    if name == "1000x16":
+        four = {r.get("transport", "aiohttp"): r for r in doc["medians"] if r["workers"] == 4}
+        sender, aiohttp = (four[t]["server_p99"] for t in ("sender", "aiohttp"))
+        quoted = f"p99 of {sender:.2f} ms (sender) against {aiohttp:.2f} ms"
+        assert quoted in (REPO / "README.md").read_text().replace("\n  ", " ")
 
 
 def test_the_2_core_transport_run_is_its_raw_points_and_docs_runner_quotes_it() -> None:
