@@ -29,7 +29,8 @@
 #
 # Several subcommands may be given at once: `experiment.sh setup start fixtures calibrate collect`.
 # Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
-# PROM_PORT [9090], ISO_N [20], ISO_GAP [2 s; 6 s with transformers, 3.3 s a request], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
+# PROM_PORT [9090], ISO_N [20], ISO_GAP [2 s; 6 s with transformers, whose 128-token requests took 2.2–6.3 s on the H200: too
+# short a gap for some], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
 # EXPERIMENT [benchmarks/gpu/arrival-shaping-h200.yaml; benchmarks/gpu/shaping-h200.yaml: issue 15's policies],
 # ENGINE [vllm; transformers: `transformers serve` from the GPU image, with .gpu/jbtf (benchmarks/gpu/prepare.sh) stashed].
 set -uo pipefail
@@ -90,6 +91,7 @@ EOF
 
 do_stash() {
   for d in "$@"; do cp -r "$d"/. "$STASH"/ && log "stashed $d"; done
+  find "$STASH" -name '*.json.gz' -exec gunzip -f {} +  # prepare.sh gzips the tokenizer to travel
   ls -la "$STASH"
 }
 
@@ -214,6 +216,8 @@ do_isolated() {
     --schedule "fixed:interval=$gap,name=isolated" --n "${ISO_N:-20}" --max-tokens "$MAX_TOKENS" "${eos[@]}" \
     --seed "$SEED" --idle 10 --server-info "$RESULTS/$ENGINE/server.json" --no-progress \
     --out "$RESULTS/isolated" 2>&1 | tail -20
+  # A failed run must not send the check to an older run's folder.
+  ((PIPESTATUS[0] == 0)) || { log "isolated run failed"; return 1; }
   python3 "$HERE/isolated_check.py" "$(ls -d "$RESULTS"/isolated/*/ | tail -1)" --method time,steps
 }
 

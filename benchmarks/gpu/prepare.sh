@@ -31,11 +31,13 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   fonttools kiwisolver pyparsing pillow python-dateutil
 # fastapi and openai are pinned: later releases (fastapi 0.165 and openai 3.60 were the newest on 2026-12-03)
 # import opentelemetry and httpx2, which the image lacks, so transformers serve exits at import.
-mkdir -p .gpu/jbtf && for w in pandas typer asyncio_throttle docker pydantic- pydantic_core annotated_types \
+mkdir -p .gpu/jbtf && cp .gpu/whl/pandas-* .gpu/jbtf/ && for w in typer asyncio_throttle docker pydantic- pydantic_core annotated_types \
   typing_inspection uvicorn fastapi starlette openai distro jiter sniffio httptools annotated_doc; do
   cp .gpu/slim/"$w"*.whl .gpu/jbtf/
 done
 (cd .gpu/deb && apt-get download prometheus)
 cp -r "$DATA/prompts/ultrachat" .gpu/data/prompts/
 cp -r "$DATA/models/Llama-3.2-1B-Instruct" "$DATA/models/Llama-3-tokenizer" .gpu/data/models/
+# Gzipped (9 MB to 2 MB), so that .gpu/data and .gpu/jbtf travel in one call; `stash` unzips it there.
+chmod -R u+w .gpu/data && gzip -f .gpu/data/models/Llama-3-tokenizer/tokenizer.json
 du -sh .chunks/c0* .gpu/*
