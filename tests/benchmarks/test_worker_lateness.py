@@ -117,8 +117,8 @@ def test_the_16_core_1000_x_16_runs_are_their_raw_points_and_docs_runner_quotes_
         prose = " ".join((REPO / "docs" / "runner.md").read_text().split())
         for t, r in four.items():
             low, high = r["server_p99_range"]
-            name = {"sender": "the sender"}.get(t, t)
-            assert f"{r['server_p99']:.2f} ms with {name} (runs {low:.2f}–{high:.2f})" in prose, t
+            said = {"sender": "the sender"}.get(t, t)
+            assert f"{r['server_p99']:.2f} ms with {said} (runs {low:.2f}–{high:.2f})" in prose, t
         sender, aiohttp = (four[t]["server_p99"] for t in ("sender", "aiohttp"))
         quoted = f"p99 of {sender:.2f} ms (sender) against {aiohttp:.2f} ms"
         assert quoted in (REPO / "README.md").read_text().replace("\n  ", " ")
