@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from joulebench_testkit import REPO, run_benchmark
@@ -61,11 +62,22 @@ def test_a_tiny_run_against_the_arrival_server(tmp_path) -> None:
     assert (tmp_path / "worker_lateness.md").read_text() == table(doc["medians"]) + "\n"
 
 
+def _logged(log: Path) -> list[dict]:
+    """The points a benchmark command printed (one JSON line each) among its other output."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def _rebuilt(doc: dict, md: Path) -> str:
+    """The table rebuilt from the document's raw points; its medians and its .md must be that rebuild."""
+    assert medians(doc["points"]) == doc["medians"], md
+    text = table(doc["medians"])
+    assert md.read_text() == text + "\n", md
+    return text
+
+
 def test_the_committed_run_is_its_raw_points_and_the_readme_quotes_it() -> None:
     doc = json.loads((COMMITTED / "worker_lateness.json").read_text())
-    assert medians(doc["points"]) == doc["medians"]
-    text = table(doc["medians"])
-    assert (COMMITTED / "worker_lateness.md").read_text() == text + "\n"
+    text = _rebuilt(doc, COMMITTED / "worker_lateness.md")
     assert all(r["runs"] >= 3 for r in doc["medians"])  # the issue's rule: medians of 3 or more
     readme = (REPO / "README.md").read_text()
     for line in text.splitlines()[2:]:
@@ -80,12 +92,9 @@ def test_the_16_core_runs_are_their_raw_points_and_docs_runner_quotes_them() -> 
     docs/runner.md quotes the sender's whole table."""
     folder = REPO / "benchmarks" / "results" / "fidelity-16core"
     sender = json.loads((folder / "sender.json").read_text())
-    lines = (folder / "sender.log").read_text().splitlines()
-    logged = [json.loads(line) for line in lines if line.startswith("{")]
-    assert logged == sender["points"] and sender["machine"]["cpus"] == 16
+    assert _logged(folder / "sender.log") == sender["points"] and sender["machine"]["cpus"] == 16
     for name, doc in {"sender": sender, "aiohttp": json.loads((folder / "aiohttp.json").read_text())}.items():
-        assert medians(doc["points"]) == doc["medians"], name
-        assert (folder / f"{name}.md").read_text() == table(doc["medians"]) + "\n", name
+        _rebuilt(doc, folder / f"{name}.md")
         assert all(r["runs"] >= 3 for r in doc["medians"])
     text = table(sender["medians"])
     assert text in (REPO / "docs" / "runner.md").read_text()
@@ -102,13 +111,9 @@ def test_the_16_core_1000_x_16_runs_are_their_raw_points_and_docs_runner_quotes_
     the table rebuilds from them, docs/runner.md quotes it, and the README quotes the held rows' p99."""
     folder = REPO / "benchmarks" / "results" / "fidelity-16core"
     doc = json.loads((folder / f"{name}.json").read_text())
-    logged = [
-        json.loads(line) for line in (folder / f"{name}.log").read_text().splitlines() if line.startswith("{")
-    ]
-    assert logged == doc["points"] and doc["machine"]["cpus"] == 16
-    assert medians(doc["points"]) == doc["medians"] and all(r["runs"] == runs for r in doc["medians"])
-    text = table(doc["medians"])
-    assert (folder / f"{name}.md").read_text() == text + "\n"
+    assert _logged(folder / f"{name}.log") == doc["points"] and doc["machine"]["cpus"] == 16
+    text = _rebuilt(doc, folder / f"{name}.md")
+    assert all(r["runs"] == runs for r in doc["medians"])
     assert text in (REPO / "docs" / "runner.md").read_text()
     assert all(p["server_self"]["unstamped_reads"] == 0 for p in doc["points"])
     if name == "1000x16":
@@ -127,9 +132,8 @@ def test_the_16_core_1000_x_16_runs_are_their_raw_points_and_docs_runner_quotes_
 def test_the_2_core_transport_run_is_its_raw_points_and_docs_runner_quotes_it() -> None:
     folder = REPO / "benchmarks" / "results" / "fidelity-sender"
     doc = json.loads((folder / "worker_lateness.json").read_text())
-    assert medians(doc["points"]) == doc["medians"] and all(r["runs"] >= 3 for r in doc["medians"])
-    text = table(doc["medians"])
-    assert (folder / "worker_lateness.md").read_text() == text + "\n"
+    text = _rebuilt(doc, folder / "worker_lateness.md")
+    assert all(r["runs"] >= 3 for r in doc["medians"])
     assert text in (REPO / "docs" / "runner.md").read_text()
     # Every arrival was stamped by the kernel, not by the server's loop.
     assert all(p["server_self"]["unstamped_reads"] == 0 for p in doc["points"])

@@ -4,12 +4,12 @@ run folder."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joulebench_testkit import REPO
 
-FOLDER = Path(__file__).resolve().parents[2] / "docs" / "results" / "gpu" / "sender-transformers-h200"
+FOLDER = REPO / "docs" / "results" / "gpu" / "sender-transformers-h200"
 
 
 def test_the_page_figures_come_from_the_run() -> None:

@@ -4,14 +4,14 @@ holds, read with joulebench's own sample-log reader (the one the join uses)."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
+from joulebench_testkit import REPO
 
 from harness.energy.throttle import reason_names, throttling
 from harness.power.samplelog import POWER_ROW, STATE_COLUMNS, read_log_file
 
-FOLDER = Path(__file__).resolve().parents[2] / "docs" / "results" / "gpu" / "telemetry-h200"
+FOLDER = REPO / "docs" / "results" / "gpu" / "telemetry-h200"
 
 
 def test_the_committed_log_holds_what_the_page_says() -> None:
