@@ -19,6 +19,9 @@
 #   experiment.sh repeat N       one `joulebench run` of the whole plan (repeat number N)
 #   experiment.sh isolated       one request at a time with idle between (ISO_N requests, one every
 #                                ISO_GAP s), for benchmarks/gpu/isolated_check.py; run folder in isolated/
+#   experiment.sh transports     the same fixed-rate plan with `--transport aiohttp` and `sender`, alternating
+#                                (TRANSPORT_REPEATS pairs, TRANSPORT_N requests at TRANSPORT_RATE per second,
+#                                the same prompts each time), for benchmarks/gpu/transports_page.py; in transports/
 #   experiment.sh experiment     start `joulebench experiment run` of $EXPERIMENT in the background
 #                                (it outlives the command; `wait` follows it)
 #   experiment.sh wait SECONDS   follow the experiment until it ends or SECONDS pass, then collect into
@@ -31,6 +34,7 @@
 # Environment (defaults in brackets): WORK [$TMPDIR/jb or /tmp/jb], PORT [8000], SIDECAR_PORT [9400],
 # PROM_PORT [9090], ISO_N [20], ISO_GAP [2 s; 6 s with transformers, whose 128-token requests took 2.2–6.3 s on the H200: too
 # short a gap for some], N [200 requests per arm], IDLE [20 s], MAX_TOKENS [128], SEED [1],
+# TRANSPORT_RATE [100], TRANSPORT_N [500], TRANSPORT_REPEATS [3],
 # EXPERIMENT [benchmarks/gpu/arrival-shaping-h200.yaml; benchmarks/gpu/shaping-h200.yaml: issue 15's policies],
 # ENGINE [vllm; transformers: `transformers serve` from the GPU image, with .gpu/jbtf (benchmarks/gpu/prepare.sh) stashed].
 set -uo pipefail
@@ -221,6 +225,24 @@ do_isolated() {
   python3 "$HERE/isolated_check.py" "$(ls -d "$RESULTS"/isolated/*/ | tail -1)" --method time,steps
 }
 
+do_transports() {
+  local rate=${TRANSPORT_RATE:-100} n=${TRANSPORT_N:-500} model=() eos=(--ignore-eos) order interval
+  if [ "$ENGINE" = transformers ]; then model=(--model "$MODEL"); eos=(); fi
+  interval=$(python3 -c "print(1 / $rate)")
+  for r in $(seq "${TRANSPORT_REPEATS:-3}"); do
+    order="aiohttp sender"; ((r % 2 == 0)) && order="sender aiohttp"  # neither always goes first
+    for t in $order; do
+      jb run --target "http://127.0.0.1:$PORT" "${model[@]}" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
+        --prompts "$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" --tokenizer "$MODEL/tokenizer.json" \
+        --schedule "fixed:interval=$interval,name=$t" --n "$n" --max-tokens "$MAX_TOKENS" "${eos[@]}" \
+        --seed "$SEED" --idle 5 --transport "$t" --server-info "$RESULTS/$ENGINE/server.json" --no-progress \
+        --out "$RESULTS/transports/$t" 2>&1 | tail -4
+      ((PIPESTATUS[0] == 0)) || { log "transports: run $r ($t) failed"; return 1; }
+    done
+  done
+  python3 "$HERE/transports_page.py" "$RESULTS/transports"
+}
+
 do_experiment() {
   local target=(--target "http://127.0.0.1:$PORT") prom=()
   # transformers answers only to the name of the model it preloaded: its path.
@@ -251,7 +273,7 @@ do_collect() {
   [ -f "$RESULTS/calibration.json" ] && cp "$RESULTS/calibration.json" "$OUT"/
   # Everything small goes into one archive (the machine returns at most 8 files).
   tar -C "$RESULTS" -czf "$OUT/results.tgz" --exclude='prometheus-data' --exclude='*.safetensors' \
-    $(cd "$RESULTS" && ls -d runs experiments isolated experiment.log fixtures vllm transformers arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
+    $(cd "$RESULTS" && ls -d runs experiments isolated transports experiment.log fixtures vllm transformers arms.parquet arms.parquet.json sidecar.log serve.log prometheus.log 2>/dev/null)
   ls -la "$OUT"
 }
 
@@ -276,7 +298,7 @@ while [ $# -gt 0 ]; do
   cmd=$1; shift
   case "$cmd" in
     stash) do_stash "$@"; break ;;
-    setup|start|fixtures|calibrate|plan|isolated|experiment|collect|stop) "do_$cmd" ;;
+    setup|start|fixtures|calibrate|plan|isolated|transports|experiment|collect|stop) "do_$cmd" ;;
     wait) do_wait "${1:?wait needs seconds}"; shift ;;
     repeat) do_repeat "${1:?repeat needs a number}"; shift ;;
     *) log "unknown step $cmd"; exit 1 ;;

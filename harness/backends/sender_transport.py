@@ -3,10 +3,10 @@ thread (`--transport sender`).
 
 A request that carries the `send_at` extension (a `ScheduledSend`: the runner's open-loop sends) is
 prepared on the event loop ahead of its deadline: a connection is taken from the pool (or opened),
-the request serialized (h11), and the bytes handed to the `SenderThread`, which writes them at the
+the request serialized, and the bytes handed to the `SenderThread`, which writes them at the
 deadline, whatever the loop is parsing then (harness/backends/sender_thread.py says why and how). Any
 other request (warm-up, closed loop, a policy's release) is written at once by the loop, as aiohttp
-would. The loop reads every response: h11 parses it, one body piece per network read (so events that
+would. The loop reads every response: httptools parses it, one body piece per network read (so events that
 arrive together share a time, as with aiohttp's `iter_any`).
 
 A scheduled request whose connection fails before its time (the server closed an idle connection,
@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-import h11
+import httptools
 import httpx
 
 from harness.backends.aiohttp_transport import BODY_SENT, HEADERS_SENT
@@ -61,18 +62,39 @@ class ScheduledSend(Protocol):
     def written(self) -> None: ...
 
 
+class _Head:
+    """A response's status line and headers."""
+
+    __slots__ = ("headers", "reason", "status")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status, self.reason, self.headers = status, reason, headers
+
+
 class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: h11's client state, read by the loop."""
+    """One HTTP/1.1 connection, read by the loop. httptools (llhttp, in C, as uvicorn uses) parses
+    each response: h11, in Python, cost 37-39.5 times its CPU per streamed response, 0.14 of a core
+    at 1,000 16-token responses a second on the loop that must also keep up with the schedule
+    (benchmarks/results/response_parsing.md). The parser's callbacks below run inside `feed_data`."""
 
     def __init__(self) -> None:
-        self.h11 = h11.Connection(h11.CLIENT)
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0
         self.key: tuple[str, int] = ("", 0)
         self.body_read = False  # this exchange's body was read to its end
         self.writing = False  # handed to the sender thread, its bytes not all written yet
-        self._head: asyncio.Future[h11.Response] | None = None
+        self.complete = False  # this exchange's response was parsed to its end
+        self.keep_alive = False  # ... and the server keeps the connection open after it
+        # An exchange's parser, from its request until its response's end; None: nothing is due,
+        # so any byte the server sends then is out of turn.
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head: asyncio.Future[_Head] | None = None
         self._body: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self._reason: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._pieces: list[bytes] = []
+        self._head_only = False  # a HEAD request: its response has no body, whatever it says
+        self._until_close = False  # the body ends where the connection does
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -88,22 +110,44 @@ class _Connection(asyncio.Protocol):
             self.transport is not None
             and not self.transport.is_closing()
             and self.transport.get_write_buffer_size() == 0  # the sender writes around the buffer
-            and self.h11.our_state is h11.IDLE
-            and self.h11.their_state is h11.IDLE
+            and not self.writing
         )
 
-    def expect_response(self) -> asyncio.Future[h11.Response]:
-        """A new exchange: its own head and body (nothing of an earlier one carries over)."""
+    def expect_response(self, method: str) -> asyncio.Future[_Head]:
+        """A new exchange: its own parser, head and body (nothing of an earlier one carries over)."""
+        self._parser = httptools.HttpResponseParser(self)
         self._head = asyncio.get_running_loop().create_future()
         self._body = asyncio.Queue()
-        self.body_read = False
+        self._reason, self._headers, self._pieces = [], [], []
+        self._head_only = method == "HEAD"
+        self.body_read = self.complete = self.keep_alive = False
         return self._head
 
     def data_received(self, data: bytes) -> None:
-        self._feed(data)
+        parser = self._parser
+        if parser is None:  # the server speaks out of turn (a 408 on an idle connection): not reused
+            self.close()
+            return
+        try:
+            parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # A response out of turn (more bytes after this one's end), garbage, or a protocol switch
+            # (not asked for): the exchange fails if it was still open, and the connection is not reused.
+            self._fail(httpx.RemoteProtocolError(f"invalid response: {exc.__context__ or exc}"))
+            self.close()
+            return
+        if self._pieces:
+            self._body.put_nowait(b"".join(self._pieces))
+            self._pieces = []
 
     def eof_received(self) -> bool | None:
-        self._feed(b"")
+        if self._parser is not None:
+            head = self._head
+            if self._until_close and head is not None and head.done() and not head.exception():
+                self._end(keep_alive=False)
+            else:
+                closed = "the server closed the connection before its response's end"
+                self._fail(httpx.RemoteProtocolError(closed))
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -113,29 +157,48 @@ class _Connection(asyncio.Protocol):
             error.__cause__ = exc
             self._fail(error)
 
-    def _feed(self, data: bytes) -> None:
-        try:
-            self.h11.receive_data(data)
-            pieces: list[bytes] = []
-            while True:
-                event = self.h11.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
-                    break
-                if isinstance(event, h11.Response):
-                    if self._head is not None and not self._head.done():
-                        self._head.set_result(event)
-                elif isinstance(event, h11.Data):
-                    pieces.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    if pieces:
-                        self._body.put_nowait(b"".join(pieces))
-                        pieces = []
-                    self._body.put_nowait(None)
-            if pieces:
-                self._body.put_nowait(b"".join(pieces))
-        except h11.RemoteProtocolError as exc:
-            self._fail(httpx.RemoteProtocolError(str(exc)))
-            self.close()
+    # httptools' callbacks
+    def on_message_begin(self) -> None:
+        if self._parser is None:  # the exchange's response has ended: no other is due
+            raise httpx.RemoteProtocolError("a response the client did not ask for")
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason.append(reason)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # informational (100 Continue): the response proper follows
+            self._reason, self._headers = [], []
+            return
+        names = {name.lower() for name, _ in self._headers}
+        framed = b"content-length" in names or b"transfer-encoding" in names
+        self._until_close = not framed and status not in (204, 304) and not self._head_only
+        if self._head is not None and not self._head.done():
+            self._head.set_result(_Head(status, b"".join(self._reason), self._headers))
+        if self._head_only:
+            self._end(keep_alive=False)
+
+    def on_body(self, body: bytes) -> None:
+        self._pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        assert self._parser is not None
+        if 100 <= self._parser.get_status_code() < 200:
+            return
+        self._end(keep_alive=self._parser.should_keep_alive())
+
+    def _end(self, keep_alive: bool) -> None:
+        """The response is whole: its body's last pieces, then its end."""
+        if self._pieces:
+            self._body.put_nowait(b"".join(self._pieces))
+            self._pieces = []
+        self._body.put_nowait(None)
+        self.complete, self.keep_alive = True, keep_alive
+        self._parser = None
 
     def fail_write(self, exc: BaseException) -> None:
         error = httpx.WriteError(f"{type(exc).__name__}: {exc}")
@@ -223,14 +286,8 @@ class SenderTransport(httpx.AsyncBaseTransport):
         scheduled: ScheduledSend | None = request.extensions.get("send_at")
         departure: Departure | None = None
         try:
-            headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"connection"]
-            events: list[h11.Request | h11.Data] = [
-                h11.Request(method=request.method, target=request.url.raw_path, headers=headers)
-            ]
-            if request.content:
-                events.append(h11.Data(data=request.content))
-            data = b"".join(conn.h11.send(e) or b"" for e in [*events, h11.EndOfMessage()])
-            head = conn.expect_response()
+            data = _serialized(request)
+            head = conn.expect_response(request.method)
             if scheduled is None:
                 trace = request.extensions.get("trace")
                 if trace is not None:  # stamped just before the write, as aiohttp's hooks are
@@ -256,11 +313,11 @@ class SenderTransport(httpx.AsyncBaseTransport):
                 exc.request = request
             raise
         return httpx.Response(
-            status_code=response.status_code,
-            headers=list(response.headers),
+            status_code=response.status,
+            headers=response.headers,
             stream=_Body(self, conn, request),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(response.reason)},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
         )
 
     def _withdraw(self, departure: Departure) -> bool:
@@ -301,9 +358,7 @@ class SenderTransport(httpx.AsyncBaseTransport):
         """A response read to its end, or given up: its connection back to the pool, or closed."""
         assert self._slots is not None
         self._slots.release()
-        done = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
-        if done and conn.body_read and not conn.writing and conn.transport is not None and not self._closed:
-            conn.h11.start_next_cycle()
+        if conn.complete and conn.keep_alive and conn.body_read and conn.reusable() and not self._closed:
             conn.idle_since = _now()
             self._idle.setdefault(conn.key, []).append(conn)
             return
@@ -317,6 +372,23 @@ class SenderTransport(httpx.AsyncBaseTransport):
         if self._sender is not None:
             self._sender.stop()
             self._sender = None
+
+
+_UNSAFE = re.compile(rb"[\r\n\0]")
+
+
+def _serialized(request: httpx.Request) -> bytes:
+    """The request as HTTP/1.1 bytes: httpx has set Host and Content-Length. Connection is left out,
+    so that the connection is kept alive (HTTP/1.1's default)."""
+    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
+    for name, value in request.headers.raw:
+        if _UNSAFE.search(name) or _UNSAFE.search(value):  # would split the header: another request
+            raise httpx.LocalProtocolError(f"header {name!r}: line breaks are not allowed", request=request)
+        if name.lower() != b"connection":
+            lines.append(name + b": " + value)
+    lines.append(b"")
+    lines.append(request.content)
+    return b"\r\n".join(lines)
 
 
 def _write_rest(conn: _Connection, rest: bytes, scheduled: ScheduledSend) -> None:

@@ -16,7 +16,7 @@ from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.power.series import PowerData
 from harness.power.sources import SidecarSource
-from harness.runfolder.power_file import RAW_SAMPLES_FILE
+from harness.runfolder.power_file import RAW_SAMPLES_FILE, absent_samples_note
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def read_host_samples(
     selected = [str(g) for g in raw_gpus] if isinstance(raw_gpus, list) else None
     path = Path(run_dir) / RAW_SAMPLES_FILE
     if not path.is_file():
-        return HostSamples(None, selected, f"no {RAW_SAMPLES_FILE}: the power source was not a sidecar")
+        return HostSamples(None, selected, absent_samples_note(manifest))
     if window is None:
         return HostSamples(None, selected, "no run window")
     try:

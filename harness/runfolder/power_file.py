@@ -46,6 +46,16 @@ POWER_FORMAT = TaggedFormat(
 )  # fmt: skip
 
 
+def absent_samples_note(manifest: dict[str, Any]) -> str:
+    """Why a run folder has no raw samples: a run whose source was not a sidecar never had them,
+    while a sidecar run's log was left behind when the folder was copied (a committed result that
+    keeps only the parquet files), which the report must not pass off as a different power source."""
+    sources = (manifest.get("power") or {}).get("sources") or []
+    if any(isinstance(s, dict) and s.get("raw_samples") == RAW_SAMPLES_FILE for s in sources):
+        return f"{RAW_SAMPLES_FILE} is not in the run folder (the run recorded it; it was not copied here)"
+    return f"no {RAW_SAMPLES_FILE}: the power source was not a sidecar"
+
+
 def save_power(run_dir: str | os.PathLike[str], power: PowerData) -> Path:
     """Write `run_dir/power.parquet` atomically."""
     gpus, t, e, p = [], [], [], []

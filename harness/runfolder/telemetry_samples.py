@@ -19,7 +19,7 @@ from foundation.errors import InputError
 from harness.clock import ClockAnchor
 from harness.power.samplelog import HOST_ROW, STATE_ROW, read_log_file
 from harness.power.series import HostEnergySeries, StateSeries, Telemetry
-from harness.runfolder.power_file import RAW_SAMPLES_FILE
+from harness.runfolder.power_file import RAW_SAMPLES_FILE, absent_samples_note
 
 OLD_SIDECAR = "the sidecar predates host energy sampling"
 
@@ -37,7 +37,7 @@ def read_telemetry(run_dir: str | os.PathLike[str], manifest: dict[str, Any]) ->
     session's host note where none had host energy)."""
     path = Path(run_dir) / RAW_SAMPLES_FILE
     if not path.is_file():
-        why = f"no {RAW_SAMPLES_FILE}: the power source was not a sidecar"
+        why = absent_samples_note(manifest)
         return Telemetry([], [], why, why)
     try:
         anchor = ClockAnchor.from_dict((manifest.get("clock") or {})["anchor"])

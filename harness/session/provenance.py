@@ -39,7 +39,9 @@ def cpu_model() -> str:
 
 def versions() -> dict[str, str]:
     out = {"joulebench": __version__}
-    for dist in ("httpx", "httpcore", "h11", "pandas", "pyarrow", "numpy", "typer"):
+    # The HTTP stack of every transport (httpx with aiohttp, its own httpcore and h11, or the sender's
+    # httptools): which one a run used is in its options.
+    for dist in ("httpx", "aiohttp", "httpcore", "h11", "httptools", "pandas", "pyarrow", "numpy", "typer"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out

@@ -103,30 +103,53 @@ def test_the_16_core_runs_are_their_raw_points_and_docs_runner_quotes_them() -> 
     assert (round(one["aiohttp"]["server_p99"], 2), round(one["sender"]["server_p99"], 2)) == (4.34, 0.73)
 
 
-@pytest.mark.parametrize(("name", "runs"), [("1000x16-cold", 3), ("1000x16", 2)])
-def test_the_16_core_1000_x_16_runs_are_their_raw_points_and_docs_runner_quotes_them(
-    name: str, runs: int
-) -> None:
-    """1,000 x 16 on the GPU machine: the points are the JSON lines of the command's output (its .log),
-    the table rebuilds from them, docs/runner.md quotes it, and the README quotes the held rows' p99."""
+def _by(doc: dict, workers: int) -> dict[str, dict]:
+    return {r.get("transport", "aiohttp"): r for r in doc["medians"] if r["workers"] == workers}
+
+
+def _p99(row: dict) -> str:
+    low, high = row["server_p99_range"]
+    return f"{row['server_p99']:.2f} ms (runs {low:.2f}–{high:.2f})"
+
+
+@pytest.mark.parametrize("name", ["100x128", "1000x16"])
+def test_the_16_core_runs_of_the_c_parser_are_their_raw_points_and_the_docs_quote_them(name: str) -> None:
+    """100 x 128 and 1,000 x 16 on the GPU machine with the sender parsing in C: the points are the
+    JSON lines of the command's output (its .log), the table rebuilds from them, docs/runner.md
+    quotes it, and its prose and the README the figures below."""
     folder = REPO / "benchmarks" / "results" / "fidelity-16core"
     doc = json.loads((folder / f"{name}.json").read_text())
     assert _logged(folder / f"{name}.log") == doc["points"] and doc["machine"]["cpus"] == 16
     text = _rebuilt(doc, folder / f"{name}.md")
-    assert all(r["runs"] == runs for r in doc["medians"])
-    assert text in (REPO / "docs" / "runner.md").read_text()
+    assert all(r["runs"] == 3 for r in doc["medians"])
     assert all(p["server_self"]["unstamped_reads"] == 0 for p in doc["points"])
-    if name == "1000x16":
-        four = {r.get("transport", "aiohttp"): r for r in doc["medians"] if r["workers"] == 4}
-        assert all(r["held"] == r["runs"] for r in four.values())
-        prose = " ".join((REPO / "docs" / "runner.md").read_text().split())
-        for t, r in four.items():
-            low, high = r["server_p99_range"]
-            said = {"sender": "the sender"}.get(t, t)
-            assert f"{r['server_p99']:.2f} ms with {said} (runs {low:.2f}–{high:.2f})" in prose, t
-        sender, aiohttp = (four[t]["server_p99"] for t in ("sender", "aiohttp"))
-        quoted = f"p99 of {sender:.2f} ms (sender) against {aiohttp:.2f} ms"
-        assert quoted in (REPO / "README.md").read_text().replace("\n  ", " ")
+    runner = (REPO / "docs" / "runner.md").read_text()
+    assert text in runner
+    prose = " ".join(runner.split())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    if name == "100x128":
+        sender, aiohttp = (_by(doc, 1)[t] for t in ("sender", "aiohttp"))
+        s_low, s_high = sender["server_p99_range"]
+        a_low, a_high = aiohttp["server_p99_range"]
+        assert (
+            f"{sender['server_p99']:.2f} ms with the sender (runs {s_low:.2f}–{s_high:.2f}) against "
+            f"{aiohttp['server_p99']:.2f} ms with aiohttp (runs {a_low:.2f}–{a_high:.2f})"
+        ) in prose
+        assert f"{sender['server_p99']:.2f} ms against aiohttp's {aiohttp['server_p99']:.2f} ms" in readme
+        return
+    two, four, eight = (_by(doc, k) for k in (2, 4, 8))
+    assert all(r["held"] == r["runs"] for rows in (two, four, eight) for r in rows.values())
+    s2, s4, s8 = (f"{rows['sender']['server_p99']:.2f}" for rows in (two, four, eight))
+    a2, a4, a8 = (f"{rows['aiohttp']['server_p99']:.2f}" for rows in (two, four, eight))
+    assert f"The sender's p99 was {s2} ms with two workers, {s4} with four and {s8} with eight." in prose
+    assert f"aiohttp's was {a2}, {a4} and {a8} ms." in prose
+    assert (
+        f"{s2} ms with two workers, {s4} with four and {s8} with eight (aiohttp {a2}, {a4}, {a8} ms)"
+        in readme
+    )
+    ratio = f"{eight['sender']['p99_over_bare']:.2f}"
+    assert f"With eight workers the sender's p99 was {ratio} times the bare timer's" in prose
+    assert f"with eight {ratio} times the bare timer's" in readme
 
 
 def test_the_2_core_transport_run_is_its_raw_points_and_docs_runner_quotes_it() -> None:
@@ -137,3 +160,33 @@ def test_the_2_core_transport_run_is_its_raw_points_and_docs_runner_quotes_it() 
     assert text in (REPO / "docs" / "runner.md").read_text()
     # Every arrival was stamped by the kernel, not by the server's loop.
     assert all(p["server_self"]["unstamped_reads"] == 0 for p in doc["points"])
+
+
+def test_the_2_core_transport_prose_states_the_runs_figures() -> None:
+    doc = json.loads(
+        (REPO / "benchmarks" / "results" / "fidelity-sender" / "worker_lateness.json").read_text()
+    )
+    rows = {(r["rate"], r["workers"], r.get("transport", "aiohttp")): r for r in doc["medians"]}
+
+    def p99(key: tuple) -> str:
+        low, high = rows[key]["server_p99_range"]
+        return f"{rows[key]['server_p99']:.2f} ms ({low:.2f}–{high:.2f})"
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    runner = " ".join((REPO / "docs" / "runner.md").read_text().split())
+    one = rows[(100.0, 1, "sender")]
+    low, high = one["server_p99_range"]
+    assert (
+        f"a p99 of {one['server_p99']:.2f} ms (runs {low:.2f}–{high:.2f}), {one['p99_over_bare']:.2f} times"
+        in readme
+    )
+    fast = f"{p99((1000.0, 1, 'sender'))} against aiohttp's {p99((1000.0, 1, 'aiohttp'))}"
+    assert fast in readme and fast in runner
+    two = rows[(1000.0, 2, "sender")]
+    assert f"with two workers {two['server_p99']:.2f} ms, {two['p99_over_bare']:.2f} times the bare" in readme
+    ratios = [
+        p["p99_over_bare"]
+        for p in doc["points"]
+        if (p["rate"], p["workers"], p["transport"]) == (1000.0, 2, "sender")
+    ]
+    assert f"within 1.2 in {sum(r <= 1.2 for r in ratios)} of {len(ratios)} runs" in runner

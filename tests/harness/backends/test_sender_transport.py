@@ -164,3 +164,95 @@ def test_a_sender_thread_that_fails_fails_its_request_as_the_clients_own() -> No
     asyncio.run(main())
     # Nothing was written, and no new connection was tried for it: the failure is the client's.
     assert [path for _, path, _ in server.requests] == ["/warm"] and server.connections == 1
+
+
+class _Scripted:
+    """Answers the Nth request (on whatever connection) with `answers[N]`: raw bytes, and whether to
+    close the connection after them."""
+
+    def __init__(self, answers: list[tuple[bytes, bool]]) -> None:
+        self.answers = answers
+        self.connections = 0
+        self.requests = 0
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                data, close = self.answers[self.requests]
+                self.requests += 1
+                writer.write(data)
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+_OK = (b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext", False)
+
+
+@pytest.mark.parametrize(
+    ("answer", "text", "connections"),
+    [
+        ((b"HTTP/1.1 200 OK\r\n\r\nuntil the end", True), "until the end", 2),
+        ((b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", False), "ok", 1),
+        ((b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok", False), "ok", 2),
+        ((b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\nextra", False), "ok", 2),
+        (
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n", False),
+            "abc",
+            1,
+        ),
+    ],
+    ids=["body-until-close", "informational-first", "connection-close", "out-of-turn-bytes", "chunked"],
+)
+def test_a_response_is_read_whole_and_its_connection_reused_only_when_the_server_keeps_it(
+    answer, text, connections
+) -> None:
+    server = _Scripted([answer, _OK])
+
+    async def main() -> tuple[int, str, str]:
+        async with server as url, await _client() as client:
+            first = await client.get(url + "/a")
+            await asyncio.sleep(0.05)  # the server's close (or stray bytes) reaches the pooled connection
+            return first.status_code, first.text, (await client.get(url + "/b")).text
+
+    assert asyncio.run(main()) == (200, text, "next")
+    assert server.connections == connections
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", True), (b"SPDY/9 what\r\n\r\n", False)],
+    ids=["closed-mid-body", "garbage"],
+)
+def test_a_broken_response_is_the_servers_protocol_error(answer) -> None:
+    async def main() -> None:
+        async with _Scripted([answer]) as url, await _client() as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(url + "/a")
+
+    asyncio.run(main())
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_written() -> None:
+    server = _Scripted([_OK])
+
+    async def main() -> None:
+        async with server as url, await _client() as client:
+            with pytest.raises(httpx.LocalProtocolError, match="line breaks"):
+                await client.get(url + "/a", headers={"x-key": "k\r\nx-injected: 1"})
+            assert (await client.get(url + "/b")).text == "next"  # its slot and connection came back
+
+    asyncio.run(main())
+    assert server.requests == 1

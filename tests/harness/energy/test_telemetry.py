@@ -134,3 +134,8 @@ def test_run_folder_reader_joins_sessions_and_says_when_there_is_no_rapl(tmp_pat
     (tmp_path / "power_samples.jsonl").write_text(json.dumps(_header(anchor, None)) + "\n")
     assert read_telemetry(tmp_path, manifest).host_note == "the sidecar predates host energy sampling"
     assert "not a sidecar" in (read_telemetry(tmp_path / "none", manifest).note or "")
+    # A sidecar run whose folder was copied without its log: the report says the log is missing
+    # rather than that the power came from elsewhere.
+    recorded = {**manifest, "power": {"sources": [{"kind": "sidecar", "raw_samples": "power_samples.jsonl"}]}}
+    missing = read_telemetry(tmp_path / "none", recorded).note or ""
+    assert "is not in the run folder" in missing and "not a sidecar" not in missing
