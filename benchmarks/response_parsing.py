@@ -9,7 +9,8 @@ streams one SSE event per token sends it (chunked, one network read per event), 
              first version)
   httptools  llhttp in C, through callbacks (what the transport uses now; uvicorn's parser too)
 
-Both collect the body pieces of each read as the transport does. Per output length: the median over
+Both collect the status, reason, headers and the body pieces of each read as the transport does
+(httptools: every callback the transport sets, doing what it does). Per output length: the median over
 `--rounds` rounds of the CPU time per response (each round parses `--responses` responses), and the
 ratio h11 / httptools.
 
@@ -65,9 +66,31 @@ def parse_h11(pieces: list[bytes]) -> int:
 
 
 class _Collect:
+    """The transport's callbacks (`sender_transport._Connection`), minus its futures and queue."""
+
     def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.reason: list[bytes] = []
+        self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
-        self.ended = False
+        self.status = 0
+        self.framed = self.ended = False
+
+    def on_message_begin(self) -> None:
+        if self.parser is None:
+            raise RuntimeError("a response the client did not ask for")
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason.append(reason)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self.status = self.parser.get_status_code()
+        codings = [v for n, v in self.headers if n.lower() == b"transfer-encoding"]
+        self.framed = bool(codings) and codings[-1].rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -78,13 +101,13 @@ class _Collect:
 
 def parse_httptools(pieces: list[bytes]) -> int:
     sink = _Collect()
-    parser = httptools.HttpResponseParser(sink)
+    parser = sink.parser = httptools.HttpResponseParser(sink)
     size = 0
     for data in pieces:
         parser.feed_data(data)
         size += len(b"".join(sink.body))
         sink.body = []
-    assert sink.ended
+    assert sink.ended and sink.status == 200 and sink.framed
     return size
 
 
@@ -105,8 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out", type=Path, help="write response_parsing.json and .md here")
     args = ap.parse_args(argv)
+    try:
+        lengths = [int(t) for t in args.tokens.split(",")]
+    except ValueError:
+        ap.error(f"--tokens {args.tokens!r}: expected whole numbers separated by commas")
+    for name, value in {
+        "--tokens": min(lengths),
+        "--responses": args.responses,
+        "--rounds": args.rounds,
+    }.items():
+        if value < 1:
+            ap.error(f"{name}: must be at least 1 (got {value})")
     rows = []
-    for tokens in (int(t) for t in args.tokens.split(",")):
+    for tokens in lengths:
         pieces = reads(tokens)
         if {parse_h11(pieces), parse_httptools(pieces)} != {tokens * len(EVENT)}:
             raise SystemExit("the parsers disagree on the body")

@@ -158,7 +158,7 @@ def _flat(p: dict[str, Any]) -> dict[str, float]:
 
 RANGED = ("server_p99", "p99_over_bare", "realized")  # the figures the table gives with their range
 HELD = 0.005  # the "realized >= 0.995 of plan", and as far above it
-_DEFAULT = "aiohttp"  # the runner's default transport
+_DEFAULT = "aiohttp"  # the transport a point is of unless it names one (the runner's default until auto)
 
 
 def medians(points: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -228,13 +228,16 @@ do_isolated() {
 do_transports() {
   local rate=${TRANSPORT_RATE:-100} n=${TRANSPORT_N:-500} model=() eos=(--ignore-eos) order interval
   if [ "$ENGINE" = transformers ]; then model=(--model "$MODEL"); eos=(); fi
-  interval=$(python3 -c "print(1 / $rate)")
+  [[ $rate =~ ^[0-9]+([.][0-9]+)?$ && ! $rate =~ ^0+([.]0+)?$ ]] || { log "TRANSPORT_RATE=$rate: expected a rate > 0 (requests/s)"; return 1; }
+  # Repeats of an earlier call would enter the page's medians with these: a fresh folder each time.
+  [ -z "$(ls -A "$RESULTS/transports" 2>/dev/null)" ] || { log "transports: $RESULTS/transports is not empty (move it away first)"; return 1; }
+  interval=$(python3 -c "import sys; print(1 / float(sys.argv[1]))" "$rate")
   for r in $(seq "${TRANSPORT_REPEATS:-3}"); do
     order="aiohttp sender"; ((r % 2 == 0)) && order="sender aiohttp"  # neither always goes first
     for t in $order; do
       jb run --target "http://127.0.0.1:$PORT" "${model[@]}" --sidecar "http://127.0.0.1:$SIDECAR_PORT" \
         --prompts "$STASH/prompts/ultrachat/ultrachat_prompts.jsonl" --tokenizer "$MODEL/tokenizer.json" \
-        --schedule "fixed:interval=$interval,name=$t" --n "$n" --max-tokens "$MAX_TOKENS" "${eos[@]}" \
+        --schedule "fixed:interval=$interval,name=paced" --n "$n" --max-tokens "$MAX_TOKENS" "${eos[@]}" \
         --seed "$SEED" --idle 5 --transport "$t" --server-info "$RESULTS/$ENGINE/server.json" --no-progress \
         --out "$RESULTS/transports/$t" 2>&1 | tail -4
       ((PIPESTATUS[0] == 0)) || { log "transports: run $r ($t) failed"; return 1; }

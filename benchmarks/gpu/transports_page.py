@@ -7,9 +7,10 @@ DIR/sender/. The k-th run of each (by start) is repeat k. Per run, from its requ
 rows) and summary.json (what `joulebench report` shows):
 
   rows           measured rows in the log, and whether each planned request is there exactly once
-  wire ms        lateness where the request met the socket (wire_ns - planned): p50 / p99 / max
+  wire ms        lateness where the request met the socket (wire_ns - planned): p50 / p99 / max,
+                 over the requests that reached it (the others are counted, never a NaN figure)
   to wire ms     dispatch stamp to wire stamp, p50: the HTTP stack's part of the lateness
-  realized       planned rate over the rate the sends achieved (1.0: the plan's rate)
+  realized       the rate the sends achieved over the planned rate (1.0: the plan's rate)
   TTFT s         time to first token, p50 / p99, from the wire stamp
   J/request      the run's mean energy per request (the join's `time` split)
 
@@ -35,6 +36,14 @@ TRANSPORTS = ("aiohttp", "sender")
 
 
 def run_figures(folder: Path) -> dict[str, Any]:
+    """One run's figures; a folder they cannot be read from stops the page with one line naming it."""
+    try:
+        return _figures(folder)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:  # pyarrow's errors are ValueErrors
+        raise SystemExit(f"{folder}: cannot read this run's figures ({type(exc).__name__}: {exc})") from None
+
+
+def _figures(folder: Path) -> dict[str, Any]:
     summary = json.loads((folder / "summary.json").read_text())["run"]
     manifest = json.loads((folder / "manifest.json").read_text())
     rows = pd.read_parquet(folder / "requests.parquet")
@@ -42,15 +51,19 @@ def run_figures(folder: Path) -> dict[str, Any]:
     planned = int(manifest["plan"]["n"])
     ids = rows["request_id"].to_numpy()
     ok = rows[rows["status"] == "ok"]
-    wire = (rows["wire_ns"] - rows["planned_ns"]).to_numpy(dtype=np.float64) / 1e6
-    to_wire = (rows["wire_ns"] - rows["sent_ns"]).to_numpy(dtype=np.float64) / 1e6
-    ttft = (ok["first_token_ns"] - ok["wire_ns"]).to_numpy(dtype=np.float64) / 1e9
+    wired = rows[rows["wire_ns"].notna()]
+    if wired["status"].ne("ok").all():
+        raise ValueError("no request reached the wire and came back ok")
+    wire = (wired["wire_ns"] - wired["planned_ns"]).to_numpy(dtype=np.float64) / 1e6
+    to_wire = (wired["wire_ns"] - wired["sent_ns"]).to_numpy(dtype=np.float64) / 1e6
+    ttft = (ok["first_token_ns"] - ok["wire_ns"]).dropna().to_numpy(dtype=np.float64) / 1e9
     return {
         "transport": manifest["options"]["transport"],
         "run_id": manifest["run_id"],
         "rows": len(rows),
-        "once": len(set(ids.tolist())) == len(ids) == planned,
+        "once": sorted(ids.tolist()) == list(range(planned)),
         "ok": len(ok),
+        "not_wired": len(rows) - len(wired),
         "wire_p50": float(np.percentile(wire, 50)),
         "wire_p99": float(np.percentile(wire, 99)),
         "wire_max": float(wire.max()),
@@ -81,6 +94,13 @@ def runs(root: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _once(r: dict[str, Any]) -> str:
+    once = "yes" if r["once"] else "NO"
+    return (
+        f"{once} ({r['not_wired']} never on the wire, left out of its lateness)" if r["not_wired"] else once
+    )
+
+
 def _median_range(values: list[float], fmt: str) -> str:
     return f"{np.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
@@ -109,7 +129,7 @@ def table(by_transport: dict[str, list[dict[str, Any]]]) -> str:
                 continue
             r = by_transport[transport][k]
             lines.append(
-                f"| {k + 1} | {transport} | {r['rows']}, {'yes' if r['once'] else 'NO'} | {r['ok']} | "
+                f"| {k + 1} | {transport} | {r['rows']}, {_once(r)} | {r['ok']} | "
                 f"{r['wire_p50']:.2f} / {r['wire_p99']:.2f} / {r['wire_max']:.2f} | {r['to_wire_p50']:.3f} | "
                 f"{r['realized']:.4f} | {r['ttft_p50']:.3f} / {r['ttft_p99']:.3f} | {r['in_flight_max']} | "
                 f"{r['j_per_request']:.3f} |"

@@ -73,7 +73,7 @@ class _Head:
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection, read by the loop. httptools (llhttp, in C, as uvicorn uses) parses
-    each response: h11, in Python, cost 37-39.5 times its CPU per streamed response, 0.14 of a core
+    each response: h11, in Python, cost 24-38.9 times its CPU per streamed response, 0.15 of a core
     at 1,000 16-token responses a second on the loop that must also keep up with the schedule
     (benchmarks/results/response_parsing.md). The parser's callbacks below run inside `feed_data`."""
 
@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
         self._body = asyncio.Queue()
         self._reason, self._headers, self._pieces = [], [], []
         self._head_only = method == "HEAD"
-        self.body_read = self.complete = self.keep_alive = False
+        self.body_read = self.complete = self.keep_alive = self._until_close = False
         return self._head
 
     def data_received(self, data: bytes) -> None:
@@ -133,7 +133,12 @@ class _Connection(asyncio.Protocol):
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             # A response out of turn (more bytes after this one's end), garbage, or a protocol switch
             # (not asked for): the exchange fails if it was still open, and the connection is not reused.
-            self._fail(httpx.RemoteProtocolError(f"invalid response: {exc.__context__ or exc}"))
+            why = (
+                "the server switched protocols, which was not asked for"
+                if isinstance(exc, httptools.HttpParserUpgrade)  # its text is only a byte offset
+                else f"invalid response: {exc.__context__ or exc}"
+            )
+            self._fail(httpx.RemoteProtocolError(why))
             self.close()
             return
         if self._pieces:
@@ -166,6 +171,8 @@ class _Connection(asyncio.Protocol):
         self._reason.append(reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head is not None and self._head.done():  # a chunked body's trailers: not the head's
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -174,11 +181,17 @@ class _Connection(asyncio.Protocol):
         if 100 <= status < 200:  # informational (100 Continue): the response proper follows
             self._reason, self._headers = [], []
             return
-        names = {name.lower() for name, _ in self._headers}
-        framed = b"content-length" in names or b"transfer-encoding" in names
+        # RFC 9112 6.3: a response's body is chunked when chunked is its last transfer coding, else
+        # (another coding, as gzip alone) it ends where the connection does; without
+        # Transfer-Encoding, Content-Length frames it.
+        codings = [v for n, v in self._headers if n.lower() == b"transfer-encoding"]
+        if codings:
+            framed = codings[-1].rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+        else:
+            framed = any(n.lower() == b"content-length" for n, _ in self._headers)
         self._until_close = not framed and status not in (204, 304) and not self._head_only
         if self._head is not None and not self._head.done():
-            self._head.set_result(_Head(status, b"".join(self._reason), self._headers))
+            self._head.set_result(_Head(status, b"".join(self._reason), list(self._headers)))
         if self._head_only:
             self._end(keep_alive=False)
 
@@ -186,7 +199,8 @@ class _Connection(asyncio.Protocol):
         self._pieces.append(body)
 
     def on_message_complete(self) -> None:
-        assert self._parser is not None
+        if self._parser is None:  # a HEAD response, ended at its head
+            return
         if 100 <= self._parser.get_status_code() < 200:
             return
         self._end(keep_alive=self._parser.should_keep_alive())
@@ -375,15 +389,23 @@ class SenderTransport(httpx.AsyncBaseTransport):
 
 
 _UNSAFE = re.compile(rb"[\r\n\0]")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2: a method is a token
 
 
 def _serialized(request: httpx.Request) -> bytes:
     """The request as HTTP/1.1 bytes: httpx has set Host and Content-Length. Connection is left out,
     so that the connection is kept alive (HTTP/1.1's default)."""
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
+    method = request.method.encode("ascii", "replace")
+    if not _TOKEN.fullmatch(method):
+        raise httpx.LocalProtocolError(f"method {request.method!r}: not an HTTP token", request=request)
+    if "transfer-encoding" in request.headers:  # a streamed body: its length is unknown until sent
+        raise httpx.LocalProtocolError("the sender writes bodies of known length only", request=request)
+    lines = [b"%s %s HTTP/1.1" % (method, request.url.raw_path)]
     for name, value in request.headers.raw:
         if _UNSAFE.search(name) or _UNSAFE.search(value):  # would split the header: another request
-            raise httpx.LocalProtocolError(f"header {name!r}: line breaks are not allowed", request=request)
+            raise httpx.LocalProtocolError(
+                f"header {name!r}: CR, LF and NUL are not allowed", request=request
+            )
         if name.lower() != b"connection":
             lines.append(name + b": " + value)
     lines.append(b"")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -20,14 +21,17 @@ from rich.console import Console
 
 from foundation.errors import InputError
 from foundation.redact import redact_userinfo
+from harness.backends.client import TRANSPORTS
 from harness.energy.repeats import pair_differences, widest_half_width
 from harness.experiment.cell_figures import cell_figures
 from harness.experiment.definition import ExperimentSpec
 from harness.experiment.design import DesignCell, repeat_cells
 from harness.experiment.targets import LiveTarget, bring_up
-from harness.runfolder import utc_iso
+from harness.runfolder import RunFolder, utc_iso
 from harness.runfolder.experiment_files import CELL_COLUMNS, ExperimentFolder
 from harness.runfolder.report_files import SUMMARY_FILE
+from harness.runner import RunOptions
+from harness.runner.transport_choice import resolve_transport
 from harness.session.config import MeasureConfig, ServerConfig
 from harness.session.measured_run import PlanSource, run_measured, sigterm_as_interrupt
 from traffic.plan import Plan, load_plan, select_arms
@@ -185,7 +189,7 @@ def _run_cells(
         slo_e2e_s=spec.slo_e2e_s,
         report_html=spec.cell_reports,
     ).validate()
-    options = spec.run_options(str(folder.path / folder.SPEC))
+    options = _one_transport(spec.run_options(str(folder.path / folder.SPEC)), folder, cells, plans, live)
     for i in range(total):
         row = _row(cells, i)
         if row["status"] == "done":
@@ -224,6 +228,37 @@ def _run_cells(
         folder.write_cells(cells)
         console.print(_cell_line(_row(cells, i), total), highlight=False)
     return 0
+
+
+def _one_transport(
+    options: RunOptions,
+    folder: ExperimentFolder,
+    cells: pd.DataFrame,
+    plans: dict[float | None, Plan],
+    live: LiveTarget,
+) -> RunOptions:
+    """`transport: auto` decided once for every cell: decided per cell, it would carry an open-loop arm
+    on the sender and a shaped arm on aiohttp, a difference between cells that is not the policy's.
+    Decided over every arm and rate, as a run of the whole plan would; a resumed experiment keeps the
+    transport (and reason) of its done cells, as recorded in their run folders."""
+    done = cells["status"] == "done"
+    if options.transport != "auto" or done.all():
+        return options
+    for run_dir in cells.loc[done, "run_dir"]:
+        try:
+            recorded = RunFolder.open(folder.path / str(run_dir)).manifest().get("options") or {}
+        except InputError:  # a pruned cell folder: another done cell may still say
+            continue
+        used = recorded.get("transport")
+        if used in TRANSPORTS:
+            why = recorded.get("transport_reason") or f"auto: {used}, as the experiment's done cells"
+            return replace(options, transport=used, transport_reason=why)
+    url = live.target.url
+    assert url is not None  # bring_up gives every target its URL
+    # Every rate's plan: the sender only if it applies to all of them (a higher rate needs more
+    # descriptors), else the first reason it does not.
+    chosen = [resolve_transport(plan, url, options) for plan in plans.values()]
+    return next((c for c in chosen if c.transport != "sender"), chosen[0])
 
 
 def _row(cells: pd.DataFrame, i: int) -> dict[str, Any]:

@@ -50,8 +50,9 @@ COOLDOWN_REAL_S = 12.0
 COOLDOWN_SIMULATED_S = IDLE_SIMULATED_S  # the simulated counter is exact: a short window will do
 # Plan settings an experiment owns itself: the arms are its schedules, the rates its offered loads.
 _PLAN_OWNED = ("schedules", "rate", "seed")
-# Run settings that belong to one run, not to a cell of an experiment.
-_RUN_OWNED = ("shard", "start_at_epoch_s", "progress", "precise_timer", "arm_gap_s")
+# Run settings that belong to one run, not to a cell of an experiment (and the runner's own record
+# of why `transport: auto` took a transport).
+_RUN_OWNED = ("shard", "start_at_epoch_s", "progress", "precise_timer", "arm_gap_s", "transport_reason")
 RUN_SETTINGS = tuple(f.name for f in dataclass_fields(RunOptions) if f.name not in _RUN_OWNED)
 
 

@@ -47,12 +47,15 @@ POWER_FORMAT = TaggedFormat(
 
 
 def absent_samples_note(manifest: dict[str, Any]) -> str:
-    """Why a run folder has no raw samples: a run whose source was not a sidecar never had them,
-    while a sidecar run's log was left behind when the folder was copied (a committed result that
-    keeps only the parquet files), which the report must not pass off as a different power source."""
+    """Why a run folder has no raw samples: a run whose source was not a sidecar never had them, while
+    a sidecar run writes them as it polls (its manifest lists the sidecar from the start), so they
+    were removed or left behind when the folder was copied (a committed result that keeps only its
+    parquet files): the report must not pass that off as another power source."""
+    if manifest.get("merged_from"):  # `joulebench merge` reads the shards' power, keeps no log of its own
+        return f"no {RAW_SAMPLES_FILE}: a run merged from shards (each shard's folder has its own)"
     sources = (manifest.get("power") or {}).get("sources") or []
-    if any(isinstance(s, dict) and s.get("raw_samples") == RAW_SAMPLES_FILE for s in sources):
-        return f"{RAW_SAMPLES_FILE} is not in the run folder (the run recorded it; it was not copied here)"
+    if any(isinstance(s, dict) and s.get("kind") == "sidecar" for s in sources):
+        return f"{RAW_SAMPLES_FILE} is missing from the run folder (a sidecar run writes one)"
     return f"no {RAW_SAMPLES_FILE}: the power source was not a sidecar"
 
 

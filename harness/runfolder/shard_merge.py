@@ -176,7 +176,7 @@ def _manifest(
         "host": base.get("host"),
         "target": base.get("target"),
         "plan": base.get("plan"),
-        "options": base.get("options"),
+        "options": _merged_options(shards),
         "shard": {
             "index": 0,
             "count": 1,
@@ -206,3 +206,15 @@ def _manifest(
             "issues": [i for s in shards for i in (s.manifest.get("records") or {}).get("issues", [])],
         },
     }
+
+
+def _merged_options(shards: list[_Shard]) -> dict[str, Any] | None:
+    """Shard 0's options, but not its transport where the shards differ: with `--transport auto` each
+    shard decides for itself (one with no open-loop request of its own takes aiohttp), and the
+    sender's stamps (its `sent_ns` is the thread's) are not aiohttp's."""
+    options = shards[0].manifest.get("options")
+    used = [(s.manifest.get("options") or {}).get("transport") for s in shards]
+    if options is None or len(set(used)) == 1:
+        return options
+    by_shard = ", ".join(f"shard {i}: {t}" for i, t in enumerate(used))
+    return {**options, "transport": "mixed", "transport_reason": f"the shards differ ({by_shard})"}

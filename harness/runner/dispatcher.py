@@ -77,6 +77,7 @@ class Dispatcher:
         api_key: str | None = None,
         share: WorkerShare | None = None,
     ) -> None:
+        assert options.transport != "auto", "resolve_transport first (execute_plan does)"
         self.plan = plan
         self.target = target
         self.api = target.api

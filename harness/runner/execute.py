@@ -30,6 +30,7 @@ from harness.runner.options import RunOptions
 from harness.runner.plan_prompts import prompts_from_plan
 from harness.runner.progress import ProgressDisplay
 from harness.runner.result import RunResult
+from harness.runner.transport_choice import resolve_transport
 from harness.runner.workers import WorkerPool
 from traffic.plan import ArmSpec, Plan
 from traffic.shaping import parse_policy
@@ -38,7 +39,7 @@ from traffic.shaping import parse_policy
 def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
     """Everything that can be checked before anything is written (InputError, one line). Raises the
     open-files limit to cover the run's connections, or says how many it allows (`cap`), or refuses."""
-    options.validate()
+    options = resolve_transport(plan, target.url, options.validate())
     shard = options.shard
     ids = plan.rows["request_id"].to_numpy(dtype=np.int64)
     prompts = prompts_from_plan(plan)
@@ -100,6 +101,7 @@ def execute_plan(
     bearer token and never written anywhere. `anchor`: the run's clock anchor, when the stages around
     the execution (idle capture, power sources) already took one; a fresh one otherwise.
     """
+    options = resolve_transport(plan, target.url, options.validate())
     budget = check_run(plan, target, options)
     if budget.cap is not None:  # the limit cannot cover the worst case: the extra wait in the client
         options = replace(options, max_concurrency=budget.cap)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from foundation.errors import InputError
 from foundation.flag_fields import check_choice, flag
 from harness.backends.client import Transport
 from harness.records import Shard
+
+# The transports, and "auto": the runner's choice of one for each run (transport_choice.py).
+TransportSetting = Literal["auto", Transport]
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,9 @@ class RunOptions:
         "Stop sending this long after the measured start; requests not sent by then are logged not_sent.",
     )
     timeout_s: float = flag(
-        300.0, "--timeout SECONDS", "Per-request limit from sending to the end of the response."
+        300.0,
+        "--timeout SECONDS",
+        "Per-request limit from sending (the sender thread: the planned time) to the end of the response.",
     )
     grace_s: float = flag(
         30.0,
@@ -85,13 +90,13 @@ class RunOptions:
         "Start the measured plan at this epoch time (seconds), "
         "so all shards start together; warm-up happens before it.",
     )
-    transport: Transport = flag(
-        "aiohttp",
+    transport: TransportSetting = flag(
+        "auto",
         "--transport",
-        "HTTP transport under httpx: aiohttp (aiohttp's connection pool, cheaper per request), "
-        "httpx (httpcore), or sender (joulebench's own HTTP/1.1 connections, http:// only: a thread "
-        "writes each open-loop request at its time, so response parsing cannot delay it). "
-        "See docs/runner.md.",
+        "HTTP transport under httpx: auto (sender where it applies, else aiohttp; the manifest's "
+        "options.transport_reason says which and why), aiohttp (aiohttp's connection pool), httpx "
+        "(httpcore), or sender (joulebench's own HTTP/1.1 connections, http:// only: a thread writes "
+        "each open-loop request at its time, so response parsing cannot delay it). See docs/runner.md.",
     )
     workers: int = flag(
         1,
@@ -103,6 +108,8 @@ class RunOptions:
     progress: bool = flag(True, "--progress/--no-progress", "Live progress display on stderr.")
     # Not a flag: the load generator's fidelity benchmark turns the precise timer off to measure what it buys.
     precise_timer: bool = field(default=True, metadata={"flag": None})
+    # Not a flag: why `--transport auto` took the transport it did (harness/runner/transport_choice.py).
+    transport_reason: str | None = field(default=None, metadata={"flag": None})
 
     def validate(self) -> RunOptions:
         positive = {
@@ -135,7 +142,7 @@ class RunOptions:
                     raise InputError(f"--transport sender: not with {name} (requests go at their time)")
         if self.warmup < 0:
             raise InputError(f"--warmup: must be >= 0 (got {self.warmup})")
-        check_choice("--transport", self.transport, Transport)
+        check_choice("--transport", self.transport, TransportSetting)
         start = self.start_at_epoch_s
         if start is not None:
             if not math.isfinite(start):

@@ -36,3 +36,14 @@ def test_the_docs_quote_the_committed_ratios() -> None:
     assert f"{sixteen['ratio']:.1f} times" in (REPO / "docs" / "runner.md").read_text()
     code = (REPO / "harness" / "backends" / "sender_transport.py").read_text()
     assert f"{low:.0f}-{high:.1f} times" in code and f"{sixteen['h11_us'] / 1e3:.2f} of a core" in code
+
+
+def test_bad_arguments_are_one_line_naming_the_flag() -> None:
+    for args, flag in ((["--tokens", "abc"], "--tokens"), (["--responses", "0"], "--responses"),
+                       (["--rounds", "0"], "--rounds"), (["--tokens", "16,-1"], "--tokens")):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "response_parsing.py"), *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.splitlines()[-1].startswith(f"response_parsing.py: error: {flag}")

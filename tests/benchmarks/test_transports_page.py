@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from joulebench_testkit import REPO
 
@@ -39,13 +40,29 @@ def test_each_run_is_a_row_and_each_transport_a_median(tmp_path: Path) -> None:
     assert lines[-1].startswith("| sender | 1 | 0.23 (0.23–0.23) |")
 
 
-@pytest.mark.parametrize("case", ["missing", "wrong-transport", "empty"])
+def test_a_request_that_never_reached_the_wire_is_counted_not_a_nan(tmp_path: Path) -> None:
+    _as("aiohttp", tmp_path / "aiohttp" / "r1")
+    _as("sender", tmp_path / "sender" / "r1")
+    requests = tmp_path / "sender" / "r1" / "requests.parquet"
+    rows = pd.read_parquet(requests)
+    rows.loc[rows.index[-1], "wire_ns"] = None
+    rows.to_parquet(requests)
+    done = _page(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "| 1 | sender | 40, yes (1 never on the wire, left out of its lateness) | 40 |" in done.stdout
+    assert "nan" not in done.stdout
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong-transport", "empty", "corrupt"])
 def test_a_folder_it_cannot_use_is_one_line(tmp_path: Path, case: str) -> None:
     _as("aiohttp", tmp_path / "aiohttp" / "r1")
     if case == "wrong-transport":
         _as("aiohttp", tmp_path / "sender" / "r1")
     elif case == "empty":
         (tmp_path / "sender").mkdir()
+    elif case == "corrupt":
+        _as("sender", tmp_path / "sender" / "r1")
+        (tmp_path / "sender" / "r1" / "requests.parquet").write_bytes(b"not parquet")
     done = _page(tmp_path)
     assert done.returncode == 1 and done.stdout == ""
     (line,) = done.stderr.splitlines()

@@ -39,7 +39,12 @@ def test_an_open_loop_pool_over_the_limit_is_capped_and_waits_in_the_client(mock
     assert done.returncode == 0, done.stderr
     assert f"open-files limit {LIMIT}: at most {LIMIT - FD_MARGIN} connections at once" in done.stderr
     (path,) = run_dirs(out)
-    connections = RunFolder.open(path).manifest()["connections"]
+    manifest = RunFolder.open(path).manifest()
+    # The default (`--transport auto`) does not take the sender, which cannot make a request wait.
+    assert manifest["options"]["transport"] == "aiohttp"
+    reason = manifest["options"]["transport_reason"]
+    assert reason.startswith("auto: aiohttp, the open-files limit leaves room"), reason
+    connections = manifest["connections"]
     assert connections["pool"] == LIMIT - FD_MARGIN and connections["capped_by_fd_limit"] is True
     requests = pd.read_parquet(RunFolder.open(path).requests_path)
     assert (requests["status"] == "ok").all(), requests["status"].value_counts()  # no client_error

@@ -213,8 +213,17 @@ _OK = (b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext", False)
             "abc",
             1,
         ),
+        # Transfer-Encoding without chunked last: the body ends where the connection does (RFC 9112 6.3).
+        ((b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nto the close", True), "to the close", 2),
     ],
-    ids=["body-until-close", "informational-first", "connection-close", "out-of-turn-bytes", "chunked"],
+    ids=[
+        "body-until-close",
+        "informational-first",
+        "connection-close",
+        "out-of-turn-bytes",
+        "chunked",
+        "coded",
+    ],
 )
 def test_a_response_is_read_whole_and_its_connection_reused_only_when_the_server_keeps_it(
     answer, text, connections
@@ -232,14 +241,21 @@ def test_a_response_is_read_whole_and_its_connection_reused_only_when_the_server
 
 
 @pytest.mark.parametrize(
-    "answer",
-    [(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", True), (b"SPDY/9 what\r\n\r\n", False)],
-    ids=["closed-mid-body", "garbage"],
+    ("answer", "why"),
+    [
+        ((b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", True), "before its response's end"),
+        ((b"SPDY/9 what\r\n\r\n", False), "invalid response"),
+        (
+            (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n", False),
+            "switched",
+        ),
+    ],
+    ids=["closed-mid-body", "garbage", "upgrade"],
 )
-def test_a_broken_response_is_the_servers_protocol_error(answer) -> None:
+def test_a_broken_response_is_the_servers_protocol_error(answer, why) -> None:
     async def main() -> None:
         async with _Scripted([answer]) as url, await _client() as client:
-            with pytest.raises(httpx.RemoteProtocolError):
+            with pytest.raises(httpx.RemoteProtocolError, match=why):
                 await client.get(url + "/a")
 
     asyncio.run(main())
@@ -250,9 +266,46 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_written() -> N
 
     async def main() -> None:
         async with server as url, await _client() as client:
-            with pytest.raises(httpx.LocalProtocolError, match="line breaks"):
+            with pytest.raises(httpx.LocalProtocolError, match="CR, LF and NUL"):
                 await client.get(url + "/a", headers={"x-key": "k\r\nx-injected: 1"})
+            with pytest.raises(httpx.LocalProtocolError, match="CR, LF and NUL"):
+                await client.get(url + "/a", headers={"x-key": "k\0"})
+            with pytest.raises(httpx.LocalProtocolError, match="not an HTTP token"):
+                await client.request("GET /b HTTP/1.1\r\nx:", url + "/a")
+
+            async def streamed():
+                yield b"of unknown length"
+
+            with pytest.raises(httpx.LocalProtocolError, match="known length only"):
+                await client.post(url + "/a", content=streamed())
             assert (await client.get(url + "/b")).text == "next"  # its slot and connection came back
 
     asyncio.run(main())
     assert server.requests == 1
+
+
+def test_a_head_response_ends_at_its_head_and_trailers_stay_out_of_the_headers() -> None:
+    head = (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", False)
+    head_of_a_body = (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", False)  # the body is not sent
+    trailers = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-head: 1\r\n\r\n"
+        b"2\r\nab\r\n0\r\nx-trailer: 2\r\n\r\n",
+        False,
+    )
+    server = _Scripted([head, head_of_a_body, trailers, _OK])
+
+    async def main() -> None:
+        async with server as url, await _client() as client:
+            for path in ("/a", "/b"):
+                response = await client.head(url + path)
+                assert (response.status_code, response.content) == (200, b"")
+            chunked = await client.get(url + "/c")
+            assert (
+                chunked.text == "ab"
+                and chunked.headers["x-head"] == "1"
+                and "x-trailer" not in chunked.headers
+            )
+            assert (await client.get(url + "/d")).text == "next"
+
+    asyncio.run(main())
+    assert server.requests == 4

@@ -18,6 +18,7 @@ from harness.cli.app import app
 from harness.experiment.definition import ExperimentSpec
 from harness.records import Shard
 from harness.runner import RunOptions
+from harness.runner.options import TransportSetting
 from harness.session.config import (
     MeasureConfig,
     Method,
@@ -85,7 +86,7 @@ def test_choices_shown_are_the_literals() -> None:
     metavars = {option.opts[0]: option.metavar for option in OPTIONS}
     assert metavars["--method"] == "|".join(get_args(Method))
     assert metavars["--primary"] == "|".join(get_args(SourceKind))
-    assert metavars["--transport"] == "|".join(TRANSPORTS)
+    assert metavars["--transport"] == "|".join(get_args(TransportSetting)) == "|".join(("auto", *TRANSPORTS))
 
 
 def _captured_run(monkeypatch, capsys, *args: str) -> tuple:
@@ -129,7 +130,7 @@ def test_flags_reach_the_models_converted(monkeypatch, capsys, tmp_path) -> None
     ("args", "message"),
     [
         (["--method", "joules"], f"--method 'joules': expected one of {', '.join(get_args(Method))}"),
-        (["--transport", "curl"], f"--transport 'curl': expected one of {', '.join(TRANSPORTS)}"),
+        (["--transport", "curl"], f"--transport 'curl': expected one of auto, {', '.join(TRANSPORTS)}"),
         (["--primary", "nvml"], f"--primary 'nvml': expected one of {', '.join(get_args(SourceKind))}"),
         (["--backend", "vllm"], f"--backend 'vllm': expected one of {', '.join(BACKEND_CHOICES)}"),
         (["--timeout", "soon"], "--timeout: expected a number, got 'soon'"),

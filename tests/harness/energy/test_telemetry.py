@@ -136,6 +136,13 @@ def test_run_folder_reader_joins_sessions_and_says_when_there_is_no_rapl(tmp_pat
     assert "not a sidecar" in (read_telemetry(tmp_path / "none", manifest).note or "")
     # A sidecar run whose folder was copied without its log: the report says the log is missing
     # rather than that the power came from elsewhere.
-    recorded = {**manifest, "power": {"sources": [{"kind": "sidecar", "raw_samples": "power_samples.jsonl"}]}}
+    recorded = {**manifest, "power": {"sources": [{"kind": "sidecar", "location": "http://127.0.0.1:9400"}]}}
     missing = read_telemetry(tmp_path / "none", recorded).note or ""
-    assert "is not in the run folder" in missing and "not a sidecar" not in missing
+    assert missing == "power_samples.jsonl is missing from the run folder (a sidecar run writes one)"
+    prometheus = {
+        **manifest,
+        "power": {"sources": [{"kind": "prometheus", "location": "http://127.0.0.1:9090"}]},
+    }
+    assert "not a sidecar" in (read_telemetry(tmp_path / "none", prometheus).note or "")
+    merged = {**recorded, "merged_from": [{"shard": "0/2"}, {"shard": "1/2"}]}
+    assert "merged from shards" in (read_telemetry(tmp_path / "none", merged).note or "")

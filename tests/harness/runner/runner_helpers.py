@@ -25,8 +25,12 @@ def plan_of(*schedules: str, n: int = 20, max_tokens: int | None = 4, **extra: A
 
 
 def run_plan(url: str, plan: Plan, out: Path, backend: str = "auto", **options: Any) -> RunResult:
+    """Execute `plan` into a folder under `out`. The transport is aiohttp unless given: the runner's
+    tests were written for it, and the CLI's tests run the default (`auto`, the sender where it
+    applies), so both keep their coverage."""
     target = asyncio.run(resolve_target(url, backend))
     folder = RunFolder.create(out, plan)
+    options.setdefault("transport", "aiohttp")
     return execute_plan(
         plan, target, folder, RunOptions(progress=False, warmup=options.pop("warmup", 0), **options)
     )

@@ -3,6 +3,8 @@ merge` makes one run folder with exactly one row per planned request, sent on th
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -111,6 +113,23 @@ def test_merge_refuses_an_incomplete_or_mixed_set(sharded) -> None:
     other = RunFolder.create(tmp_path / "other", plan_of("fixed:interval=0.01", n=3))
     with pytest.raises(InputError, match="ran another plan"):
         merge_shards([folders[0], other.path])
+
+
+def test_merged_shards_that_used_different_transports_say_so(sharded) -> None:
+    """`--transport auto` decides per shard: a merge of shards that differ does not claim one."""
+    _, folders, _, tmp_path = sharded
+    assert merge_shards(folders).manifest["options"]["transport"] == "sender"  # auto, every shard
+    other = tmp_path / "aiohttp-shard"
+    shutil.copytree(folders[1], other)
+    manifest = json.loads((other / RunFolder.MANIFEST).read_text())
+    manifest["options"].update(transport="aiohttp", transport_reason=None)
+    (other / RunFolder.MANIFEST).write_text(json.dumps(manifest))
+    options = merge_shards([folders[0], other, folders[2]]).manifest["options"]
+    assert options["transport"] == "mixed"
+    assert (
+        options["transport_reason"]
+        == "the shards differ (shard 0: sender, shard 1: aiohttp, shard 2: sender)"
+    )
 
 
 @pytest.mark.slow
