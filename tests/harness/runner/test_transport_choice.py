@@ -45,6 +45,14 @@ def test_anywhere_else_auto_takes_aiohttp_and_says_why(schedules, url, options, 
     assert chosen.transport_reason is not None and chosen.transport_reason.startswith(f"auto: aiohttp, {why}")
 
 
+def test_a_plan_of_shaped_arms_takes_aiohttp() -> None:
+    """A policy's releases are sent by the loop at once: the thread has nothing to write ahead."""
+    shaped = plan_of("poisson:rate=8", n=5, policies=["passthrough", "window:period=0.5"])
+    assert resolve_transport(shaped, HTTP, RunOptions()).transport_reason == (
+        "auto: aiohttp, no open-loop request in this run (only closed-loop or shaped arms)"
+    )
+
+
 def test_a_shard_with_no_open_loop_request_of_its_own_takes_aiohttp() -> None:
     """The shard's own requests decide: shard 1 of 2 of a 1-request open-loop arm has none of them."""
     plan = plan_of("fixed:interval=0.01", "concurrency:n=2", n=1)
