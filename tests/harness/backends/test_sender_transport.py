@@ -166,21 +166,14 @@ def test_a_sender_thread_that_fails_fails_its_request_as_the_clients_own() -> No
     assert [path for _, path, _ in server.requests] == ["/warm"] and server.connections == 1
 
 
-class _Scripted:
+class _Scripted(_Server):
     """Answers the Nth request (on whatever connection) with `answers[N]`: raw bytes, and whether to
-    close the connection after them."""
+    close the connection after them (`_Server`'s loopback listener, another script)."""
 
     def __init__(self, answers: list[tuple[bytes, bool]]) -> None:
         self.answers = answers
         self.connections = 0
-        self.requests = 0
-
-    async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
+        self.requests = 0  # type: ignore[assignment]  # a count here, not _Server's list
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
