@@ -56,7 +56,7 @@ def test_sigterm_stops_cleanly_and_resume_adopts_a_reported_cell(tmp_path, capsy
     children = _descendants(proc.pid)
     assert children  # the mock server and the sidecar
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 130
+    assert proc.wait(timeout=60) == 130, proc.stderr.read() if proc.stderr else ""
     time.sleep(0.5)
     assert not [pid for pid in children if alive(pid)]
     (path,) = out.iterdir()
