@@ -16,7 +16,7 @@ import pytest
 from e2e_stack import flag_codes, output, run_folder, summary
 from joulebench_testkit import run_joulebench, run_mock_server, simulated_sidecar
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 SPEED = 4  # simulated seconds per wall-clock second
 RATE = 2 * SPEED  # 2 requests/s of simulated time
