@@ -69,7 +69,8 @@ def tool_command(
     exe = str(args.peers_home / tool / "bin" / tool)
     if tool == "joulebench":
         options = (f"--prompts synthetic --schedule fixed:interval={1 / rate!r} --n {n} --warmup 0 "
-                   f"--max-tokens {tokens} --idle 0 --server-metrics off --no-progress")  # fmt: skip
+                   f"--max-tokens {tokens} --idle 0 --server-metrics off --no-progress "
+                   f"--transport {args.transport}")  # fmt: skip
         joulebench = str(Path(sys.executable).parent / "joulebench")
         return [joulebench, "run", "--target", url, *options.split(), "--out", str(work / "runs")], {}, n
     if tool == "guidellm":
@@ -231,6 +232,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompt-tokens", type=int, default=32, help="synthetic prompt length for the peers")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--itl-ms", type=float, default=0.0, help="the server's gap between streamed tokens")
+    parser.add_argument(
+        "--transport", default="aiohttp", choices=("aiohttp", "sender", "auto"),
+        help="joulebench's --transport: aiohttp, with which benchmarks/results/peers was made (the "
+        "runner's default then; auto takes the sender here)",
+    )  # fmt: skip
     parser.add_argument(
         "--peers-home", type=Path, default=Path(os.environ.get("PEERS_HOME", REPO / ".peers"))
     )

@@ -35,7 +35,7 @@ from harness.report.terminal import wide_console
 from harness.runfolder import RunFolder
 from harness.runfolder.latest import point_latest
 from harness.runfolder.request_log import RecordLog, log_header
-from harness.runner import RunOptions, RunResult, check_run
+from harness.runner import RunOptions, RunResult, check_run, resolve_transport
 from harness.session.config import IDLE_REAL_S, IDLE_SIMULATED_S, MeasureConfig, TargetConfig
 from harness.session.embedded_stack import EmbeddedStack, default_plan_spec
 from harness.session.idle_capture import IdleStage
@@ -149,6 +149,7 @@ def _run(
     server.prepare()
     api_key = os.environ.get(target.api_key_env) or None
     resolved = asyncio.run(resolve_target(target.url, target.backend, target.model, api_key))
+    options = resolve_transport(plan, resolved.url, options)  # once: auto is then a concrete transport
     budget = check_run(plan, resolved, options)
     if budget.cap is not None:
         err.print(
@@ -169,6 +170,7 @@ def _run(
     if out.on_folder is not None:
         out.on_folder(folder.path)
     err.print(f"run folder: {folder.path}")
+    err.print(f"transport: {options.transport_reason or options.transport}", highlight=False, markup=False)
     # A run of its own, not an experiment's cell or a shard (a part, merged later): `<out>/latest` is it now.
     if out.name is None and options.shard.count == 1:
         why_not = point_latest(folder.path)

@@ -44,6 +44,7 @@ def test_an_open_loop_pool_over_the_limit_is_capped_and_waits_in_the_client(mock
     assert manifest["options"]["transport"] == "aiohttp"
     reason = manifest["options"]["transport_reason"]
     assert reason.startswith("auto: aiohttp, the open-files limit leaves room"), reason
+    assert f"transport: {reason}" in " ".join(done.stderr.split())  # said before the run, too
     connections = manifest["connections"]
     assert connections["pool"] == LIMIT - FD_MARGIN and connections["capped_by_fd_limit"] is True
     requests = pd.read_parquet(RunFolder.open(path).requests_path)

@@ -24,6 +24,7 @@ from e2e_stack import output
 from joulebench_testkit import alive, joulebench_argv, run_joulebench, run_main
 
 from foundation.errors import InputError
+from harness.energy.repeats import EXCLUDING_FLAGS
 from harness.runfolder.experiment_files import CELL_COLUMNS, ExperimentFolder
 
 pytestmark = pytest.mark.slow
@@ -233,7 +234,7 @@ arms:
   - fixed:interval=0.25,name=b
   - bursty:size=4,intra=0,gap=1,name=burst
 rates: [8]
-repeats: 4
+repeats: 5
 level: 0.99
 cooldown_s: 0.2
 cell_reports: false
@@ -249,7 +250,13 @@ def test_identical_arms_are_not_distinguishable_and_a_much_cheaper_arm_wins(tmp_
     assert status == 0, err
     folder = _experiment(tmp_path / "out")
     cells = folder.read_cells()
-    assert len(cells) == 12 and set(cells["status"]) == {"done"}
+    assert len(cells) == 15 and set(cells["status"]) == {"done"}
+    # A cell leaves the comparison only for a stall of the host that its run flagged (4 sends each: one
+    # stall over the bound is p99), never for failed requests or missing power; one such cell at most.
+    flags = cells["flags"].str.split(",").map(lambda f: set(f) & set(EXCLUDING_FLAGS))
+    shown = cells[["repeat", "arm", "lateness_p99_ms", "flags"]].to_string()
+    assert (flags.map(len) > 0).sum() <= 1, shown
+    assert set().union(*flags) <= {"lateness_over_bound", "loop_lag_over_bound"}, shown
     # The drift makes repeats differ: the twins are not equal in every repeat.
     twins = cells[cells["arm"].isin(["a", "b"])].pivot(
         index="repeat", columns="arm", values="j_per_request_all_in"
@@ -264,7 +271,7 @@ def test_identical_arms_are_not_distinguishable_and_a_much_cheaper_arm_wins(tmp_
     }
     assert set(pairs) == {("a", "b"), ("a", "burst"), ("b", "burst")}
     same, line = pairs[("a", "b")]
-    assert same["repeats"] == 4 and same["ci"] is not None
+    assert same["repeats"] >= 4 and same["ci"] is not None, shown
     assert same["ci"][0] <= 0 <= same["ci"][1], same
     assert not same["distinguishable"] and same["winner"] is None
     assert line.startswith("a vs b: not distinguishable"), line
