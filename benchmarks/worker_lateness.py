@@ -10,6 +10,8 @@ deadlines from the same start, sending nothing) runs beside it: its lateness is 
 scheduler allows anyone at that moment, the floor the runner is measured against. Per point:
 
   server_ms    arrival at the server - planned (p50 / p99 / max): the truth
+  decided_ms   the runner's sent_ns - planned (the send decided), and wire_ms its wire_ns - planned
+               (just before the write): how much of server_ms builds up before each stamp
   bare_ms      the bare timer's wake-up lateness (p50 / p99 / max), same deadlines, same time
   realized     (planned span) / (span of server arrivals), over the ok requests: 1.0 = the plan's rate
   loop_lag_p99 the runner's own probe (all workers' wake-ups); cpu_share of the busiest process
@@ -122,6 +124,10 @@ def run_point(
         "requests": n,
         "ok": len(ok),
         "server_ms": _spread(server),
+        # Where it builds up, in the runner's own stamps: the send decided (the sender thread awake and
+        # holding the GIL; aiohttp: the loop's dispatch), then the bytes handed to the socket.
+        "decided_ms": _spread((ok["sent_ns"].to_numpy(dtype=np.int64) - planned) / 1e6),
+        "wire_ms": _spread((ok["wire_ns"].to_numpy(dtype=np.int64) - planned) / 1e6),
         "bare_ms": _spread(bare_lags / 1e6),
         "p99_over_bare": float(np.percentile(server, 99) / max(np.percentile(bare_lags / 1e6, 99), 1e-3)),
         "realized": None if realized is None else float(realized),

@@ -5,6 +5,7 @@ run (benchmarks/results/fidelity), whose table is rebuilt from its raw points an
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def test_a_tiny_run_against_the_arrival_server(tmp_path) -> None:
     assert len(doc["points"]) == 2 and all(p["ok"] == p["requests"] == 50 for p in doc["points"])
     # Arrival at the server follows the planned time, by the server's own clock.
     assert all(p["server_ms"]["p50"] >= 0 for p in doc["points"])
+    # Each send is decided before its bytes are handed to the socket: so are the spreads of the two.
+    assert all(p["decided_ms"][q] <= p["wire_ms"][q] for p in doc["points"] for q in ("p50", "p99", "max"))
     # The server's own figures cover the schedule: its probe woke every 5 ms through about 1 s of it.
     assert all(p["server_self"]["loop_lag_ms"]["n"] >= 100 for p in doc["points"])
     (row,) = doc["medians"]
@@ -190,3 +193,26 @@ def test_the_2_core_transport_prose_states_the_runs_figures() -> None:
         if (p["rate"], p["workers"], p["transport"]) == (1000.0, 2, "sender")
     ]
     assert f"within 1.2 in {sum(r <= 1.2 for r in ratios)} of {len(ratios)} runs" in runner
+
+
+def test_the_breakdown_run_is_its_raw_points_and_docs_runner_quotes_it() -> None:
+    folder = REPO / "benchmarks" / "results" / "fidelity-sender-breakdown"
+    doc = json.loads((folder / "worker_lateness.json").read_text())
+    _rebuilt(doc, folder / "worker_lateness.md")
+    runner = " ".join((REPO / "docs" / "runner.md").read_text().split())
+    assert doc["command"].removeprefix("python ").split(" --out ")[0] in runner
+
+    def median(workers: int, key: str, q: str) -> str:
+        runs = [p[key][q] for p in doc["points"] if p["workers"] == workers]
+        assert len(runs) >= 3 and all(p["transport"] == "sender" for p in doc["points"])
+        return f"{statistics.median(runs):.2f}"
+
+    stamps = ("decided_ms", "wire_ms", "server_ms")
+    two = [median(2, key, "p99") for key in stamps]
+    assert f"p99 {two[0]} ms when the send was decided, {two[1]} ms at the wire, {two[2]} ms at" in runner
+    half = [median(2, key, "p50") for key in stamps]
+    bare = median(2, "bare_ms", "p50")
+    assert f"p50 {half[0]}, {half[1]} and {half[2]} ms (the bare timer's {bare})" in runner
+    assert f"bare timer's p99 was {median(2, 'bare_ms', 'p99')} ms with two workers" in runner
+    one = [median(1, key, "p99") for key in stamps]
+    assert f"With one worker: p99 {one[0]}, {one[1]} and {one[2]} ms" in runner
