@@ -259,7 +259,9 @@ class Dispatcher:
             sending = self._open_loop(recs, start)
         await self._phase(sending)
         await self._drain()
-        end = _now()
+        # A stop before the start (run_arm is entered a lead ahead of it, or earlier) sent nothing:
+        # its window is empty, never one that ends before it starts.
+        end = max(_now(), start)
         cpu_s = time.process_time() - cpu0
         if self.share is None:
             self.log.event("arm", arm=arm.name, end_ns=end)

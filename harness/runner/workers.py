@@ -206,7 +206,8 @@ class WorkerPool:
             self.stats.start_arm(arm.name, start)
             self._tell(("arm", i, start))
             runs: list[tuple[ArmRun, list[int]]] = await self._replies("arm")
-            end = max((r.end_ns for r, _ in runs), default=_now())
+            # Never before the start: a stop within the lead ends the arm before anything was due.
+            end = max(max((r.end_ns for r, _ in runs), default=_now()), start)
             self._whole.log.event("arm", arm=arm.name, end_ns=end)
             self.arm_windows.append(_merged(arm.name, start, end, runs, self.options.workers))
             clock.ended(arm, end)

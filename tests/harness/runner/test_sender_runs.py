@@ -111,6 +111,39 @@ def test_a_stop_never_sends_what_is_not_yet_due(fast_mock, tmp_path) -> None:
     assert log.count('"k":"sent"') == len(sent)  # a `sent` line for each one sent, and only for those
 
 
+def test_a_stop_before_an_arms_start_leaves_an_empty_window_not_a_negative_one(fast_mock, tmp_path) -> None:
+    """The dispatcher enters an arm a lead ahead of its start (the sender's first requests are handed
+    over early); a stop in that lead sent nothing, and the arm's window must not end before it starts
+    (a run folder with such a window could not be read: an experiment stopped there exited 2)."""
+    plan = plan_of("fixed:interval=0.01", n=5)
+    target = asyncio.run(resolve_target(fast_mock.url))
+    options = RunOptions(progress=False, warmup=0, transport="sender")
+    folder = RunFolder.create(tmp_path, plan)
+    dispatcher = Dispatcher(plan, target, options, folder.log_path, ClockAnchor.now())
+    loop = new_event_loop()
+    windows = []
+
+    async def run() -> None:
+        start = time.monotonic_ns() + 1_000_000_000
+        loop.call_later(0.3, dispatcher.request_stop, "interrupted")
+        arm = plan.header.arms[0]
+
+        async def one_arm(d: Dispatcher) -> None:
+            windows.append(await d.run_arm(arm, start))
+
+        await dispatcher.run(ProgressDisplay(dispatcher.stats, False), one_arm)
+        assert windows[0].start_ns == start
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+        dispatcher.finish()
+    (window,) = windows
+    assert window.end_ns == window.start_ns and window.sent == 0
+    assert {r.status for r in dispatcher.records} == {"not_sent"}
+
+
 def test_two_workers_each_send_with_their_own_thread(fast_mock, tmp_path) -> None:
     plan = plan_of("fixed:interval=0.005", n=40)
     rows = one_row_each(run_plan(fast_mock.url, plan, tmp_path, transport="sender", workers=2), plan)
