@@ -44,6 +44,26 @@ def _load_testkit() -> ModuleType:
 testkit = _load_testkit()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--alone",
+        choices=("with-others", "skip", "only"),
+        default="with-others",
+        help="tests marked `alone`: run them with the others (default), leave them out, or run only them "
+        "(scripts/test.sh runs the others on two workers, then these by themselves); composes with -m and -k",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("--alone")
+    if mode == "with-others":
+        return
+    keep = [item for item in items if (item.get_closest_marker("alone") is not None) == (mode == "only")]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+
 @pytest.fixture
 def mock_server(tmp_path: Path) -> Iterator[Callable[..., object]]:
     """Start mock servers with extra CLI args; each is stopped when the test ends."""

@@ -78,6 +78,7 @@ def test_power_source_killed_mid_run(mock, tmp_path) -> None:
     assert json.loads((tmp_path / "cmp.json").read_text())["no_verdict"].startswith("No verdict")
 
 
+@pytest.mark.alone  # asserts every arm's p99 lateness under its bound
 def test_identical_arms_under_whole_power_keep_their_verdict(mock, tmp_path) -> None:
     with simulated_sidecar(mock, "--interval", "0.05", log_dir=tmp_path) as side:
         result = run_joulebench("run", "--target", mock, "--sidecar", side.url, *PLAN, cwd=tmp_path)
