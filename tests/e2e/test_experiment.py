@@ -24,7 +24,7 @@ from e2e_stack import output
 from joulebench_testkit import alive, joulebench_argv, run_joulebench, run_main
 
 from foundation.errors import InputError
-from harness.energy.repeats import EXCLUDING_FLAGS
+from harness.energy.repeats import EXCLUDING_FLAGS, excluded
 from harness.runfolder.experiment_files import CELL_COLUMNS, ExperimentFolder
 
 pytestmark = pytest.mark.slow
@@ -253,10 +253,11 @@ def test_identical_arms_are_not_distinguishable_and_a_much_cheaper_arm_wins(tmp_
     assert len(cells) == 15 and set(cells["status"]) == {"done"}
     # A cell leaves the comparison only for a stall of the host that its run flagged (4 sends each: one
     # stall over the bound is p99), never for failed requests or missing power; one such cell at most.
-    flags = cells["flags"].str.split(",").map(lambda f: set(f) & set(EXCLUDING_FLAGS))
+    out = excluded(cells)
     shown = cells[["repeat", "arm", "lateness_p99_ms", "flags"]].to_string()
-    assert (flags.map(len) > 0).sum() <= 1, shown
-    assert set().union(*flags) <= {"lateness_over_bound", "loop_lag_over_bound"}, shown
+    assert out.sum() <= 1, shown
+    codes = {code for flags in cells.loc[out, "flags"] for code in flags.split(",")} & set(EXCLUDING_FLAGS)
+    assert codes <= {"lateness_over_bound", "loop_lag_over_bound"}, shown
     # The drift makes repeats differ: the twins are not equal in every repeat.
     twins = cells[cells["arm"].isin(["a", "b"])].pivot(
         index="repeat", columns="arm", values="j_per_request_all_in"
