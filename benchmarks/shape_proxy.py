@@ -69,7 +69,7 @@ def send(url: str, schedule: str, n: int, duration: float) -> pd.DataFrame:
     )  # fmt: skip
     target = asyncio.run(resolve_target(url))
     # A client that cannot keep up stops after twice the planned span (the rest are not_sent).
-    # aiohttp, as in the committed results (the default `auto` would take the sender thread here).
+    # aiohttp, as in the committed results (the default `auto` would take the sender here).
     options = RunOptions(stream=True, warmup=WARMUP, progress=False, time_limit_s=2 * duration + 5, grace_s=5,
                          timeout_s=30, transport="aiohttp")  # fmt: skip
     with tempfile.TemporaryDirectory() as out:

@@ -124,8 +124,8 @@ def run_point(
         "requests": n,
         "ok": len(ok),
         "server_ms": _spread(server),
-        # Where it builds up, in the runner's own stamps: the send decided (the sender thread awake and
-        # holding the GIL; aiohttp: the loop's dispatch), then the bytes handed to the socket.
+        # Where it builds up, in the runner's own stamps: the send decided (the sender awake; aiohttp:
+        # the loop's dispatch), then the bytes handed to the socket.
         "decided_ms": _spread((ok["sent_ns"].to_numpy(dtype=np.int64) - planned) / 1e6),
         "wire_ms": _spread((ok["wire_ns"].to_numpy(dtype=np.int64) - planned) / 1e6),
         "bare_ms": _spread(bare_lags / 1e6),

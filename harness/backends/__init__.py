@@ -4,6 +4,7 @@ from harness.backends.base import CONTENT, END, Api, Prompt, StreamFault
 from harness.backends.client import make_client, perform
 from harness.backends.detect import APIS, BACKEND_CHOICES, Target, resolve_target
 from harness.backends.openai import OpenAIChat, OpenAICompletions
+from harness.backends.sender_process import senders_cpu_s
 from harness.backends.sse import SSEEvent, SSEParser
 from harness.backends.tgi import TGIGenerate
 
@@ -24,4 +25,5 @@ __all__ = [
     "make_client",
     "perform",
     "resolve_target",
+    "senders_cpu_s",
 ]

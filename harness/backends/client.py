@@ -78,7 +78,7 @@ def make_client(
     """An AsyncClient whose pool never queues a request: `pool` must cover the run's peak concurrency
     (httpx's default of 100 connections would silently delay request 101 until one frees up).
     `transport`: "httpx" (httpcore), "aiohttp" (see `aiohttp_transport`: cheaper per request) or
-    "sender" (see `sender_transport`: requests given a `send_at` are written by a thread at their time)."""
+    "sender" (see `sender_transport`: requests given a `send_at` are written by a process at their time)."""
     check_choice("--transport", transport, Transport)
     headers = {"user-agent": f"joulebench/{__version__}"}
     if api_key:
@@ -114,7 +114,7 @@ async def perform(
 ) -> None:
     """Send `body` and measure the response into `rec`; the caller sets `rec.sent_ns` just before.
     With `send_at` (the sender transport's scheduled write), `send_at.sending` sets it instead, in the
-    sender thread at the request's time, and the timeout counts from that time (`due_ns`).
+    sender process at the request's time, and the timeout counts from that time (`due_ns`).
     The API key `make_client` was given never ends up in the record (error text, kept headers)."""
     start_ns = rec.sent_ns if send_at is None else send_at.due_ns
     assert start_ns is not None
@@ -134,8 +134,8 @@ async def perform(
 
 
 async def _attempted(rec: RequestRecord, send_at: ScheduledSend | None) -> None:
-    """A scheduled request that failed before the sender thread wrote it (no connection could be made
-    for it, or the thread failed) was attempted at its time: it ends no sooner, and is stamped sent
+    """A scheduled request that failed before the sender process wrote it (no connection could be made
+    for it, or the sender failed) was attempted at its time: it ends no sooner, and is stamped sent
     then, as the other transports stamp a request as they try it (its `sent` line logged as it ends).
     It never reached a socket: no wire time."""
     if send_at is not None and rec.sent_ns is None:

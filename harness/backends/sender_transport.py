@@ -1,10 +1,10 @@
 """httpx requests on joulebench's own HTTP/1.1 connections, written at their deadlines by a sender
-thread (`--transport sender`).
+process (`--transport sender`).
 
 A request that carries the `send_at` extension (a `ScheduledSend`: the runner's open-loop sends) is
 prepared on the event loop ahead of its deadline: a connection is taken from the pool (or opened),
-the request serialized, and the bytes handed to the `SenderThread`, which writes them at the
-deadline, whatever the loop is parsing then (harness/backends/sender_thread.py says why and how). Any
+the request serialized, and the bytes handed to the `SenderProcess`, which writes them at the
+deadline, whatever the loop is parsing then (harness/backends/sender_process.py says why and how). Any
 other request (warm-up, closed loop, a policy's release) is written at once by the loop, as aiohttp
 would. The loop reads every response: httptools parses it, one body piece per network read (so events that
 arrive together share a time, as with aiohttp's `iter_any`).
@@ -34,7 +34,7 @@ import httptools
 import httpx
 
 from harness.backends.aiohttp_transport import BODY_SENT, HEADERS_SENT
-from harness.backends.sender_thread import Departure, SenderThread
+from harness.backends.sender_process import Departure, SenderProcess
 
 _now = time.monotonic_ns
 
@@ -42,8 +42,10 @@ _now = time.monotonic_ns
 class ScheduledSend(Protocol):
     """The `send_at` request extension: when to write it, and what to stamp.
 
-    - `sending(t)`: in the sender thread once it decided to write, under its lock (the request is
-      sent: stamp it, log it);
+    - `sent_line`: (descriptor, head, tail) of the caller's crash-safe `sent` line: the sender
+      process writes head + the time it decided + tail before the write; None: no line;
+    - `sending(t, logged)`: once the sender decided to write, before the withdrawal that finds it
+      sent returns (the request is sent: stamp it; log its line unless `logged`, written already);
     - `on_wire(t)`: just before the bytes are written (by the thread, or by the loop for what the
       socket's buffer did not take at once): stamped before, not after, since the response may be in
       and the request ended before the writer runs again; `on_wire(None)` if the write failed with
@@ -55,7 +57,10 @@ class ScheduledSend(Protocol):
     due_ns: int
     withdraw: Callable[[], bool] | None
 
-    def sending(self, t_ns: int) -> None: ...
+    @property
+    def sent_line(self) -> tuple[int, bytes, bytes] | None: ...
+
+    def sending(self, t_ns: int, logged: bool = False) -> None: ...
 
     def on_wire(self, t_ns: int | None) -> None: ...
 
@@ -82,7 +87,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0
         self.key: tuple[str, int] = ("", 0)
         self.body_read = False  # this exchange's body was read to its end
-        self.writing = False  # handed to the sender thread, its bytes not all written yet
+        self.writing = False  # handed to the sender process, its bytes not all written yet
         self.complete = False  # this exchange's response was parsed to its end
         self.keep_alive = False  # ... and the server keeps the connection open after it
         # An exchange's parser, from its request until its response's end; None: nothing is due,
@@ -251,7 +256,7 @@ class SenderTransport(httpx.AsyncBaseTransport):
         self._pool = pool
         self._slots: asyncio.Semaphore | None = None  # requests at once: at most `pool` connections
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._sender: SenderThread | None = None
+        self._sender: SenderProcess | None = None
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -261,6 +266,9 @@ class SenderTransport(httpx.AsyncBaseTransport):
             )
         if self._slots is None:  # made on first use: it belongs to the running loop
             self._slots = asyncio.Semaphore(self._pool)
+            if not self._closed:  # started with the first request (a warm-up's), ready for the schedule
+                self._sender = SenderProcess()
+                self._sender.start(asyncio.get_running_loop())
         await self._slots.acquire()
         try:
             try:
@@ -338,33 +346,30 @@ class SenderTransport(httpx.AsyncBaseTransport):
         return self._sender is not None and self._sender.withdraw(departure)
 
     def _schedule(self, conn: _Connection, data: bytes, scheduled: ScheduledSend) -> Departure:
-        """Hand the request's bytes to the sender thread, to be written at `scheduled.due_ns`."""
-        if self._closed:
+        """Hand the request's bytes to the sender process, to be written at `scheduled.due_ns`."""
+        if self._closed or self._sender is None:
             raise RuntimeError("the transport is closed")
-        if self._sender is None:
-            self._sender = SenderThread()
-            self._sender.start()
         sender = self._sender
         loop = asyncio.get_running_loop()
 
-        def written(rest: bytes, error: BaseException | None) -> None:  # in the sender thread
+        def written(rest: bytes, error: BaseException | None) -> None:  # later on the loop: no reentry
             if error is not None:
                 if rest == data:
                     scheduled.on_wire(None)
-                loop.call_soon_threadsafe(conn.fail_write, error)
+                loop.call_soon(conn.fail_write, error)
             elif rest:  # the socket's buffer was full: the loop writes the rest
-                loop.call_soon_threadsafe(_write_rest, conn, rest, scheduled)
+                loop.call_soon(_write_rest, conn, rest, scheduled)
             else:
-                loop.call_soon_threadsafe(_written_out, conn, scheduled)
+                loop.call_soon(_written_out, conn, scheduled)
 
         conn.writing = True  # not back to the pool before its last byte is out
         fd = os.dup(conn.fd)
-        departure = Departure(scheduled.due_ns, fd, data, scheduled.sending, scheduled.on_wire, written)
-        try:
-            sender.submit(departure)
-        except BaseException:
-            os.close(fd)
-            raise
+        line = scheduled.sent_line
+        departure = Departure(
+            scheduled.due_ns, fd, data, line, lambda t: scheduled.sending(t, line is not None),
+            scheduled.on_wire, written,
+        )  # fmt: skip
+        sender.submit(departure)  # it closes `fd`, whatever happens
         scheduled.withdraw = lambda: sender.withdraw(departure)
         return departure
 

@@ -100,6 +100,14 @@ class RecordLog:
     def sent(self, rec: RequestRecord) -> None:
         self._write({"k": "sent", "id": rec.request_id, "t": rec.sent_ns})
 
+    def sent_line(self, rec: RequestRecord) -> tuple[int, bytes, bytes]:
+        """The `sent` line for another writer (the sender process) to complete with its time, on this
+        log's descriptor: (descriptor, what comes before the time, what comes after it)."""
+        if self._fd is None:
+            raise ValueError(f"{self.path}: log is closed")
+        line = self._line({"k": "sent", "id": rec.request_id, "t": 0})
+        return self._fd, line[: -len(b"0}\n")], b"}\n"
+
     def row(self, rec: RequestRecord) -> None:
         self._write({"k": "row", **rec.to_row()})
 

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from asyncio_throttle import Throttler
 
-from harness.backends import Target, make_client, perform
+from harness.backends import Target, make_client, perform, senders_cpu_s
 from harness.clock import ClockAnchor
 from harness.records import RequestRecord
 from harness.runfolder.request_log import RecordLog, expected_records, log_header, warmup_rows
@@ -62,7 +62,7 @@ _TICK_S = 0.5
 _POOL_SLACK_S = 1.0
 _POLICY_STREAM = 4  # a shaped arm's policy draws from [seed, 4, crc32(arm name)] (traffic.builder's scheme)
 # With `--transport sender`, how far ahead of its time an open-loop request is handed to the sender
-# thread: the loop may stall this long (parsing a burst) without the request going out late.
+# process: the loop may stall this long (parsing a burst) without the request going out late.
 STAGE_AHEAD_NS = 50_000_000
 
 
@@ -131,7 +131,7 @@ class Dispatcher:
         )  # fmt: skip
         self._client = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self._departing: dict[asyncio.Task[None], _Departing] = {}  # with the sender thread
+        self._departing: dict[asyncio.Task[None], _Departing] = {}  # with the sender process
         self._sending: asyncio.Future[Any] | None = None
         self._stopping = False
         self._cancel_reason = "cancelled"
@@ -152,7 +152,7 @@ class Dispatcher:
         self.stop_reason = reason
         if self._sending is not None:
             self._sending.cancel()
-        for task, departing in list(self._departing.items()):  # taken back from the sender thread
+        for task, departing in list(self._departing.items()):  # taken back from the sender process
             if departing.unsent():  # (one it sent meanwhile finishes in the grace period)
                 task.cancel()
         grace = self.options.grace_s
@@ -205,7 +205,7 @@ class Dispatcher:
                 timer.cancel()
 
     def stage_lead_ns(self, arm: ArmSpec | None = None) -> int:
-        """How long before an arm's start its sending begins: with the sender thread, an open-loop
+        """How long before an arm's start its sending begins: with the sender process, an open-loop
         arm's first requests are handed over ahead of their time like the rest (`STAGE_AHEAD_NS`);
         the others send at once, at the start. Without an arm: the most any arm takes."""
         if self.options.transport != "sender" or (arm is not None and (arm.closed_loop or arm.policy)):
@@ -250,7 +250,7 @@ class Dispatcher:
             self.log.event("arm", arm=arm.name, start_ns=start)
         self.stats.start_arm(arm.name, start)
         self._probe.take()  # the lags of the warm-up or the gap before: not this arm's
-        cpu0 = time.process_time()
+        cpu0 = time.process_time() + senders_cpu_s()  # its sender process's CPU is the runner's
         if arm.closed_loop:
             sending = self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
         elif arm.policy is not None:
@@ -262,7 +262,7 @@ class Dispatcher:
         # A stop before the start (run_arm is entered a lead ahead of it, or earlier) sent nothing:
         # its window is empty, never one that ends before it starts.
         end = max(_now(), start)
-        cpu_s = time.process_time() - cpu0
+        cpu_s = time.process_time() + senders_cpu_s() - cpu0
         if self.share is None:
             self.log.event("arm", arm=arm.name, end_ns=end)
         sent = sum(r.sent_ns is not None for r in recs)
@@ -296,7 +296,7 @@ class Dispatcher:
         for rec in recs:
             rec.planned_ns = start + int(offsets[rec.request_id])
         if self.options.transport == "sender":
-            for rec in recs:  # each handed to the sender thread ahead of its time, which writes it
+            for rec in recs:  # each handed to the sender process ahead of its time, which writes it
                 body = self._body(rec)
                 await sleep_until(start + int(offsets[rec.request_id]) - STAGE_AHEAD_NS)
                 self._launch(rec, body, departing=True)
@@ -426,7 +426,7 @@ class Dispatcher:
                     self.stats.on_done(rec.status)
 
     async def _depart(self, rec: RequestRecord, body: bytes, departing: _Departing) -> None:
-        """An open-loop request handed to the sender thread (`--transport sender`), which stamps it
+        """An open-loop request handed to the sender process (`--transport sender`), which stamps it
         sent, logs its `sent` line and writes it at `planned_ns` (`_Departing`); its row as it ends.
         Caps are refused with that transport (`RunOptions.validate`), so nothing waits here."""
         rec.queued_ns = 0
@@ -473,9 +473,9 @@ class Dispatcher:
 
 
 class _Departing:
-    """The `send_at` of an open-loop request with the sender thread (`ScheduledSend`): stamped sent,
-    with its crash-safe `sent` line, once the thread decided to write it; on the wire just before the
-    write; counted as sent on the display once written."""
+    """The `send_at` of an open-loop request with the sender process (`ScheduledSend`): its crash-safe
+    `sent` line written by that process once it decided to send, before the write; stamped sent and
+    on the wire from its stamps; counted as sent on the display once written."""
 
     __slots__ = ("_log", "_rec", "_stats", "due_ns", "withdraw")
 
@@ -485,9 +485,14 @@ class _Departing:
         self.withdraw: Callable[[], bool] | None = None  # set once handed over (the transport's)
         self._rec, self._log, self._stats = rec, log, stats
 
-    def sending(self, t_ns: int) -> None:  # in the sender thread, or the loop's for a failed attempt
+    @property
+    def sent_line(self) -> tuple[int, bytes, bytes]:
+        return self._log.sent_line(self._rec)
+
+    def sending(self, t_ns: int, logged: bool = False) -> None:  # or the loop's, for a failed attempt
         self._rec.sent_ns = t_ns
-        self._log.sent(self._rec)
+        if not logged:
+            self._log.sent(self._rec)
 
     def on_wire(self, t_ns: int | None) -> None:
         self._rec.wire_ns = t_ns
@@ -529,7 +534,7 @@ def _arm_needs(plan: Plan, options: RunOptions) -> dict[str, int]:
 
 
 def staged_at_once(plan: Plan, options: RunOptions) -> int:
-    """With the sender thread, the most requests handed over and not yet written at once (each holds
+    """With the sender process, the most requests handed over and not yet written at once (each holds
     a duplicate of its connection's descriptor until written): per open-loop arm, the most of its
     requests planned within `STAGE_AHEAD_NS`; 0 with another transport."""
     if options.transport != "sender":

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from foundation.errors import InputError
-from harness.backends import Target
+from harness.backends import Target, senders_cpu_s
 from harness.clock import ClockAnchor, new_event_loop
 from harness.records import Shard
 from harness.runfolder import RunFolder, utc_iso
@@ -58,7 +58,7 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
     if options.transport == "sender" and urlsplit(target.url).scheme != "http":
         raise InputError(f"--transport sender: only http:// targets (got {target.url!r})")
     pool = pool_size(plan, options)
-    staged = staged_at_once(plan, options)  # their descriptors' duplicates, held by the sender thread
+    staged = staged_at_once(plan, options)  # their descriptors' duplicates, held by the sender process
     budget = ensure_fd_limit(pool + staged, least_connections(plan, options))
     if budget.cap is not None and options.transport == "sender":  # it cannot make a request wait for one
         raise InputError(
@@ -129,12 +129,12 @@ def execute_plan(
     progress = ProgressDisplay(dispatcher.stats, options.progress)
     handled = _install_signals(loop, dispatcher)
     gc.freeze()  # the plan and records are long-lived: keep them out of every collection during the run
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    cpu0, wall0 = time.process_time() + senders_cpu_s(), time.monotonic()
     try:
         with progress:
             loop.run_until_complete(dispatcher.run(progress))
     finally:
-        cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
+        cpu_s, wall_s = time.process_time() + senders_cpu_s() - cpu0, time.monotonic() - wall0
         if isinstance(dispatcher, WorkerPool):  # the workers' CPU too (the parent's is small)
             cpu_s += dispatcher.workers_cpu_s
         for sig, previous in handled.items():

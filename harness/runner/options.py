@@ -66,7 +66,7 @@ class RunOptions:
     timeout_s: float = flag(
         300.0,
         "--timeout SECONDS",
-        "Per-request limit from sending (the sender thread: the planned time) to the end of the response.",
+        "Per-request limit from sending (the sender process: the planned time) to the end of the response.",
     )
     grace_s: float = flag(
         30.0,
@@ -95,7 +95,7 @@ class RunOptions:
         "--transport",
         "HTTP transport under httpx: auto (sender where it applies, else aiohttp; the manifest's "
         "options.transport_reason says which and why), aiohttp (aiohttp's connection pool), httpx "
-        "(httpcore), or sender (joulebench's own HTTP/1.1 connections, http:// only: a thread writes "
+        "(httpcore), or sender (joulebench's own HTTP/1.1 connections, http:// only: a process writes "
         "each open-loop request at its time, so response parsing cannot delay it). See docs/runner.md.",
     )
     workers: int = flag(

@@ -1,20 +1,23 @@
 """`--transport auto` (the default) made concrete for one run, with the reason the manifest records.
 
-The sender thread writes each open-loop request at its time, so parsing other responses cannot delay
-it (docs/runner.md: 0.88 ms p99 at the wire against aiohttp's 3.33 ms at 100 requests/s of
-128-token streams from vLLM). It applies only where the schedule is known ahead and nothing makes a
-request wait: an open-loop arm, an http:// target, no cap, and an open-files limit that covers its
-connections without capping them. Anywhere else auto takes aiohttp, which every earlier energy
-figure in docs/results used; closed-loop and shaped arms are sent by the event loop whichever
-transport carries them, so a plan of only those gains nothing from the thread.
+The sender process writes each open-loop request at its time, so parsing other responses cannot delay
+it (docs/runner.md: with the sender thread it replaced, 0.88 ms p99 at the wire against aiohttp's
+3.33 ms at 100 requests/s of 128-token streams from vLLM). It applies only where the schedule is
+known ahead and nothing makes a request wait: an open-loop arm, an http:// target, no cap, and an
+open-files limit that covers its connections without capping them; and on Linux (AF_UNIX
+SOCK_SEQPACKET). Anywhere else auto takes aiohttp, which every earlier energy figure in docs/results
+used; closed-loop and shaped arms are sent by the event loop whichever
+transport carries them, so a plan of only those gains nothing from it.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 from harness.backends.client import Transport
+from harness.backends.sender_process import sender_available
 from harness.runner.dispatcher import least_connections, pool_size, staged_at_once
 from harness.runner.fd_limit import ensure_fd_limit
 from harness.runner.options import RunOptions
@@ -33,6 +36,8 @@ def _choose(plan: Plan, url: str, options: RunOptions) -> tuple[Transport, str]:
     scheme = urlsplit(url).scheme
     if scheme != "http":
         return "aiohttp", f"the target is {scheme}:// (the sender writes http:// only)"
+    if not sender_available():
+        return "aiohttp", f"{sys.platform} has no AF_UNIX SOCK_SEQPACKET (the sender process needs it)"
     caps = {"--max-concurrency": options.max_concurrency, "--max-in-flight": options.max_in_flight}
     for name, cap in {**caps, "--max-rate": options.max_rate}.items():
         if cap is not None:

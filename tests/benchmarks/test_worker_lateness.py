@@ -216,3 +216,38 @@ def test_the_breakdown_run_is_its_raw_points_and_docs_runner_quotes_it() -> None
     assert f"bare timer's p99 was {median(2, 'bare_ms', 'p99')} ms with two workers" in runner
     one = [median(1, key, "p99") for key in stamps]
     assert f"With one worker: p99 {one[0]}, {one[1]} and {one[2]} ms" in runner
+
+
+def test_the_sender_process_run_is_its_raw_points_and_docs_runner_and_readme_quote_it() -> None:
+    folder = REPO / "benchmarks" / "results" / "fidelity-sender-process"
+    doc = json.loads((folder / "worker_lateness.json").read_text())
+    text = _rebuilt(doc, folder / "worker_lateness.md")
+    runner_raw = (REPO / "docs" / "runner.md").read_text()
+    assert text in runner_raw and all(p["transport"] == "sender" for p in doc["points"])
+    assert all(r["runs"] >= 3 for r in doc["medians"])
+    assert all(p["server_self"]["unstamped_reads"] == 0 for p in doc["points"])
+    runner = " ".join(runner_raw.split())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert doc["command"].removeprefix("python ").split(" --out ")[0] in runner
+    rows = {(r["rate"], r["workers"]): r for r in doc["medians"]}
+
+    def ranged(key: tuple, figure: str, unit: str = "") -> str:
+        low, high = rows[key][f"{figure}_range"]
+        return f"{rows[key][figure]:.2f}{unit} ({low:.2f}–{high:.2f})"
+
+    fast = [p["p99_over_bare"] for p in doc["points"] if p["rate"] == 1000.0]
+    within = f"{sum(r <= 1.2 for r in fast)} of {len(fast)} runs"
+    one, two = ranged((1000.0, 1), "p99_over_bare"), ranged((1000.0, 2), "p99_over_bare")
+    assert f"times the bare timer's in {within}: {one} with one worker, {two} with two" in runner
+    assert f"With one worker the p99 was {ranged((1000.0, 1), 'server_p99', ' ms')}" in runner
+    slow = ranged((100.0, 1), "server_p99", " ms")
+    under = sum(p["server_ms"]["p99"] <= 2 for p in doc["points"] if (p["rate"], p["workers"]) == (100.0, 1))
+    assert f"p99 {slow} with one worker, within issue 19's 2 ms in {under} of 3 runs" in runner
+    assert f"With two workers {ranged((100.0, 2), 'server_p99', ' ms')}" in runner
+    every = [p["p99_over_bare"] for p in doc["points"]]
+    assert f"All {len(every)} runs together: within 1.2 times the bare timer's p99 in " + str(
+        sum(r <= 1.2 for r in every)
+    ) in runner
+    said = f"within 1.2 times the bare timer's p99 in {within} at 1,000 requests/s ({one} with one worker"
+    assert f"{said}, {two} with two)" in readme
+    assert f"{rows[(1000.0, 2)]['p99_over_bare']:.2f} with the process" in runner

@@ -72,7 +72,7 @@ def test_embedded_default(tmp_path: Path) -> None:
     assert problems <= {"power_gaps", "low_coverage"}, doc["flags"]
     m = manifest(folder)
     assert m["plan"]["origin"] == "built-in" and m["idle"]["seconds"] == 3.0
-    # An open-loop plan to the http:// mock: auto takes the sender thread, and says so before the run.
+    # An open-loop plan to the http:// mock: auto takes the sender, and says so before the run.
     reason = m["options"]["transport_reason"]
     assert m["options"]["transport"] == "sender" and reason.startswith("auto: sender, "), reason
     assert f"transport: {reason}" in " ".join(result.stderr.split())

@@ -7,6 +7,7 @@ transport too: test_recorded_fixtures.py, test_client_faults.py.)"""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 
@@ -25,11 +26,12 @@ class _Scheduled:
     def __init__(self, due_ns: int) -> None:
         self.due_ns = due_ns
         self.withdraw: Callable[[], bool] | None = None
+        self.sent_line: tuple[int, bytes, bytes] | None = None
         self.sent: list[int] = []
         self.wire: list[int] = []
         self.done = 0
 
-    def sending(self, t_ns: int) -> None:
+    def sending(self, t_ns: int, logged: bool = False) -> None:
         self.sent.append(t_ns)
 
     def on_wire(self, t_ns: int) -> None:
@@ -148,20 +150,20 @@ def test_a_scheduled_request_with_no_connection_fails_at_its_time() -> None:
     assert failed >= due
 
 
-def test_a_sender_thread_that_fails_fails_its_request_as_the_clients_own() -> None:
-    class _Failing(_Scheduled):
-        def sending(self, t_ns: int) -> None:
-            raise OSError(28, "No space left on device")  # its `sent` line could not be written
-
+def test_a_sender_process_that_fails_fails_its_request_as_the_clients_own(tmp_path) -> None:
     server = _Server()
+    failing = _Scheduled(_now() + 300_000_000)
+    read_only = os.open(tmp_path / "log", os.O_RDONLY | os.O_CREAT)
+    failing.sent_line = (read_only, b"", b"\n")  # its `sent` line cannot be written
 
     async def main() -> None:
         async with server as url, await _client() as client:
             await client.get(url + "/warm")
-            with pytest.raises(RuntimeError, match="the sender thread failed: OSError"):
-                await client.get(url + "/due", extensions={"send_at": _Failing(_now() + 20_000_000)})
+            with pytest.raises(RuntimeError, match="the sender process failed: cannot write the sent line"):
+                await client.get(url + "/due", extensions={"send_at": failing})
 
     asyncio.run(main())
+    os.close(read_only)
     # Nothing was written, and no new connection was tried for it: the failure is the client's.
     assert [path for _, path, _ in server.requests] == ["/warm"] and server.connections == 1
 

@@ -89,7 +89,7 @@ def test_time_limit_leaves_the_rest_not_sent(fast_mock, tmp_path) -> None:
 
 @pytest.mark.parametrize(("transport", "since"), [("aiohttp", "sent_ns"), ("sender", "planned_ns")])
 def test_per_request_timeout(mock_server, tmp_path, transport, since) -> None:
-    """The timeout counts from the send, or with the sender thread from the request's planned time
+    """The timeout counts from the send, or with the sender process from the request's planned time
     (its deadline is set when the loop hands it over, before the thread writes it)."""
     stalled = mock_server("--profile", "synthetic-fast", "--stall-rate", "1", "--stall-s", "30")
     plan = plan_of("fixed:interval=0.01", n=5)

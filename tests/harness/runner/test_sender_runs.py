@@ -1,5 +1,5 @@
 """`--transport sender` in the runner (issue 19, item 2): the open loop's requests are written by the
-sender thread at their time, so an event loop held busy (as parsing a burst of chunks holds it) no
+sender process at their time, so an event loop held busy (as parsing a burst of chunks holds it) no
 longer makes them late: judged by the arrival server's own kernel stamps, with aiohttp's loop-bound
 sends beside it. A stop never sends what was handed over but not due; every request has one row."""
 
@@ -73,13 +73,13 @@ def _busy_loop_lateness(url: str, transport: str, tmp_path) -> np.ndarray:
     return (arrived - planned) / 1e6
 
 
-def test_a_busy_loop_delays_loop_sends_but_not_the_sender_threads(arrival_server, tmp_path) -> None:
+def test_a_busy_loop_delays_loop_sends_but_not_the_sender_process(arrival_server, tmp_path) -> None:
     loop_bound = _busy_loop_lateness(arrival_server, "aiohttp", tmp_path)
     threaded = _busy_loop_lateness(arrival_server, "sender", tmp_path)
     # With aiohttp, a request due while the loop is held goes when it lets go: up to 40 ms late, so
     # each of the five holds makes at least one request (the one due 5 ms into it) over 25 ms late.
     assert (loop_bound > 25).sum() >= 5, loop_bound
-    # The sender thread writes them on time (the GIL is handed over within 0.1 ms). A loaded machine
+    # The sender process writes them on time (it shares no GIL with the loop). A loaded machine
     # adds its scheduling delays: one stall may hit any one request (a CI run saw 22 ms once), but a
     # sender that waited for the loop would be over 25 ms late once per hold.
     assert threaded.min() >= 0 and (threaded > 25).sum() <= 1, threaded

@@ -1,4 +1,4 @@
-"""`--transport auto`, the default: the sender thread where it applies (an open-loop request to an
+"""`--transport auto`, the default: the sender process where it applies (an open-loop request to an
 http:// target, no cap), aiohttp anywhere else, and the run's manifest says which and why.
 (An open-files limit too low for the sender's descriptors: tests/e2e/test_client_fd_limit.py.)"""
 
@@ -8,7 +8,7 @@ import pytest
 from runner_helpers import one_row_each, plan_of, run_plan
 
 from harness.records import Shard
-from harness.runner import RunOptions
+from harness.runner import RunOptions, transport_choice
 from harness.runner.transport_choice import resolve_transport
 
 HTTP = "http://127.0.0.1:1"
@@ -43,6 +43,13 @@ def test_anywhere_else_auto_takes_aiohttp_and_says_why(schedules, url, options, 
     chosen = resolve_transport(plan_of(*schedules, n=10), url, RunOptions(**options))
     assert chosen.transport == "aiohttp"
     assert chosen.transport_reason is not None and chosen.transport_reason.startswith(f"auto: aiohttp, {why}")
+
+
+def test_a_system_without_seqpacket_sockets_takes_aiohttp(monkeypatch) -> None:
+    # What macOS lacks (AF_UNIX SOCK_SEQPACKET) cannot be missing here: the check is stood in for.
+    monkeypatch.setattr(transport_choice, "sender_available", lambda: False)
+    chosen = resolve_transport(plan_of("poisson:rate=10", n=5), "http://127.0.0.1:1", RunOptions())
+    assert chosen.transport == "aiohttp" and "SOCK_SEQPACKET" in (chosen.transport_reason or "")
 
 
 def test_a_plan_of_shaped_arms_takes_aiohttp() -> None:

@@ -1,0 +1,224 @@
+"""The sender process (harness/backends/sender_process.py) on real sockets: it writes each departure at
+its time while the caller's thread is busy, writes the caller's `sent` line first, sends exactly once
+or not at all, hands back what a full socket buffer did not take, and what it had not sent when it
+failed or died."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from harness.backends.sender_process import Departure, SenderProcess
+
+_now = time.monotonic_ns
+
+
+class _Stamps:
+    def __init__(self) -> None:
+        self.sending: list[int] = []
+        self.wire: list[int] = []
+        self.written: list[tuple[bytes, BaseException | None]] = []
+
+    def on_send(self, t: int) -> None:
+        self.sending.append(t)
+
+    def on_write(self, t: int) -> None:
+        self.wire.append(t)
+
+    def on_written(self, rest: bytes, error: BaseException | None) -> None:
+        self.written.append((rest, error))
+
+
+def _departure(sock: socket.socket, due_ns: int, data: bytes, stamps: _Stamps, log=None) -> Departure:
+    fd = os.dup(sock.fileno())
+    return Departure(due_ns, fd, data, log, stamps.on_send, stamps.on_write, stamps.on_written)
+
+
+def _poll_until(sender: SenderProcess, done, timeout_s: float = 2.0) -> None:
+    """The parent handles the child's messages when it polls (its loop's reader, in the runner)."""
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        sender.poll()
+        time.sleep(0.001)
+    assert done()
+
+
+@pytest.fixture
+def sender():
+    process = SenderProcess()
+    process.start()
+    yield process
+    process.stop()
+
+
+def test_departures_leave_at_their_time_in_order_while_this_thread_is_busy(sender) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        stamps = _Stamps()
+        start = _now() + 100_000_000
+        dues = [start + i * 5_000_000 for i in (3, 0, 2, 1)]  # handed over out of order
+        for i, due in enumerate(dues):
+            sender.submit(_departure(a, due, b"%d" % i, stamps))
+        # Busy in Python through every due time, never polling: the child needs nothing from here.
+        while _now() < start + 60_000_000:
+            sum(range(1000))
+        b.settimeout(1.0)
+        received = b""
+        while len(received) < 4:
+            received += b.recv(100)
+        assert received == b"1320"  # written in order of due time, not of submission
+        _poll_until(sender, lambda: len(stamps.written) == 4)
+        late = [t - due for t, due in zip(stamps.sending, sorted(dues), strict=True)]
+        # Written while this thread was busy (a sender that waited for it would be 45 ms late or more).
+        assert all(0 <= d < 15_000_000 for d in late), late
+        assert stamps.written == [(b"", None)] * 4
+        assert all(s <= w for s, w in zip(stamps.sending, stamps.wire, strict=True))
+
+
+def test_the_sent_line_is_written_with_the_decided_time_before_the_request(sender, tmp_path) -> None:
+    a, b = socket.socketpair()
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with a, b:
+        a.setblocking(False)
+        stamps = _Stamps()
+        sender.submit(_departure(a, _now() + 10_000_000, b"x", stamps, (log, b'{"t":', b"}\n")))
+        b.settimeout(1.0)
+        assert b.recv(10) == b"x"
+        # The line is on disk by the time the request's byte arrived: it was written first.
+        line = (tmp_path / "log").read_bytes()
+        _poll_until(sender, lambda: stamps.written)
+        assert line == b'{"t":%d}\n' % stamps.sending[0]
+    os.close(log)
+
+
+def test_a_withdrawn_departure_is_never_written_and_a_sent_one_cannot_be_withdrawn(sender) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.settimeout(0.5)
+        later, soon = _Stamps(), _Stamps()
+        kept = _departure(a, _now() + 20_000_000, b"soon", soon)
+        gone = _departure(a, _now() + 60_000_000, b"later", later)
+        sender.submit(kept)
+        sender.submit(gone)
+        assert sender.withdraw(gone)
+        assert b.recv(100) == b"soon"
+        # Not polled since: withdraw reads what the child said, so once it says False the request is
+        # stamped sent and on the wire.
+        assert not sender.withdraw(kept) and soon.sending and soon.wire
+        time.sleep(0.1)
+        sender.poll()
+        assert later.sending == [] and later.written == []
+        with pytest.raises(socket.timeout):
+            b.recv(100)
+
+
+def test_what_a_full_socket_does_not_take_is_handed_back(sender) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        data = b"x" * 4_000_000  # far beyond the buffers: the child must not wait for the reader
+        stamps = _Stamps()
+        sender.submit(_departure(a, _now(), data, stamps))
+        _poll_until(sender, lambda: stamps.written)
+        rest, error = stamps.written[0]
+        assert error is None and 0 < len(rest) < len(data) and data.endswith(rest)
+
+
+def test_a_write_to_a_closed_peer_reports_its_error(sender) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.close()
+    stamps = _Stamps()
+    sender.submit(_departure(a, _now(), b"x", stamps))
+    _poll_until(sender, lambda: stamps.written)
+    assert isinstance(stamps.written[0][1], BrokenPipeError)
+    a.close()
+
+
+def test_stopping_withdraws_what_is_queued_and_ends_the_child() -> None:
+    process = SenderProcess()
+    process.start()
+    a, b = socket.socketpair()
+    with a, b:
+        stamps = _Stamps()
+        dep = _departure(a, _now() + 10_000_000_000, b"never", stamps)
+        process.submit(dep)
+        with pytest.raises(OSError):
+            os.fstat(dep.fd)  # the caller's duplicate is closed once handed over
+        process.stop()
+        # Withdrawn by the stop: never sent, and not handed back as a failure either.
+        assert process.withdraw(dep) and stamps.sending == [] and stamps.written == []
+        assert process.failed is None
+        assert process._proc is not None and process._proc.returncode == 0
+        late = _departure(a, _now(), b"x", stamps)
+        with pytest.raises(RuntimeError, match="stopped"):
+            process.submit(late)
+        with pytest.raises(OSError):
+            os.fstat(late.fd)  # refused, and its descriptor closed all the same
+
+
+def test_a_sent_line_it_cannot_write_hands_every_departure_back_and_it_takes_no_more(tmp_path) -> None:
+    process = SenderProcess()
+    process.start()
+    a, b = socket.socketpair()
+    read_only = os.open(tmp_path / "log", os.O_RDONLY | os.O_CREAT)
+    with a, b:
+        a.setblocking(False)
+        b.settimeout(0.2)
+        broken, queued = _Stamps(), _Stamps()
+        process.submit(_departure(a, _now() + 50_000_000, b"later", queued))
+        first = _departure(a, _now(), b"first", broken, (read_only, b"", b"\n"))
+        process.submit(first)
+        _poll_until(process, lambda: broken.written and queued.written)
+        # Neither was written: both handed back with the failure, and both count as never sent.
+        assert broken.written[0][0] == b"first" and "cannot write the sent line" in str(broken.written[0][1])
+        assert queued.written[0][0] == b"later" and queued.sending == [] and process.withdraw(first)
+        with pytest.raises(socket.timeout):
+            b.recv(10)
+        assert process.failed and "sender process failed" in process.failed
+        with pytest.raises(RuntimeError, match="sender process failed"):
+            process.submit(_departure(a, _now(), b"x", queued))
+    os.close(read_only)
+    process.stop()
+
+
+def test_a_child_that_dies_hands_back_what_it_had_not_sent() -> None:
+    process = SenderProcess()
+    process.start()
+    a, b = socket.socketpair()
+    with a, b:
+        stamps = _Stamps()
+        dep = _departure(a, _now() + 10_000_000_000, b"never", stamps)
+        process.submit(dep)
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)  # the child we started, by its PID
+        _poll_until(process, lambda: stamps.written)
+        assert stamps.written[0][0] == b"never" and "exited" in str(stamps.written[0][1])
+        assert process.withdraw(dep) and stamps.sending == []
+    process.stop()
+
+
+def test_a_parent_that_reads_nothing_for_a_while_does_not_hold_up_the_writes(sender) -> None:
+    """More messages than its socket's buffer holds (two per request): the child keeps them and goes
+    on writing at each time, rather than waiting for the parent's loop to read."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        stamps = _Stamps()
+        start, n = _now() + 50_000_000, 600
+        dues = [start + i * 500_000 for i in range(n)]
+        for due in dues:
+            sender.submit(_departure(a, due, b"x", stamps))
+        time.sleep((dues[-1] - _now()) / 1e9 + 0.05)  # not polling meanwhile
+        _poll_until(sender, lambda: len(stamps.written) == n)
+        late = sorted(t - due for t, due in zip(stamps.sending, dues, strict=True))
+        # One scheduling stall may hit a few; a child blocked on a full socket would fall behind for
+        # good (600 messages past its 278-message buffer: over 150 ms by the end).
+        assert late[0] >= 0 and late[int(0.95 * n)] < 5_000_000, late[-20:]
