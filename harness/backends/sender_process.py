@@ -2,19 +2,20 @@
 
 Why: on one event loop, a request due while the loop parses a burst of response chunks waits for the
 burst (128-token streams at 100 requests/s are 12,800 SSE events a second), so its lateness is the
-parsing's, not the schedule's. A thread in the runner's process did not fix the tail: after each
-wake-up it must take the GIL from that loop, and on a machine with fewer cores than busy processes the
-loop is often descheduled while it holds it (2 cores at 1,000 requests/s, two workers: p99 1.36 and
-1.65 times a bare timer's with a thread, 0.94 with this process; docs/runner.md). This process shares no lock
-with the loop, and it imports only the standard library, so it starts in milliseconds.
+parsing's, not the schedule's. A thread in the runner's process (this module's predecessor) had to
+take the GIL from that loop after each wake-up, and on a machine with fewer cores than busy processes
+the loop is often descheduled while it holds it. This process shares no lock with the loop, and it
+imports only the standard library (its start is waited for: see `start`).
 
 The parent hands over each departure on a SOCK_SEQPACKET socket pair: the socket's descriptor (by
 SCM_RIGHTS, so the child holds its own reference: a connection the loop closes meanwhile can never
 let the write reach a new socket that took its number), the request's bytes and, where the caller
 keeps a crash-safe log, that log's descriptor and the `sent` line around its time. The child writes
 the line, tells the parent `decided` with its stamps, then writes the request, then tells it what the
-socket took. `decided` is in the parent's socket buffer before the request's first byte leaves, so
-when a response is in, the parent reading that buffer finds it: no waiting on the child.
+socket took. The child never waits for the parent to read: what its socket does not take waits in
+its outbox. So `decided` is normally in the parent's socket buffer before the request's first byte
+leaves; a parent that finds a response before it (its loop did not read for a while) asks, and reads
+until the answer comes.
 
 Exactly once: a departure leaves the child's queue either by being decided (then `decided` is sent)
 or by a withdrawal the parent asked for (then `withdrawn` is sent), never both: the child is the one
@@ -23,21 +24,21 @@ asks and waits for the answer. The parent handles every message on the thread th
 event loop, through `add_reader`, or a `withdraw`): `on_send`, `on_write` and `on_written` run there,
 in that order. If the child cannot write a `sent` line, it says so and exits: nothing after that goes.
 
-If the child dies, what it had not said `decided` for is handed back (never written); what it had
-decided but not confirmed is handed back with the error, whole: it may or may not have gone out.
+If the child dies or must be killed (it did not answer), what it had not said `decided` for is
+handed back with the error: withdrawn where its time had not come, else unknown (it may have gone
+out, its message lost with it). A child that fails says where it stopped, so nothing is unknown then.
 """
 
 from __future__ import annotations
 
 import array
-import asyncio
 import collections
 import errno as errno_codes
 import heapq
 import itertools
+import math
 import os
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -45,15 +46,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 _now = time.monotonic_ns
 _QUEUED, _SENT, _WITHDRAWN = 0, 1, 2
-# Parent -> child: submit (id, due, line head and tail lengths) + head + tail + data; withdraw (id); stop.
+# Parent -> child: submit (_SUB) + line head + tail + data, with its descriptors; withdraw (id); stop.
 _SUBMIT, _WITHDRAW, _STOP = b"S", b"W", b"X"
 # Child -> parent: decided (id, sent_ns, wire_ns); written (id, bytes taken, errno); withdrawn (id).
 _READY, _DECIDED, _WRITTEN, _GONE, _FAILED = b"K", b"D", b"R", b"G", b"F"
-_SUB = struct.Struct("=cqqHH")  # kind, id, due_ns, head length, tail length (0, 0: no log line)
+_SUB = struct.Struct("=cqqHHB")  # kind, id, due_ns, line head and tail lengths, descriptors sent (2: a log)
 _DEC = struct.Struct("=cqqq")
 _WRT = struct.Struct("=cqqi")
 _ID = struct.Struct("=cq")
@@ -85,9 +89,9 @@ class Departure:
 
 
 class SenderProcess:
-    # CPU seconds of this process's sender children that have stopped: with the live ones', the
-    # runner's own (`senders_cpu_s`), so a client's CPU share counts the work it moved out.
-    _stopped_cpu_s = 0.0
+    # CPU seconds of this process's sender children that have ended: with the running ones', what
+    # `senders_cpu_s` counts as the runner's own (one dispatcher per process, so one sum serves).
+    _ended_cpu_s = 0.0
     _running: ClassVar[set[SenderProcess]] = set()
 
     def __init__(self) -> None:
@@ -97,6 +101,7 @@ class SenderProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: str | None = None
+        self._cpu_s = 0.0  # the child's CPU seconds, as last read
         self.failed: str | None = None
 
     @property
@@ -104,58 +109,59 @@ class SenderProcess:
         return None if self._proc is None else self._proc.pid
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Start the child; with `loop`, its messages are handled there as they come (else only
-        inside `withdraw` and `poll`)."""
+        """Start the child and wait until it is ready (so the first departure's time is kept); with
+        `loop`, its messages are handled there as they come (else only in `withdraw` and `poll`)."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            self._proc = subprocess.Popen(
-                # This file alone, isolated and without site: it imports only the standard library, so
-                # it starts in milliseconds (the package's imports would take most of a second).
-                [sys.executable, "-I", "-S", __file__, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        try:
+            with theirs:
+                self._proc = subprocess.Popen(
+                    # This file alone, isolated and without site: it imports only the standard library.
+                    # Its own session: a Ctrl-C at the terminal, or a signal to the runner's process
+                    # group, is the runner's to handle (it withdraws what is queued, then stops it).
+                    [sys.executable, "-I", "-S", __file__, str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
+                )  # fmt: skip
+        except BaseException:
+            mine.close()
+            raise
         self._sock = mine
         SenderProcess._running.add(self)
-        # Ready before the first departure is handed over: its time is kept from the start.
-        mine.settimeout(_ANSWER_S)
-        try:
-            ready = mine.recv(1)
-        except OSError as exc:
-            ready = str(exc).encode()
-        if ready != _READY:
-            self._fail(f"the sender process did not start ({self._exit_code()})")
-            raise RuntimeError(self.failed)
         mine.setblocking(False)
+        if not _ready(mine, _READ, _ANSWER_S) or mine.recv(1) != _READY:
+            self._fail("the sender process did not start")
+            raise RuntimeError(self.failed)
         if loop is not None:
             self._loop = loop
             loop.add_reader(mine.fileno(), self.poll)
 
     def submit(self, dep: Departure) -> None:
         """Hand `dep` over; its descriptor is closed here whatever happens (the child has its own)."""
-        if self._closed is not None or self._sock is None:
-            os.close(dep.fd)
-            raise RuntimeError(self._closed or "the sender process is not started")
-        key = next(self._ids)
-        head, tail = (b"", b"") if dep.log is None else dep.log[1:]
-        fds = [dep.fd] if dep.log is None else [dep.fd, dep.log[0]]
-        message = _SUB.pack(_SUBMIT, key, dep.due_ns, len(head), len(tail)) + head + tail + dep.data[:_CHUNK]
         try:
-            self._send(message, fds)
+            if self._closed is not None or self._sock is None:
+                raise RuntimeError(self._closed or "the sender process is not started")
+            key = next(self._ids)
+            head, tail = (b"", b"") if dep.log is None else dep.log[1:]
+            fds = [dep.fd] if dep.log is None else [dep.fd, dep.log[0]]
+            sub = _SUB.pack(_SUBMIT, key, dep.due_ns, len(head), len(tail), len(fds))
+            self._send(sub + head + tail + dep.data[:_CHUNK], fds)
         finally:
-            os.close(dep.fd)  # the child holds its own reference now (or never will)
+            os.close(dep.fd)
         dep.fd, dep.key = -1, key
         self._live[key] = dep
 
     def withdraw(self, dep: Departure) -> bool:
         """Take back a departure not yet sent: True if it never will be; False if it was sent (its
-        `on_send` and `on_write` have run)."""
+        `on_send` and `on_write` have run). A child that does not answer within `_ANSWER_S` is killed
+        (by its PID) before anything it held counts as withdrawn."""
         self.poll()
         if dep.state == _QUEUED and self._sock is not None:
-            sock = self._sock
-            self._send(_ID.pack(_WITHDRAW, dep.key), [])
+            try:
+                self._send(_ID.pack(_WITHDRAW, dep.key), [])
+            except RuntimeError:
+                return dep.state == _WITHDRAWN  # it failed: resolved by `_fail`
             deadline = time.monotonic() + _ANSWER_S
             while dep.state == _QUEUED and self._sock is not None:
-                if not select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                if not _ready(self._sock, _READ, deadline - time.monotonic()):
                     self._fail("the sender process did not answer a withdrawal")
                     break
                 self.poll()
@@ -163,44 +169,54 @@ class SenderProcess:
 
     def poll(self) -> None:
         """Handle every message the child has sent so far."""
-        while self._sock is not None:
-            try:
-                message = self._sock.recv(4096)
-            except BlockingIOError:
-                return
-            except ConnectionResetError:  # it died with messages unread
-                message = b""
-            except OSError as exc:
-                self._fail(f"the sender process's socket failed: {exc}")
-                return
-            if not message:
-                self._fail(f"the sender process exited ({self._exit_code()})")
-                return
-            self._handle(message)
+        if self._read():
+            self._fail(f"the sender process exited ({self._exit_code()})")
 
     def stop(self) -> None:
         """Stop the child; departures still queued are withdrawn (never written)."""
         if self._proc is None:
             return
         self._closed = self._closed or "the sender process has stopped"
-        if self in SenderProcess._running:
-            SenderProcess._running.discard(self)
-            SenderProcess._stopped_cpu_s += self.cpu_s()  # its last moments are a stop's, not sends
         try:
             if self._sock is not None:
                 self._send(_ID.pack(_STOP, 0), [])
-            self._drain_until_exit()
+                deadline = time.monotonic() + _ANSWER_S
+                while self._sock is not None and not self._read():  # until it has said all and gone
+                    if not _ready(self._sock, _READ, deadline - time.monotonic()):
+                        break
+        except RuntimeError:
+            pass  # it failed meanwhile: `_fail` resolved what it held
         finally:
             self._fail("the sender process has stopped")
 
     def cpu_s(self) -> float:
-        """The child's CPU seconds so far (0 once it is gone)."""
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of stat)
+        """The child's CPU seconds so far (its last reading once it is gone)."""
+        if self in SenderProcess._running:
+            try:
+                with open(f"/proc/{self.pid}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+                self._cpu_s = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (14, 15)
+            except (OSError, IndexError, ValueError):
+                pass
+        return self._cpu_s
+
+    def _read(self) -> bool:
+        """Handle what the child has sent so far; True once it is gone (end of file)."""
+        while self._sock is not None:
+            try:
+                message = self._sock.recv(4096)
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                # Linux says so once, before what the child sent last (it exited with messages of
+                # ours unread): read on to those, then the end.
+                continue
+            except OSError:
+                return True
+            if not message:
+                return True
+            self._handle(message)
+        return True
 
     def _handle(self, message: bytes) -> None:
         kind = message[:1]
@@ -220,63 +236,81 @@ class SenderProcess:
         elif kind == _GONE:
             _, key = _ID.unpack(message)
             self._live.pop(key).state = _WITHDRAWN
-        elif kind == _FAILED:
-            self._fail(f"the sender process failed: {message[1:].decode(errors='replace')}")
+        elif kind == _FAILED:  # it stopped where it failed: nothing it has not said went out
+            self._fail(f"the sender process failed: {message[1:].decode(errors='replace')}", known=True)
 
     def _send(self, message: bytes, fds: list[int]) -> None:
-        assert self._sock is not None
-        try:
-            self._sock.setblocking(True)  # a full buffer means the child is busy: wait for it
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-            self._sock.sendmsg([message], rights)
-        except OSError as exc:
-            self._fail(f"the sender process's socket failed: {exc}")
-            raise RuntimeError(self.failed) from exc
-        finally:
-            if self._sock is not None:
-                self._sock.setblocking(False)
+        """Send to the child; while its queue is full, read what it says meanwhile (it may be waiting
+        for us to read before it reads again). RuntimeError once it is gone or stuck."""
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        deadline = time.monotonic() + _ANSWER_S
+        while self._sock is not None:
+            try:
+                self._sock.sendmsg([message], rights)
+                return
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                self._fail(f"the sender process's socket failed: {exc}")
+                break
+            if not _ready(self._sock, _READ | _WRITE, deadline - time.monotonic()):
+                self._fail(f"the sender process took no message for {_ANSWER_S:g} s")
+                break
+            if self._read():
+                self._fail(f"the sender process exited ({self._exit_code()})")
+        raise RuntimeError(self._closed)
 
-    def _fail(self, why: str) -> None:
-        """The child is gone: hand back everything it has not confirmed (unless `stop` asked it to
-        go: then what was queued is withdrawn), take nothing more."""
+    def _fail(self, why: str, known: bool = False) -> None:
+        """The child is gone, or must go: make sure of it (by its PID), read what it said before it
+        went, then hand back every departure it did not confirm (unless `stop` asked it to go: then
+        what was queued is withdrawn); take nothing more. Unless `known` (it said where it stopped),
+        what it may have decided without saying so yet (its outbox, when it died or was killed)
+        cannot be known: a departure whose time had come is handed back as failed, not withdrawn."""
         stopping = self._closed is not None
+        known = known or stopping
         if not stopping:
             self.failed = self._closed = why
-        self._close()
-        error = RuntimeError(why)
-        live, self._live = self._live, {}
-        for dep in live.values():
-            if dep.state == _QUEUED:
-                dep.state = _WITHDRAWN
-            if not stopping or dep.state == _SENT:
-                dep.on_written(dep.data, error)
-
-    def _drain_until_exit(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + _ANSWER_S
-        while self._sock is not None and time.monotonic() < deadline:
-            select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))
-            self.poll()
-        try:
-            self._proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self._proc.kill()  # by its PID: the child we started
-            self._proc.wait()
-
-    def _close(self) -> None:
+        if self._proc is not None and self in SenderProcess._running:
+            self.cpu_s()
+            try:
+                self._proc.wait(_ANSWER_S if stopping else 0)  # a stopping child goes by itself
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            SenderProcess._running.discard(self)
+            SenderProcess._ended_cpu_s += self._cpu_s
         if self._sock is not None:
+            self._read()
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
+        error = RuntimeError(why)
+        now = _now()
+        live, self._live = self._live, {}
+        for dep in live.values():
+            if dep.state == _QUEUED and (known or dep.due_ns > now):
+                dep.state = _WITHDRAWN
+            if not stopping or dep.state != _WITHDRAWN:
+                dep.on_written(b"" if dep.state == _SENT else dep.data, error)
 
     def _exit_code(self) -> str:
         assert self._proc is not None
+        self.cpu_s()  # its last reading, while it can still be read (a zombie's, before it is reaped)
         try:
-            code = self._proc.wait(1.0)
+            return f"exit code {self._proc.wait(1.0)}"
         except subprocess.TimeoutExpired:
             return "its socket closed"
-        return f"exit code {code}"
+
+
+_READ, _WRITE = select.POLLIN, select.POLLOUT
+
+
+def _ready(sock: socket.socket, events: int, timeout_s: float) -> bool:
+    """Whether `sock` is ready for `events` within `timeout_s` (poll: any descriptor number)."""
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(max(0, math.ceil(timeout_s * 1000))))
 
 
 _Queued = tuple[int, bytes, int | None, bytes, bytes]  # in the child: fd, data, log fd, line head, tail
@@ -289,7 +323,7 @@ def sender_available() -> bool:
 
 def senders_cpu_s() -> float:
     """CPU seconds spent by this process's sender children, stopped and running."""
-    return SenderProcess._stopped_cpu_s + sum(p.cpu_s() for p in SenderProcess._running)
+    return SenderProcess._ended_cpu_s + sum(p.cpu_s() for p in SenderProcess._running)
 
 
 class _Outbox:
@@ -318,7 +352,6 @@ def _child(sock: socket.socket) -> None:
     """The child's loop: sleep to the next deadline or the next message, whichever comes first."""
     heap: list[tuple[int, int]] = []
     queued: dict[int, _Queued] = {}
-    sock.setblocking(False)
     out = _Outbox(sock)
     out.tell(_READY)
     stopping = False
@@ -359,11 +392,16 @@ def _receive(
 ) -> bool:
     """Take in what the parent sent; True once it said stop or went away."""
     fds = array.array("i")
-    data, ancillary, _, _ = sock.recvmsg(_SUB.size + 2 * 65535 + _CHUNK, socket.CMSG_SPACE(2 * fds.itemsize))
+    size = _SUB.size + 2 * 65535 + _CHUNK
+    data, ancillary, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(2 * fds.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
     if not data or data[:1] == _STOP:
+        return True
+    if data[:1] == _SUBMIT and (flags & socket.MSG_CTRUNC or len(fds) != _SUB.unpack_from(data)[5]):
+        # The kernel dropped descriptors (this process has too many open): it cannot write this one.
+        out.tell(_FAILED + b"a request's descriptors did not arrive (too many open files?)")
         return True
     if data[:1] == _WITHDRAW:
         _, key = _ID.unpack(data)
@@ -374,7 +412,7 @@ def _receive(
                 os.close(item[2])
             out.tell(_ID.pack(_GONE, key))
         return False
-    _, key, due, head_len, tail_len = _SUB.unpack_from(data)
+    _, key, due, head_len, tail_len, _ = _SUB.unpack_from(data)
     body = data[_SUB.size :]
     log_fd = fds[1] if len(fds) > 1 else None
     head, tail = body[:head_len], body[head_len : head_len + tail_len]
@@ -403,11 +441,13 @@ def _write(fd: int, data: bytes) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
-    # Its life is the socket's: the parent says stop, or its end closes when it dies. A Ctrl-C or a
-    # SIGTERM to the process group is the parent's to handle (it withdraws what is queued).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Its life is the socket's: the parent says stop, or its end closes when it dies. On a low number
+    # (the parent's may be over select's 1,024).
+    low = os.dup(int(sys.argv[1]))
+    os.close(int(sys.argv[1]))
+    mine = socket.socket(fileno=low)
+    mine.setblocking(False)
     try:
-        _child(socket.socket(fileno=int(sys.argv[1])))
+        _child(mine)
     except OSError:  # the parent went away mid-message
         sys.exit(1)

@@ -225,6 +225,11 @@ class _Connection(asyncio.Protocol):
         self._fail(error)
         self.close()
 
+    def fail(self, exc: Exception) -> None:
+        """The request fails with `exc` (the sender's own failure), and the connection with it."""
+        self._fail(exc)
+        self.close()
+
     def _fail(self, exc: Exception) -> None:
         if self._head is not None and not self._head.done():
             self._head.set_exception(exc)
@@ -353,7 +358,9 @@ class SenderTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
 
         def written(rest: bytes, error: BaseException | None) -> None:  # later on the loop: no reentry
-            if error is not None:
+            if isinstance(error, RuntimeError):  # the sender's own failure: the client's error, as is
+                loop.call_soon(conn.fail, error)
+            elif error is not None:
                 if rest == data:
                     scheduled.on_wire(None)
                 loop.call_soon(conn.fail_write, error)
@@ -362,9 +369,9 @@ class SenderTransport(httpx.AsyncBaseTransport):
             else:
                 loop.call_soon(_written_out, conn, scheduled)
 
+        line = scheduled.sent_line
         conn.writing = True  # not back to the pool before its last byte is out
         fd = os.dup(conn.fd)
-        line = scheduled.sent_line
         departure = Departure(
             scheduled.due_ns, fd, data, line, lambda t: scheduled.sending(t, line is not None),
             scheduled.on_wire, written,

@@ -250,7 +250,7 @@ class Dispatcher:
             self.log.event("arm", arm=arm.name, start_ns=start)
         self.stats.start_arm(arm.name, start)
         self._probe.take()  # the lags of the warm-up or the gap before: not this arm's
-        cpu0 = time.process_time() + senders_cpu_s()  # its sender process's CPU is the runner's
+        cpu0, sender0 = time.process_time(), senders_cpu_s()
         if arm.closed_loop:
             sending = self._closed_loop(recs, start, self.options.shard.users(arm.user_count))
         elif arm.policy is not None:
@@ -262,12 +262,15 @@ class Dispatcher:
         # A stop before the start (run_arm is entered a lead ahead of it, or earlier) sent nothing:
         # its window is empty, never one that ends before it starts.
         end = max(_now(), start)
-        cpu_s = time.process_time() + senders_cpu_s() - cpu0
+        cpu_s, sender_s = time.process_time() - cpu0, senders_cpu_s() - sender0
         if self.share is None:
             self.log.event("arm", arm=arm.name, end_ns=end)
         sent = sum(r.sent_ns is not None for r in recs)
         lags = self.arm_lags[arm.name] = self._probe.take()
-        window = ArmRun(arm.name, start, end, len(recs), sent, cpu_s, lag_figures(lags))
+        window = ArmRun(
+            arm.name, start, end, len(recs), sent, cpu_s, lag_figures(lags),
+            sender_cpu_s=sender_s if self.options.transport == "sender" else None,
+        )  # fmt: skip
         self.arm_windows.append(window)
         return window
 

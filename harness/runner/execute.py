@@ -20,6 +20,7 @@ import numpy as np
 
 from foundation.errors import InputError
 from harness.backends import Target, senders_cpu_s
+from harness.backends.sender_process import sender_available
 from harness.clock import ClockAnchor, new_event_loop
 from harness.records import Shard
 from harness.runfolder import RunFolder, utc_iso
@@ -57,6 +58,8 @@ def check_run(plan: Plan, target: Target, options: RunOptions) -> FdBudget:
             )
     if options.transport == "sender" and urlsplit(target.url).scheme != "http":
         raise InputError(f"--transport sender: only http:// targets (got {target.url!r})")
+    if options.transport == "sender" and not sender_available():
+        raise InputError(f"--transport sender: {sys.platform} has no AF_UNIX SOCK_SEQPACKET for its process")
     pool = pool_size(plan, options)
     staged = staged_at_once(plan, options)  # their descriptors' duplicates, held by the sender process
     budget = ensure_fd_limit(pool + staged, least_connections(plan, options))

@@ -25,10 +25,14 @@ class ArmRun:
     loop_lag_ms: DispatchLateness | None = None  # the loop probe's wake-up lateness during the arm
     workers: int = 1  # processes that sent it (--workers): cpu_s is their sum, loop_lag_ms of all wake-ups
     busiest_cpu_s: float | None = None  # with workers > 1: the busiest worker's CPU time
+    # The sender processes' CPU time during the arm (--transport sender): in `cpu_share_total`, not in
+    # `cpu_share`, which is a loop's (a sender is a process of its own, on whatever core is free).
+    sender_cpu_s: float | None = None
 
     def client(self) -> dict[str, object] | None:
         """The runner's own figures for the manifest's `arms[].client` (None when not measured).
-        `cpu_share` is of the busiest process, one core saturated at 1.0 whatever the worker count."""
+        `cpu_share` is of the busiest loop process, one core saturated at 1.0 whatever the worker count;
+        `cpu_share_total` (with workers or a sender) is of every process of the runner together."""
         if self.cpu_s is None:
             return None
         wall_s = (self.end_ns - self.start_ns) / 1e9
@@ -37,7 +41,9 @@ class ArmRun:
         busiest = self.cpu_s if self.busiest_cpu_s is None else self.busiest_cpu_s
         figures: dict[str, object] = {"cpu_share": busiest / wall_s, "loop_lag_ms": self.loop_lag_ms}
         if self.workers > 1:
-            figures.update(workers=self.workers, cpu_share_total=self.cpu_s / wall_s)
+            figures["workers"] = self.workers
+        if self.workers > 1 or self.sender_cpu_s is not None:
+            figures["cpu_share_total"] = (self.cpu_s + (self.sender_cpu_s or 0.0)) / wall_s
         return figures
 
 

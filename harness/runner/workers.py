@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation.user_warning import warn
-from harness.backends import Target
+from harness.backends import Target, senders_cpu_s
 from harness.clock import ClockAnchor, new_event_loop
 from harness.runfolder.request_log import read_log
 from harness.runner.arm_clock import ArmClock
@@ -324,6 +324,7 @@ def _merged(name: str, start: int, end: int, runs: list[tuple[ArmRun, list[int]]
     return ArmRun(
         name, start, end, sum(w.planned for w in windows), sum(w.sent for w in windows), sum(cpu),
         lag_figures(lags), workers=count, busiest_cpu_s=max(cpu, default=0.0),
+        sender_cpu_s=sum(w.sender_cpu_s or 0.0 for w in windows),
     )  # fmt: skip
 
 
@@ -385,7 +386,7 @@ def worker_main(
             loop.close()
             dispatcher.finish()
         relay.flush(conn)
-        conn.send(("finished", time.process_time()))
+        conn.send(("finished", time.process_time() + senders_cpu_s()))  # with its sender process's
     except BaseException as exc:  # said to the parent, which accounts for this worker's requests
         with contextlib.suppress(OSError):
             conn.send(("failed", "".join(traceback.format_exception_only(exc)).strip()))

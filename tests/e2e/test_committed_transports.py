@@ -1,5 +1,6 @@
-"""docs/results/gpu/transports-vllm-h200: the page quotes benchmarks/gpu/transports_page.py's output on
-the committed run folders, and its prose the figures of those runs."""
+"""docs/results/gpu/transports-vllm-h200 (the sender thread) and transports-process-vllm-h200 (the sender
+process): each page quotes benchmarks/gpu/transports_page.py's output on its committed run folders, and
+its prose the figures of those runs."""
 
 from __future__ import annotations
 
@@ -8,30 +9,37 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from joulebench_testkit import REPO
 
-FOLDER = REPO / "docs" / "results" / "gpu" / "transports-vllm-h200"
+GPU = REPO / "docs" / "results" / "gpu"
+FOLDERS = [GPU / "transports-vllm-h200", GPU / "transports-process-vllm-h200"]
 sys.path.insert(0, str(REPO / "benchmarks" / "gpu"))
 from transports_page import runs  # noqa: E402
 
 
-def test_the_page_is_the_scripts_output_on_the_runs() -> None:
+def _ranged(values: list[float], unit: str = " ms", digits: int = 2) -> str:
+    return f"{np.median(values):.{digits}f}{unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
+def test_the_page_is_the_scripts_output_on_the_runs(folder) -> None:
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu" / "transports_page.py"), str(FOLDER)],
+        [sys.executable, str(REPO / "benchmarks" / "gpu" / "transports_page.py"), str(folder)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert done.stdout.strip() in (FOLDER / "README.md").read_text()
+    assert done.stdout.strip() in (folder / "README.md").read_text()
 
 
-def test_the_prose_states_the_runs_figures() -> None:
-    by = runs(FOLDER)
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
+def test_the_prose_states_the_runs_figures(folder) -> None:
+    by = runs(folder)
     assert [len(v) for v in by.values()] == [3, 3]
     assert all(r["once"] and r["ok"] == r["rows"] == 500 for v in by.values() for r in v)
-    prose = " ".join((FOLDER / "README.md").read_text().split())
+    prose = " ".join((folder / "README.md").read_text().split())
 
     def ranged(transport: str, key: str) -> str:
-        values = [r[key] for r in by[transport]]
-        return f"{np.median(values):.2f} ms ({min(values):.2f}–{max(values):.2f})"
+        return _ranged([r[key] for r in by[transport]])
 
     assert f"wire of {ranged('sender', 'wire_p99').replace('(', '(runs ')} against aiohttp's" in prose
     assert f"aiohttp's {ranged('aiohttp', 'wire_p99')}" in prose
@@ -39,5 +47,27 @@ def test_the_prose_states_the_runs_figures() -> None:
     flights = [r["in_flight_max"] for v in by.values() for r in v]
     assert f"at most {min(flights)}–{max(flights)} requests in flight" in prose
     # Every run's energy carries the flag the page names.
-    for summary in FOLDER.glob("*/*/summary.json"):
+    for summary in folder.glob("*/*/summary.json"):
         assert "short_window" in json.loads(summary.read_text())["run"]["flags"]
+
+
+def test_the_process_page_compares_with_the_threads_runs_as_they_were() -> None:
+    thread, process = (runs(f) for f in FOLDERS)
+    prose = " ".join((FOLDERS[1] / "README.md").read_text().split())
+    assert f"the sender's p99 at the wire was {_ranged([r['wire_p99'] for r in thread['sender']])}" in prose
+    ttft = {t: [r["ttft_p50"] for r in v] for t, v in process.items()}
+    sender, aiohttp = _ranged(ttft["sender"], " s", 3), _ranged(ttft["aiohttp"], " s", 3)
+    assert f"a median of {sender} against {aiohttp}" in prose
+    assert max(ttft["aiohttp"]) < min(ttft["sender"])  # "ranges that do not overlap"
+
+
+def test_the_readme_quotes_both_pages() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())
+    for folder in FOLDERS:
+        by = runs(folder)
+        sender = _ranged([r["wire_p99"] for r in by["sender"]])
+        aiohttp = _ranged([r["wire_p99"] for r in by["aiohttp"]])
+        assert folder.name in readme
+        assert f"{sender.replace('(', '(runs ')} against aiohttp's {aiohttp}" in readme or (
+            f"{sender} against {aiohttp}" in readme
+        )

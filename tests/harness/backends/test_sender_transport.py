@@ -7,7 +7,9 @@ transport too: test_recorded_fixtures.py, test_client_faults.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -304,3 +306,32 @@ def test_a_head_response_ends_at_its_head_and_trailers_stay_out_of_the_headers()
 
     asyncio.run(main())
     assert server.requests == 4
+
+
+def test_a_scheduled_body_larger_than_the_senders_share_arrives_whole() -> None:
+    """The sender process is handed a request's first 64 kB; the loop writes the rest after it."""
+    body = bytes(range(256)) * 1200  # 300 kB
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:  # keep-alive: answers each request with its body's length, and whether it is `body`
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                got = await reader.readexactly(int(length.group(1)) if length else 0)
+                answer = b"%d %d" % (len(got), got == body)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer))
+                await writer.drain()
+        writer.close()
+
+    async def main() -> tuple[str, _Scheduled]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with await _client() as client:
+            await client.get(url + "/warm")  # starts the sender process
+            scheduled = _Scheduled(_now() + 100_000_000)
+            response = await client.post(url + "/due", content=body, extensions={"send_at": scheduled})
+        server.close()
+        return response.text, scheduled
+
+    text, scheduled = asyncio.run(main())
+    assert text == f"{len(body)} 1" and len(scheduled.sent) == 1 and scheduled.done == 1

@@ -21,10 +21,11 @@ from harness.backends.detect import Target
 from harness.backends.openai import OpenAIChat
 from harness.clock import ClockAnchor, new_event_loop
 from harness.runfolder import RunFolder
-from harness.runner import RunOptions
+from harness.runner import RunOptions, execute
 from harness.runner.dispatcher import Dispatcher, staged_at_once
 from harness.runner.execute import check_run
 from harness.runner.progress import ProgressDisplay
+from harness.runner.result import ArmRun
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +169,13 @@ def test_what_the_sender_cannot_do_is_refused_in_one_line(options, url, message)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
+def test_a_system_without_seqpacket_sockets_refuses_the_sender_in_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(execute, "sender_available", lambda: False)  # what macOS lacks; Linux has it
+    target = Target("http://127.0.0.1:1", OpenAIChat("m"), detected=False)
+    with pytest.raises(InputError, match=r"^--transport sender: \w+ has no AF_UNIX SOCK_SEQPACKET"):
+        check_run(plan_of("fixed:interval=0.01", n=5), target, RunOptions(progress=False, transport="sender"))
+
+
 def test_the_descriptors_the_sender_holds_are_counted() -> None:
     """Each request handed over and not yet written holds a duplicate of its connection's descriptor:
     at 100 requests/s, the 6 planned within any 50 ms (both ends in); none with another transport, and
@@ -202,3 +210,23 @@ def test_the_open_files_budget_counts_the_descriptors_the_sender_holds(monkeypat
     check_run(plan, target, RunOptions(progress=False, transport="aiohttp"))
     check_run(plan, target, RunOptions(progress=False, transport="sender"))
     assert asked[1] - asked[0] == staged_at_once(plan, RunOptions(transport="sender")) == 6
+
+
+def test_the_sender_processes_cpu_is_in_the_total_share_not_the_busiest_loops() -> None:
+    # `cpu_share` is what the client_cpu_saturated bound reads: a loop's core, not the sender's.
+    arm = ArmRun("a", 0, 2_000_000_000, 10, 10, cpu_s=1.0, sender_cpu_s=0.5)
+    assert arm.client() == {"cpu_share": 0.5, "loop_lag_ms": None, "cpu_share_total": 0.75}
+    workers = ArmRun("a", 0, 2_000_000_000, 10, 10, cpu_s=1.6, workers=2, busiest_cpu_s=0.9, sender_cpu_s=0.2)
+    assert workers.client() == {"cpu_share": 0.45, "loop_lag_ms": None, "workers": 2, "cpu_share_total": 0.9}
+
+
+def test_a_sender_run_counts_its_sender_process_in_the_runners_cpu(fast_mock, tmp_path) -> None:
+    plan = plan_of("fixed:interval=0.001", n=1000)
+    result = run_plan(fast_mock.url, plan, tmp_path, transport="sender", warmup=2)
+    sender_s = result.arms[0].sender_cpu_s
+    # A second of 1,000 requests: some of the sender's clock ticks (10 ms each) fall in it.
+    assert sender_s is not None and sender_s > 0, sender_s
+    client = result.arms[0].client()
+    assert client is not None and client["cpu_share_total"] > client["cpu_share"]
+    other = run_plan(fast_mock.url, plan_of("fixed:interval=0.01", n=5), tmp_path / "a", transport="aiohttp")
+    assert other.arms[0].sender_cpu_s is None and "cpu_share_total" not in (other.arms[0].client() or {})
