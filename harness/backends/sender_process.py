@@ -73,7 +73,9 @@ class Departure:
     """One request to write at `due_ns` (monotonic) through `fd` (a duplicate the sender closes).
     `log`: (descriptor, head, tail): the child writes head + decimal sent time + tail to it once it
     decided, before the write (the caller's crash-safe `sent` line); None: no line. Hooks, in the
-    parent: `on_send(t)` once decided, `on_write(t)` with the stamp taken just before the write,
+    parent: `on_send(t, logged)` once decided (`logged`: the child wrote that line; False where it
+    was decided by a child that died without saying so), `on_write(t)` with the stamp taken just
+    before the write,
     `on_written(rest, error)` after it (`rest`: what the socket did not take, for the caller to write;
     `error`: what stopped the write, or the sender's own failure, with nothing known written)."""
 
@@ -81,7 +83,7 @@ class Departure:
     fd: int
     data: bytes
     log: tuple[int, bytes, bytes] | None
-    on_send: Callable[[int], None]
+    on_send: Callable[[int, bool], None]
     on_write: Callable[[int], None]
     on_written: Callable[[bytes, BaseException | None], None]
     state: int = field(default=_QUEUED, init=False)
@@ -101,6 +103,7 @@ class SenderProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: str | None = None
+        self._stopping = False  # `stop` asked it to go
         self._cpu_s = 0.0  # the child's CPU seconds, as last read
         self.failed: str | None = None
 
@@ -150,8 +153,8 @@ class SenderProcess:
         self._live[key] = dep
 
     def withdraw(self, dep: Departure) -> bool:
-        """Take back a departure not yet sent: True if it never will be; False if it was sent (its
-        `on_send` and `on_write` have run). A child that does not answer within `_ANSWER_S` is killed
+        """Take back a departure not yet sent: True if it never will be; False if it was sent, or may
+        have been (its `on_send` has run). A child that does not answer within `_ANSWER_S` is killed
         (by its PID) before anything it held counts as withdrawn."""
         self.poll()
         if dep.state == _QUEUED and self._sock is not None:
@@ -169,25 +172,28 @@ class SenderProcess:
 
     def poll(self) -> None:
         """Handle every message the child has sent so far."""
-        if self._read():
-            self._fail(f"the sender process exited ({self._exit_code()})")
+        gone = self._read()
+        if gone is not None:
+            self._fail(*gone)
 
     def stop(self) -> None:
         """Stop the child; departures still queued are withdrawn (never written)."""
-        if self._proc is None:
+        if self._proc is None or self._stopping:
             return
+        self._stopping = True
         self._closed = self._closed or "the sender process has stopped"
+        gone = None
         try:
             if self._sock is not None:
                 self._send(_ID.pack(_STOP, 0), [])
                 deadline = time.monotonic() + _ANSWER_S
-                while self._sock is not None and not self._read():  # until it has said all and gone
+                while self._sock is not None and (gone := self._read()) is None:  # until it has gone
                     if not _ready(self._sock, _READ, deadline - time.monotonic()):
                         break
         except RuntimeError:
             pass  # it failed meanwhile: `_fail` resolved what it held
         finally:
-            self._fail("the sender process has stopped")
+            self._fail(*(gone or ("the sender process has stopped", False)))
 
     def cpu_s(self) -> float:
         """The child's CPU seconds so far (its last reading once it is gone)."""
@@ -200,23 +206,26 @@ class SenderProcess:
                 pass
         return self._cpu_s
 
-    def _read(self) -> bool:
-        """Handle what the child has sent so far; True once it is gone (end of file)."""
+    def _read(self) -> tuple[str, bool] | None:
+        """Handle what the child has sent so far. Once it is gone: why, and whether it said where it
+        stopped (it failed, and said so); None while it runs."""
         while self._sock is not None:
             try:
                 message = self._sock.recv(4096)
             except BlockingIOError:
-                return False
+                return None
             except ConnectionResetError:
                 # Linux says so once, before what the child sent last (it exited with messages of
                 # ours unread): read on to those, then the end.
                 continue
-            except OSError:
-                return True
+            except OSError as exc:
+                return f"the sender process's socket failed: {exc}", False
             if not message:
-                return True
+                return f"the sender process exited ({self._exit_code()})", False
+            if message[:1] == _FAILED:  # it stopped where it failed: nothing it has not said went out
+                return f"the sender process failed: {message[1:].decode(errors='replace')}", True
             self._handle(message)
-        return True
+        return None
 
     def _handle(self, message: bytes) -> None:
         kind = message[:1]
@@ -224,7 +233,7 @@ class SenderProcess:
             _, key, sent_ns, wire_ns = _DEC.unpack(message)
             dep = self._live[key]
             dep.state = _SENT
-            dep.on_send(sent_ns)
+            dep.on_send(sent_ns, dep.log is not None)
             dep.on_write(wire_ns)
         elif kind == _WRITTEN:
             _, key, taken, code = _WRT.unpack(message)
@@ -236,8 +245,6 @@ class SenderProcess:
         elif kind == _GONE:
             _, key = _ID.unpack(message)
             self._live.pop(key).state = _WITHDRAWN
-        elif kind == _FAILED:  # it stopped where it failed: nothing it has not said went out
-            self._fail(f"the sender process failed: {message[1:].decode(errors='replace')}", known=True)
 
     def _send(self, message: bytes, fds: list[int]) -> None:
         """Send to the child; while its queue is full, read what it says meanwhile (it may be waiting
@@ -250,48 +257,62 @@ class SenderProcess:
                 return
             except BlockingIOError:
                 pass
-            except OSError as exc:
-                self._fail(f"the sender process's socket failed: {exc}")
+            except OSError as exc:  # gone: what it said before it went may say why
+                self._fail(*(self._read() or (f"the sender process's socket failed: {exc}", False)))
                 break
             if not _ready(self._sock, _READ | _WRITE, deadline - time.monotonic()):
                 self._fail(f"the sender process took no message for {_ANSWER_S:g} s")
                 break
-            if self._read():
-                self._fail(f"the sender process exited ({self._exit_code()})")
+            self.poll()
         raise RuntimeError(self._closed)
 
     def _fail(self, why: str, known: bool = False) -> None:
-        """The child is gone, or must go: make sure of it (by its PID), read what it said before it
-        went, then hand back every departure it did not confirm (unless `stop` asked it to go: then
-        what was queued is withdrawn); take nothing more. Unless `known` (it said where it stopped),
-        what it may have decided without saying so yet (its outbox, when it died or was killed)
-        cannot be known: a departure whose time had come is handed back as failed, not withdrawn."""
-        stopping = self._closed is not None
-        known = known or stopping
-        if not stopping:
-            self.failed = self._closed = why
+        """The child is gone, or must go: make sure of it (by its PID), read the rest of what it
+        said, then resolve every departure it did not confirm; take nothing more.
+
+        Queued ones are withdrawn where `stop` asked it to go; else handed back with the failure
+        (`on_written`). Whether a queued one whose time had come went out is known only where the
+        child said where it stopped (`known`), or exited by itself (then it had said all it did);
+        otherwise (it died, or was killed) it may have, its message lost with it: that one counts as
+        sent at its time, unconfirmed (`on_send(due, False)`: the caller logs its `sent` line), and is
+        handed back failed."""
+        sock, self._sock = self._sock, None
+        if sock is None and self not in SenderProcess._running:
+            return  # resolved already
+        if self.failed is None and (known or not self._stopping):  # (known: the child said it failed)
+            self.failed = why
+        self._closed = self._closed or why
         if self._proc is not None and self in SenderProcess._running:
             self.cpu_s()
             try:
-                self._proc.wait(_ANSWER_S if stopping else 0)  # a stopping child goes by itself
+                self._proc.wait(_ANSWER_S if self._stopping else 0)  # a stopping child goes by itself
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+            known = known or self._proc.returncode == 0
             SenderProcess._running.discard(self)
             SenderProcess._ended_cpu_s += self._cpu_s
-        if self._sock is not None:
-            self._read()
+        if sock is not None:
             if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
+                self._loop.remove_reader(sock.fileno())
+            self._sock = sock  # the rest of what it said (it has gone: nothing more comes)
+            rest = self._read()
             self._sock = None
-        error = RuntimeError(why)
+            sock.close()
+            if rest is not None and rest[1]:  # it said it failed: that is the reason, and known
+                known = True
+                self.failed = self._closed = rest[0]
+        error = RuntimeError(self.failed or why)
         now = _now()
         live, self._live = self._live, {}
         for dep in live.values():
-            if dep.state == _QUEUED and (known or dep.due_ns > now):
-                dep.state = _WITHDRAWN
-            if not stopping or dep.state != _WITHDRAWN:
+            if dep.state == _QUEUED:
+                if known or dep.due_ns > now:
+                    dep.state = _WITHDRAWN
+                else:
+                    dep.state = _SENT
+                    dep.on_send(dep.due_ns, False)
+            if not (self._stopping and dep.state == _WITHDRAWN):
                 dep.on_written(b"" if dep.state == _SENT else dep.data, error)
 
     def _exit_code(self) -> str:

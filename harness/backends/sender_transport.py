@@ -372,10 +372,7 @@ class SenderTransport(httpx.AsyncBaseTransport):
         line = scheduled.sent_line
         conn.writing = True  # not back to the pool before its last byte is out
         fd = os.dup(conn.fd)
-        departure = Departure(
-            scheduled.due_ns, fd, data, line, lambda t: scheduled.sending(t, line is not None),
-            scheduled.on_wire, written,
-        )  # fmt: skip
+        departure = Departure(scheduled.due_ns, fd, data, line, scheduled.sending, scheduled.on_wire, written)
         sender.submit(departure)  # it closes `fd`, whatever happens
         scheduled.withdraw = lambda: sender.withdraw(departure)
         return departure

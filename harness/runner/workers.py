@@ -321,10 +321,11 @@ def _merged(name: str, start: int, end: int, runs: list[tuple[ArmRun, list[int]]
     windows = [r for r, _ in runs]
     lags = [lag for _, worker_lags in runs for lag in worker_lags]
     cpu = [w.cpu_s or 0.0 for w in windows]
+    senders = [w.sender_cpu_s for w in windows if w.sender_cpu_s is not None]
     return ArmRun(
         name, start, end, sum(w.planned for w in windows), sum(w.sent for w in windows), sum(cpu),
         lag_figures(lags), workers=count, busiest_cpu_s=max(cpu, default=0.0),
-        sender_cpu_s=sum(w.sender_cpu_s or 0.0 for w in windows),
+        sender_cpu_s=sum(senders) if senders else None,
     )  # fmt: skip
 
 

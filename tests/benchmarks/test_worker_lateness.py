@@ -257,3 +257,40 @@ def test_the_sender_process_run_is_its_raw_points_and_docs_runner_and_readme_quo
     one_worker = rows[(1000.0, 1)]
     assert f"was {one_worker['cpu_busiest']:.2f} with one worker at 1,000 × 16" in runner
     assert f"the runner used {one_worker['cpu_total']:.2f} of a core in all" in runner
+
+
+@pytest.mark.parametrize("name", ["100x128", "1000x16"])
+def test_the_16_core_runs_of_the_sender_process_are_their_raw_points_and_docs_quote_them(name: str) -> None:
+    folder = REPO / "benchmarks" / "results" / "fidelity-16core-process"
+    doc = json.loads((folder / f"{name}.json").read_text())
+    assert _logged(folder / f"{name}.log") == doc["points"] and doc["machine"]["cpus"] == 16
+    assert all(r["runs"] == 3 and r["held"] == 3 for r in doc["medians"])
+    assert all(p["server_self"]["unstamped_reads"] == 0 and p["transport"] == "sender" for p in doc["points"])
+    runner_raw = (REPO / "docs" / "runner.md").read_text()
+    assert _rebuilt(doc, folder / f"{name}.md") in runner_raw
+    runner = " ".join(runner_raw.split())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert doc["command"].removeprefix("python ").split(" --out ")[0] in runner
+    rows = {r["workers"]: r for r in doc["medians"]}
+    if name == "100x128":
+        low, high = rows[1]["p99_over_bare_range"]
+        ratio = f"{rows[1]['p99_over_bare']:.2f} times the bare timer's ({low:.2f}–{high:.2f})"
+        assert f"p99 {_p99(rows[1])}, {ratio}" in runner
+        return
+    assert f"was {_p99(rows[1])} with one worker" in runner
+    two, four, eight = (f"{rows[k]['server_p99']:.2f}" for k in (2, 4, 8))
+    assert f"{two} with two, {four} with four and {eight} with eight" in runner
+    ratios = [p["p99_over_bare"] for p in doc["points"]]
+    assert f"within 1.2 times it in {sum(r <= 1.2 for r in ratios)} of {len(ratios)} runs" in runner
+    medians = ", ".join(f"{rows[k]['p99_over_bare']:.2f}" for k in (1, 2, 4))
+    assert f"the median run's {medians} and {rows[8]['p99_over_bare']:.2f}" in runner
+    bare = [p["bare_ms"]["p99"] for p in doc["points"]]
+    by_row = [r["bare_p99"] for r in doc["medians"]]
+    assert f"whose own p99 here was {min(bare):.2f}–{max(bare):.2f} ms by run" in runner
+    assert f"({min(by_row):.2f}–{max(by_row):.2f} in the rows' medians)" in runner
+    thread = json.loads((REPO / "benchmarks" / "results" / "fidelity-16core" / "1000x16.json").read_text())
+    old = _by(thread, 1)["sender"]["server_p99"]
+    assert f"where the thread's was {old:.2f} ms" in runner
+    assert f"a p99 of {rows[1]['server_p99']:.2f} ms with one worker (the thread's: {old:.2f} ms)" in readme
+    low, high = min(rows[k]["server_p99"] for k in (2, 4, 8)), max(rows[k]["server_p99"] for k in (2, 4, 8))
+    assert f"{low:.2f}–{high:.2f} ms with two to eight" in readme

@@ -25,7 +25,7 @@ class _Stamps:
         self.wire: list[int] = []
         self.written: list[tuple[bytes, BaseException | None]] = []
 
-    def on_send(self, t: int) -> None:
+    def on_send(self, t: int, logged: bool = False) -> None:
         self.sending.append(t)
 
     def on_write(self, t: int) -> None:
@@ -66,8 +66,9 @@ def test_departures_leave_at_their_time_in_order_while_this_thread_is_busy(sende
         dues = [start + i * 5_000_000 for i in (3, 0, 2, 1)]  # handed over out of order
         for i, due in enumerate(dues):
             sender.submit(_departure(a, due, b"%d" % i, stamps))
-        # Busy in Python through every due time, never polling: the child needs nothing from here.
-        while _now() < start + 60_000_000:
+        # Busy in Python through every due time and long after, never polling: the child needs
+        # nothing from here.
+        while _now() < start + 250_000_000:
             sum(range(1000))
         b.settimeout(1.0)
         received = b""
@@ -76,9 +77,9 @@ def test_departures_leave_at_their_time_in_order_while_this_thread_is_busy(sende
         assert received == b"1320"  # written in order of due time, not of submission
         _poll_until(sender, lambda: len(stamps.written) == 4)
         late = [t - due for t, due in zip(stamps.sending, sorted(dues), strict=True)]
-        # Written while this thread was busy (a sender that waited for it would be 45 ms late or more;
-        # a busy 2-core machine may stall any process for a while).
-        assert all(0 <= d < 40_000_000 for d in late), late
+        # Written while this thread was busy (a sender that waited for it would be 235 ms late or
+        # more; a busy 2-core machine may stall any process for a while).
+        assert all(0 <= d < 100_000_000 for d in late), late
         assert stamps.written == [(b"", None)] * 4
         assert all(s <= w for s, w in zip(stamps.sending, stamps.wire, strict=True))
 
@@ -189,11 +190,14 @@ def test_a_sent_line_it_cannot_write_hands_every_departure_back_and_it_takes_no_
         a.setblocking(False)
         b.settimeout(0.2)
         broken, queued = _Stamps(), _Stamps()
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGSTOP)  # all three wait for it: it reads one message at a time
         process.submit(_departure(a, _now() + 300_000_000, b"later", queued))
         first = _departure(a, _now(), b"first", broken, (read_only, b"", b"\n"))
         process.submit(first)
         unread = _Stamps()  # after the failing one: the child goes without reading it
         process.submit(_departure(a, _now() + 300_000_000, b"unread", unread))
+        os.kill(process.pid, signal.SIGCONT)
         # Read only once it has gone: Linux then reports a reset before its last messages.
         assert process._proc is not None and process._proc.wait(2) == 0
         _poll_until(process, lambda: broken.written and queued.written and unread.written)
@@ -233,16 +237,16 @@ def test_a_parent_that_reads_nothing_for_a_while_does_not_hold_up_the_writes(sen
     with a, b:
         a.setblocking(False)
         stamps = _Stamps()
-        start, n = _now() + 100_000_000, 2000
+        start, n = _now() + 300_000_000, 2000
         dues = [start + i * 250_000 for i in range(n)]
         for due in dues:
             sender.submit(_departure(a, due, b"x", stamps))
         time.sleep((dues[-1] - _now()) / 1e9 + 0.05)  # not polling meanwhile
         _poll_until(sender, lambda: len(stamps.written) == n)
-        late = sorted(t - due for t, due in zip(stamps.sending, dues, strict=True))
-        # One scheduling stall may hit a few; a child blocked on a full socket would fall behind for
+        late = [t - due for t, due in zip(stamps.sending, dues, strict=True)]
+        # A scheduling stall may hit some; a child blocked on a full socket would fall behind for
         # good (4,000 messages, where its buffer holds 278 of them with Linux's default 208 kB).
-        assert late[0] >= 0 and late[int(0.95 * n)] < 5_000_000, late[-20:]
+        assert min(late) >= 0 and sum(d > 50_000_000 for d in late) < 0.05 * n, sorted(late)[-20:]
 
 
 def test_a_child_whose_runner_went_away_ends_without_writing_what_is_queued() -> None:
@@ -267,9 +271,9 @@ def test_the_child_runs_in_a_session_of_its_own(sender) -> None:
 
 
 def test_a_child_that_does_not_answer_is_killed_before_its_departures_count_as_withdrawn(monkeypatch) -> None:
-    monkeypatch.setattr(sender_process, "_ANSWER_S", 0.3)
     process = SenderProcess()
     process.start()
+    monkeypatch.setattr(sender_process, "_ANSWER_S", 0.3)  # after its start, which may take longer
     a, b = socket.socketpair()
     with a, b:
         b.settimeout(0.5)
@@ -289,18 +293,19 @@ def test_a_child_that_does_not_answer_is_killed_before_its_departures_count_as_w
 
 
 def test_stop_kills_a_child_that_does_not_go(monkeypatch) -> None:
-    monkeypatch.setattr(sender_process, "_ANSWER_S", 0.3)
     process = SenderProcess()
     process.start()
+    monkeypatch.setattr(sender_process, "_ANSWER_S", 0.3)
     assert process.pid is not None
     os.kill(process.pid, signal.SIGSTOP)
     process.stop()
     assert process._proc is not None and process._proc.returncode == -signal.SIGKILL
 
 
-def test_what_a_killed_child_may_have_sent_is_handed_back_failed_not_withdrawn() -> None:
+def test_what_a_killed_child_may_have_sent_counts_as_sent_at_its_time_and_failed() -> None:
     """Its time had come and nothing was said about it: the child may have written it, its message
-    still in its outbox. It counts as attempted and failed, never as withdrawn."""
+    still in its outbox. It counts as sent at its time (its `sent` line the caller's to write), and
+    failed; never as withdrawn."""
     process = SenderProcess()
     process.start()
     a, b = socket.socketpair()
@@ -313,7 +318,8 @@ def test_what_a_killed_child_may_have_sent_is_handed_back_failed_not_withdrawn()
         time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
         _poll_until(process, lambda: stamps.written)
-        assert not process.withdraw(dep) and stamps.written[0][1] is not None
+        assert not process.withdraw(dep) and stamps.sending == [dep.due_ns]
+        assert stamps.written[0][1] is not None and stamps.wire == []
     process.stop()
 
 
@@ -332,3 +338,43 @@ def test_the_childs_cpu_time_is_counted() -> None:
         process.stop()
     # Linux counts CPU in clock ticks (10 ms): 5,000 decisions, log-free, take well over one.
     assert running > 0.02 and senders_cpu_s() - before >= running
+
+
+def test_a_withdrawal_that_comes_after_the_decision_waits_for_its_message(sender) -> None:
+    """The decision's message still in the child's outbox (this side has not read for a while) when
+    the response is in: `withdraw` asks, reads until it comes, and says sent, stamps set."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        filler = _Stamps()
+        for _ in range(600):  # 1,200 messages, unread: more than the socket holds
+            sender.submit(_departure(a, _now(), b"", filler))
+        last = _Stamps()
+        dep = _departure(a, _now(), b"last", last)
+        sender.submit(dep)
+        b.settimeout(2.0)
+        received = b""
+        while not received.endswith(b"last"):
+            received += b.recv(100)
+        assert last.sending == []  # not read yet: its message waits behind the others
+        assert not sender.withdraw(dep) and len(last.sending) == 1 and len(last.wire) == 1
+
+
+def test_a_failure_met_while_handing_over_names_the_childs_reason_and_hands_everything_back(tmp_path) -> None:
+    process = SenderProcess()
+    process.start()
+    a, b = socket.socketpair()
+    read_only = os.open(tmp_path / "log", os.O_RDONLY | os.O_CREAT)
+    with a, b:
+        a.setblocking(False)
+        failing, queued, late = _Stamps(), _Stamps(), _Stamps()
+        process.submit(_departure(a, _now() + 300_000_000, b"queued", queued))
+        process.submit(_departure(a, _now(), b"failing", failing, (read_only, b"", b"\n")))
+        assert process._proc is not None and process._proc.wait(2) == 0
+        # Not polled: the next hand-over meets the closed socket, and reads why.
+        with pytest.raises(RuntimeError, match="cannot write the sent line"):
+            process.submit(_departure(a, _now(), b"late", late))
+        assert failing.written and queued.written and late.written == []
+        assert all("cannot write the sent line" in str(s.written[0][1]) for s in (failing, queued))
+        process.stop()  # nothing left to do, and no error
+    os.close(read_only)
