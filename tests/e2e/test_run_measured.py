@@ -108,6 +108,7 @@ def test_report_matches_summary_and_energy_adds_up(sequential_vs_bursty) -> None
     assert measured["energy_j"].notna().all() and (measured["energy_j"] > 0).all()
 
 
+@pytest.mark.alone  # the verdict needs every send within its bound: a CI run's 30 ms stall withheld it
 def test_bursty_costs_less_per_request_than_sequential(sequential_vs_bursty) -> None:
     _, folder, result = sequential_vs_bursty
     arms = {a["name"]: a for a in summary(folder)["arms"]}
