@@ -159,75 +159,71 @@ def test_a_write_to_a_closed_peer_reports_its_error(sender) -> None:
     a.close()
 
 
-def test_stopping_withdraws_what_is_queued_and_ends_the_child() -> None:
-    process = SenderProcess()
-    process.start()
+def test_stopping_withdraws_what_is_queued_and_ends_the_child(sender) -> None:
     a, b = socket.socketpair()
     with a, b:
         stamps = _Stamps()
         dep = _departure(a, _now() + 10_000_000_000, b"never", stamps)
-        process.submit(dep)
+        sender.submit(dep)
         with pytest.raises(OSError):
             os.fstat(dep.fd)  # the caller's duplicate is closed once handed over
-        process.stop()
+        sender.stop()
         # Withdrawn by the stop: never sent, and not handed back as a failure either.
-        assert process.withdraw(dep) and stamps.sending == [] and stamps.written == []
-        assert process.failed is None
-        assert process._proc is not None and process._proc.returncode == 0
+        assert sender.withdraw(dep) and stamps.sending == [] and stamps.written == []
+        assert sender.failed is None
+        assert sender._proc is not None and sender._proc.returncode == 0
         late = _departure(a, _now(), b"x", stamps)
         with pytest.raises(RuntimeError, match="stopped"):
-            process.submit(late)
+            sender.submit(late)
         with pytest.raises(OSError):
             os.fstat(late.fd)  # refused, and its descriptor closed all the same
 
 
-def test_a_sent_line_it_cannot_write_hands_every_departure_back_and_it_takes_no_more(tmp_path) -> None:
-    process = SenderProcess()
-    process.start()
+def test_a_sent_line_it_cannot_write_hands_every_departure_back_and_it_takes_no_more(
+    sender, tmp_path
+) -> None:
     a, b = socket.socketpair()
     read_only = os.open(tmp_path / "log", os.O_RDONLY | os.O_CREAT)
     with a, b:
         a.setblocking(False)
         b.settimeout(0.2)
         broken, queued = _Stamps(), _Stamps()
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGSTOP)  # all three wait for it: it reads one message at a time
-        process.submit(_departure(a, _now() + 300_000_000, b"later", queued))
+        assert sender.pid is not None
+        os.kill(sender.pid, signal.SIGSTOP)  # all three wait for it: it reads one message at a time
+        sender.submit(_departure(a, _now() + 300_000_000, b"later", queued))
         first = _departure(a, _now(), b"first", broken, (read_only, b"", b"\n"))
-        process.submit(first)
+        sender.submit(first)
         unread = _Stamps()  # after the failing one: the child goes without reading it
-        process.submit(_departure(a, _now() + 300_000_000, b"unread", unread))
-        os.kill(process.pid, signal.SIGCONT)
+        sender.submit(_departure(a, _now() + 300_000_000, b"unread", unread))
+        os.kill(sender.pid, signal.SIGCONT)
         # Read only once it has gone: Linux then reports a reset before its last messages.
-        assert process._proc is not None and process._proc.wait(2) == 0
-        _poll_until(process, lambda: broken.written and queued.written and unread.written)
+        assert sender._proc is not None and sender._proc.wait(2) == 0
+        _poll_until(sender, lambda: broken.written and queued.written and unread.written)
         # Neither was written: both handed back with the failure, and both count as never sent.
         assert broken.written[0][0] == b"first" and "cannot write the sent line" in str(broken.written[0][1])
-        assert queued.written[0][0] == b"later" and queued.sending == [] and process.withdraw(first)
+        assert queued.written[0][0] == b"later" and queued.sending == [] and sender.withdraw(first)
         with pytest.raises(socket.timeout):
             b.recv(10)
-        assert process.failed and "cannot write the sent line" in process.failed
+        assert sender.failed and "cannot write the sent line" in sender.failed
         assert unread.sending == [] and "cannot write the sent line" in str(unread.written[0][1])
         with pytest.raises(RuntimeError, match="sender process failed"):
-            process.submit(_departure(a, _now(), b"x", queued))
+            sender.submit(_departure(a, _now(), b"x", queued))
     os.close(read_only)
-    process.stop()
+    sender.stop()
 
 
-def test_a_child_that_dies_hands_back_what_it_had_not_sent() -> None:
-    process = SenderProcess()
-    process.start()
+def test_a_child_that_dies_hands_back_what_it_had_not_sent(sender) -> None:
     a, b = socket.socketpair()
     with a, b:
         stamps = _Stamps()
         dep = _departure(a, _now() + 10_000_000_000, b"never", stamps)
-        process.submit(dep)
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGKILL)  # the child we started, by its PID
-        _poll_until(process, lambda: stamps.written)
+        sender.submit(dep)
+        assert sender.pid is not None
+        os.kill(sender.pid, signal.SIGKILL)  # the child we started, by its PID
+        _poll_until(sender, lambda: stamps.written)
         assert stamps.written[0][0] == b"never" and "exited" in str(stamps.written[0][1])
-        assert process.withdraw(dep) and stamps.sending == []
-    process.stop()
+        assert sender.withdraw(dep) and stamps.sending == []
+    sender.stop()
 
 
 def test_a_parent_that_reads_nothing_for_a_while_does_not_hold_up_the_writes(sender) -> None:
@@ -249,20 +245,18 @@ def test_a_parent_that_reads_nothing_for_a_while_does_not_hold_up_the_writes(sen
         assert min(late) >= 0 and sum(d > 50_000_000 for d in late) < 0.05 * n, sorted(late)[-20:]
 
 
-def test_a_child_whose_runner_went_away_ends_without_writing_what_is_queued() -> None:
-    process = SenderProcess()
-    process.start()
+def test_a_child_whose_runner_went_away_ends_without_writing_what_is_queued(sender) -> None:
     a, b = socket.socketpair()
     with a, b:
         b.settimeout(0.5)
-        process.submit(_departure(a, _now() + 200_000_000, b"never", _Stamps()))
-        assert process._sock is not None and process._proc is not None
-        process._sock.close()  # as when the runner dies: its end of the pair closes
-        process._sock = None
-        assert process._proc.wait(2) == 0
+        sender.submit(_departure(a, _now() + 200_000_000, b"never", _Stamps()))
+        assert sender._sock is not None and sender._proc is not None
+        sender._sock.close()  # as when the runner dies: its end of the pair closes
+        sender._sock = None
+        assert sender._proc.wait(2) == 0
         with pytest.raises(socket.timeout):
             b.recv(10)
-    process.stop()
+    sender.stop()
 
 
 def test_the_child_runs_in_a_session_of_its_own(sender) -> None:
@@ -270,9 +264,9 @@ def test_the_child_runs_in_a_session_of_its_own(sender) -> None:
     assert sender.pid is not None and os.getsid(sender.pid) == sender.pid != os.getsid(0)
 
 
-def test_a_child_that_does_not_answer_is_killed_before_its_departures_count_as_withdrawn(monkeypatch) -> None:
-    process = SenderProcess()
-    process.start()
+def test_a_child_that_does_not_answer_is_killed_before_its_departures_count_as_withdrawn(
+    sender, monkeypatch
+) -> None:
     monkeypatch.setattr(sender_process, "_ANSWER_S", 0.3)  # after its start, which may take longer
     a, b = socket.socketpair()
     with a, b:
@@ -280,62 +274,56 @@ def test_a_child_that_does_not_answer_is_killed_before_its_departures_count_as_w
         stamps = _Stamps()
         due = _now() + 800_000_000
         dep = _departure(a, due, b"late", stamps)
-        process.submit(dep)
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGSTOP)  # stuck (a frozen cgroup, a debugger)
-        assert process.withdraw(dep)  # not answered in 0.3 s, before its time: killed, then withdrawn
-        assert process._proc is not None and process._proc.returncode == -signal.SIGKILL
-        assert process.failed and "did not answer" in process.failed
+        sender.submit(dep)
+        assert sender.pid is not None
+        os.kill(sender.pid, signal.SIGSTOP)  # stuck (a frozen cgroup, a debugger)
+        assert sender.withdraw(dep)  # not answered in 0.3 s, before its time: killed, then withdrawn
+        assert sender._proc is not None and sender._proc.returncode == -signal.SIGKILL
+        assert sender.failed and "did not answer" in sender.failed
         time.sleep((due - _now()) / 1e9 + 0.1)  # past its time: a child still alive would have written it
         with pytest.raises(socket.timeout):
             b.recv(10)
-    process.stop()
+    sender.stop()
 
 
-def test_stop_kills_a_child_that_does_not_go(monkeypatch) -> None:
-    process = SenderProcess()
-    process.start()
+def test_stop_kills_a_child_that_does_not_go(sender, monkeypatch) -> None:
     monkeypatch.setattr(sender_process, "_ANSWER_S", 0.3)
-    assert process.pid is not None
-    os.kill(process.pid, signal.SIGSTOP)
-    process.stop()
-    assert process._proc is not None and process._proc.returncode == -signal.SIGKILL
+    assert sender.pid is not None
+    os.kill(sender.pid, signal.SIGSTOP)
+    sender.stop()
+    assert sender._proc is not None and sender._proc.returncode == -signal.SIGKILL
 
 
-def test_what_a_killed_child_may_have_sent_counts_as_sent_at_its_time_and_failed() -> None:
+def test_what_a_killed_child_may_have_sent_counts_as_sent_at_its_time_and_failed(sender) -> None:
     """Its time had come and nothing was said about it: the child may have written it, its message
     still in its outbox. It counts as sent at its time (its `sent` line the caller's to write), and
     failed; never as withdrawn."""
-    process = SenderProcess()
-    process.start()
     a, b = socket.socketpair()
     with a, b:
         stamps = _Stamps()
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGSTOP)
+        assert sender.pid is not None
+        os.kill(sender.pid, signal.SIGSTOP)
         dep = _departure(a, _now(), b"maybe", stamps)
-        process.submit(dep)
+        sender.submit(dep)
         time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        _poll_until(process, lambda: stamps.written)
-        assert not process.withdraw(dep) and stamps.sending == [dep.due_ns]
+        os.kill(sender.pid, signal.SIGKILL)
+        _poll_until(sender, lambda: stamps.written)
+        assert not sender.withdraw(dep) and stamps.sending == [dep.due_ns]
         assert stamps.written[0][1] is not None and stamps.wire == []
-    process.stop()
+    sender.stop()
 
 
-def test_the_childs_cpu_time_is_counted() -> None:
+def test_the_childs_cpu_time_is_counted(sender) -> None:
     before = senders_cpu_s()
-    process = SenderProcess()
-    process.start()
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
         stamps = _Stamps()
         for _ in range(5000):  # all due at once: the child is busy for a while
-            process.submit(_departure(a, _now(), b"", stamps))
-        _poll_until(process, lambda: len(stamps.written) == 5000, timeout_s=20)
+            sender.submit(_departure(a, _now(), b"", stamps))
+        _poll_until(sender, lambda: len(stamps.written) == 5000, timeout_s=20)
         running = senders_cpu_s() - before
-        process.stop()
+        sender.stop()
     # Linux counts CPU in clock ticks (10 ms): 5,000 decisions, log-free, take well over one.
     assert running > 0.02 and senders_cpu_s() - before >= running
 
@@ -360,21 +348,21 @@ def test_a_withdrawal_that_comes_after_the_decision_waits_for_its_message(sender
         assert not sender.withdraw(dep) and len(last.sending) == 1 and len(last.wire) == 1
 
 
-def test_a_failure_met_while_handing_over_names_the_childs_reason_and_hands_everything_back(tmp_path) -> None:
-    process = SenderProcess()
-    process.start()
+def test_a_failure_met_while_handing_over_names_the_childs_reason_and_hands_everything_back(
+    sender, tmp_path
+) -> None:
     a, b = socket.socketpair()
     read_only = os.open(tmp_path / "log", os.O_RDONLY | os.O_CREAT)
     with a, b:
         a.setblocking(False)
         failing, queued, late = _Stamps(), _Stamps(), _Stamps()
-        process.submit(_departure(a, _now() + 300_000_000, b"queued", queued))
-        process.submit(_departure(a, _now(), b"failing", failing, (read_only, b"", b"\n")))
-        assert process._proc is not None and process._proc.wait(2) == 0
+        sender.submit(_departure(a, _now() + 300_000_000, b"queued", queued))
+        sender.submit(_departure(a, _now(), b"failing", failing, (read_only, b"", b"\n")))
+        assert sender._proc is not None and sender._proc.wait(2) == 0
         # Not polled: the next hand-over meets the closed socket, and reads why.
         with pytest.raises(RuntimeError, match="cannot write the sent line"):
-            process.submit(_departure(a, _now(), b"late", late))
+            sender.submit(_departure(a, _now(), b"late", late))
         assert failing.written and queued.written and late.written == []
         assert all("cannot write the sent line" in str(s.written[0][1]) for s in (failing, queued))
-        process.stop()  # nothing left to do, and no error
+        sender.stop()  # nothing left to do, and no error
     os.close(read_only)
